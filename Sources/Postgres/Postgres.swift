@@ -1,0 +1,1 @@
+// The Postgres layer over libpq (issue 3).

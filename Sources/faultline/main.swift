@@ -1,0 +1,1 @@
+print("faultline: not yet assembled")
