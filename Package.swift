@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
     targets: [
         // MARK: C libraries (Debian: libnghttp2-dev, libprotobuf-c-dev, libpq-dev)
@@ -65,6 +66,27 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: services (each imports the layers below, never another service)
+        .target(
+            name: "ExperimentService",
+            dependencies: [
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/ExperimentService",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ScheduleService",
+            dependencies: [
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/ScheduleService",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: executables
         .executableTarget(
             name: "faultline",
@@ -87,6 +109,24 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/RPCTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ProtoTests",
+            dependencies: ["FaultlineProto", "FaultlineRPC", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Tests/ProtoTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ExperimentServiceTests",
+            dependencies: ["ExperimentService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC"],
+            path: "Tests/ExperimentServiceTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ScheduleServiceTests",
+            dependencies: ["ScheduleService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC"],
+            path: "Tests/ScheduleServiceTests",
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,1 @@
+// ExperimentService (issue 4).

@@ -1,0 +1,1 @@
+// ScheduleService (issue 7).
