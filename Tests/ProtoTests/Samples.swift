@@ -47,15 +47,16 @@ enum Samples {
         m.mBytes = ["k": [9, 8, 7], "z": [0]]
         m.mColour = [1: .red, -2: .unrecognized(12345)]
         m.mBool = [true: 1]
-        m.mUint32 = [2_000_000_000: -1.5, 3: 0.75]
+        m.mUint32 = [2_000_000_000: -1.5]
         m.choice = .cPoint(Point(x: 3, y: 4, label: "five"))
         m.other = .oRatio(0.125)
         return m
     }
 
     /// Zero map keys and values: protobuf-c leaves zero fields of a map entry off the wire while
-    /// Python's protobuf writes them. And uint32 keys past Int32.max: we sort them as unsigned,
-    /// Python's upb as signed. Both are valid encodings, so these are compared by value only.
+    /// Python's protobuf writes them. And several uint32 keys: we sort map keys ascending (as C++
+    /// protobuf does), Python's upb sorts unsigned keys descending. Both are valid encodings, so
+    /// these are compared by value only.
     static var zeros: Kinds {
         var m = Kinds()
         m.mString = ["": ""]

@@ -59,7 +59,7 @@ def full():
     m.m_bytes.update({"k": b"\x09\x08\x07", "z": b"\x00"})
     m.m_colour.update({1: pb.COLOUR_RED, -2: 12345})
     m.m_bool[True] = 1
-    m.m_uint32.update({2_000_000_000: -1.5, 3: 0.75})
+    m.m_uint32[2_000_000_000] = -1.5
     m.c_point.CopyFrom(point(3, 4, "five"))
     m.o_ratio = 0.125
     return m
@@ -101,6 +101,11 @@ def big():
 SAMPLES = {"empty": pb.FieldKinds, "full": full, "zeros": zeros, "emptyBlob": empty_blob, "falseFlag": false_flag, "big": big}
 
 
+def first_difference(a: bytes, b: bytes) -> str:
+    at = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), min(len(a), len(b)))
+    return f"at byte {at} of {len(a)}/{len(b)}: swift {a[at:at + 24].hex()} python {b[at:at + 24].hex()}"
+
+
 def main():
     directory = sys.argv[2]
     for name in sys.argv[3:]:
@@ -116,7 +121,7 @@ def main():
         elif got.WhichOneof("choice") != expected.WhichOneof("choice") or got.WhichOneof("other") != expected.WhichOneof("other"):
             print(f"{name} MISMATCH oneof cases {got.WhichOneof('choice')}/{got.WhichOneof('other')}")
         else:
-            print(f"{name} {'same' if ours == swift_bytes else 'different'}")
+            print(f"{name} {'same' if ours == swift_bytes else 'different ' + first_difference(swift_bytes, ours)}")
 
 
 main()
