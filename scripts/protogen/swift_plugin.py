@@ -431,8 +431,9 @@ class MessageGen:
         # C -> Swift
         w()
         w(f"init(c pointer: UnsafePointer<{ct}>) throws(RPCError) {{", 1)
-        w("let c = pointer.pointee", 2)
         w("self.init()", 2)
+        if self.fields:
+            w("let c = pointer.pointee", 2)
         for f in self.fields:
             if f.oneof is None:
                 self.emit_read_field(w, f, 2)

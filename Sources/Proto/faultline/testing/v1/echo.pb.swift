@@ -145,8 +145,8 @@ extension TestingV1.EchoRequest: ProtoMessage {
     }
 
     init(c pointer: UnsafePointer<Faultline__Testing__V1__EchoRequest>) throws(RPCError) {
-        let c = pointer.pointee
         self.init()
+        let c = pointer.pointee
         self.payload = ProtoC.bytes(c.payload)
         self.text = try ProtoC.string(c.text, field: "faultline.testing.v1.EchoRequest.text")
         self.failWithCode = c.fail_with_code
@@ -193,8 +193,8 @@ extension TestingV1.EchoResponse: ProtoMessage {
     }
 
     init(c pointer: UnsafePointer<Faultline__Testing__V1__EchoResponse>) throws(RPCError) {
-        let c = pointer.pointee
         self.init()
+        let c = pointer.pointee
         self.payload = ProtoC.bytes(c.payload)
         self.text = try ProtoC.string(c.text, field: "faultline.testing.v1.EchoResponse.text")
         self.index = c.index

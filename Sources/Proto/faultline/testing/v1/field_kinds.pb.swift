@@ -256,8 +256,8 @@ extension TestingV1.FieldKinds: ProtoMessage {
     }
 
     init(c pointer: UnsafePointer<Faultline__Testing__V1__FieldKinds>) throws(RPCError) {
-        let c = pointer.pointee
         self.init()
+        let c = pointer.pointee
         self.fDouble = c.f_double
         self.fFloat = c.f_float
         self.fInt32 = c.f_int32
@@ -583,8 +583,8 @@ extension TestingV1.FieldKinds.Point: ProtoMessage {
     }
 
     init(c pointer: UnsafePointer<Faultline__Testing__V1__FieldKinds__Point>) throws(RPCError) {
-        let c = pointer.pointee
         self.init()
+        let c = pointer.pointee
         self.x = c.x
         self.y = c.y
         self.label = try ProtoC.string(c.label, field: "faultline.testing.v1.FieldKinds.Point.label")

@@ -136,8 +136,8 @@ extension HealthV1.HealthCheckRequest: ProtoMessage {
     }
 
     init(c pointer: UnsafePointer<Grpc__Health__V1__HealthCheckRequest>) throws(RPCError) {
-        let c = pointer.pointee
         self.init()
+        let c = pointer.pointee
         self.service = try ProtoC.string(c.service, field: "grpc.health.v1.HealthCheckRequest.service")
     }
 
@@ -176,8 +176,8 @@ extension HealthV1.HealthCheckResponse: ProtoMessage {
     }
 
     init(c pointer: UnsafePointer<Grpc__Health__V1__HealthCheckResponse>) throws(RPCError) {
-        let c = pointer.pointee
         self.init()
+        let c = pointer.pointee
         self.status = HealthV1.HealthCheckResponse.ServingStatus(rawValue: Int32(truncatingIfNeeded: c.status.rawValue))
     }
 
