@@ -17,6 +17,8 @@ public protocol ProtoMessage: RPCMessage, Hashable {
     static var protoName: String { get }
     /// The protoc-c descriptor (fields, offsets, names) of this message.
     static var descriptor: UnsafePointer<ProtobufCMessageDescriptor> { get }
+    /// Every field at its proto3 default.
+    init()
     /// Copies a C message of this type into a Swift value. Throws `INVALID_ARGUMENT` when it is
     /// another message type or holds a string that is not UTF-8.
     init(unpacked message: UnsafePointer<ProtobufCMessage>) throws(RPCError)

@@ -274,6 +274,16 @@ class MessageGen:
                 name += "OneOf"
             self.oneof_names.append(name)
 
+    def members(self):
+        """Fields outside oneofs, and (index, oneof) pairs, in declaration order."""
+        seen = set()
+        for f in self.fields:
+            if f.oneof is None:
+                yield f
+            elif f.oneof not in seen:
+                seen.add(f.oneof)
+                yield (f.oneof, self.info.proto.oneof_decl[f.oneof])
+
     # -- type helpers
 
     def is_map(self, f: d.FieldDescriptorProto) -> bool:
@@ -364,14 +374,17 @@ class MessageGen:
         w.raw(self.comments.doc(info.path, "    " * indent))
         w(f"public struct {m.name}: Hashable, Sendable {{", indent)
         body = indent + 1
-        for f in self.fields:
-            if f.oneof is not None:
-                continue
-            w.raw(self.comments.doc(f.path, "    " * body))
-            w(f"public var {f.swift}: {self.property_type(f.proto)} = {self.property_default(f.proto)}", body)
-        for i, o in enumerate(m.oneof_decl):
-            w.raw(self.comments.doc(info.path + [8, i], "    " * body))
-            w(f"public var {escape(lower_camel(o.name))}: {self.oneof_names[i]}? = nil", body)
+        # Properties in declaration order; a oneof takes the place of its first field.
+        members = []
+        for item in self.members():
+            if isinstance(item, Field):
+                w.raw(self.comments.doc(item.path, "    " * body))
+                members.append((item.swift, self.property_type(item.proto), self.property_default(item.proto)))
+            else:
+                i, o = item
+                w.raw(self.comments.doc(info.path + [8, i], "    " * body))
+                members.append((escape(lower_camel(o.name)), f"{self.oneof_names[i]}?", "nil"))
+            w(f"public var {members[-1][0]}: {members[-1][1]} = {members[-1][2]}", body)
         for i, o in enumerate(m.oneof_decl):
             w()
             w(f"/// The field set in oneof `{o.name}`.", body)
@@ -382,10 +395,9 @@ class MessageGen:
                 w.raw(self.comments.doc(f.path, "    " * (body + 1)))
                 w(f"case {f.swift}({self.element_type(f.proto)})", body + 1)
             w("}", body)
-        w()
+        if w.lines[-1].strip() != "{":
+            w()
         w("public init() {}", body)
-        members = [(f.swift, self.property_type(f.proto), self.property_default(f.proto)) for f in self.fields if f.oneof is None]
-        members += [(escape(lower_camel(o.name)), f"{self.oneof_names[i]}?", "nil") for i, o in enumerate(m.oneof_decl)]
         if members:
             w()
             w("public init(", body)
@@ -778,13 +790,23 @@ def swift_file(reg: Registry, f: d.FileDescriptorProto) -> str:
     return w.text()
 
 
-def namespaces_file(files) -> str:
+def namespaces_file(reg: Registry, files) -> str:
     w = Writer()
     w.raw(HEADER)
     for package in sorted({f.package for f in files}):
         w()
         w(f"/// Types and services of the proto package `{package}`.")
         w(f"public enum {namespace_for(package)} {{}}")
+    w()
+    w("/// Every generated message type, by fully qualified protobuf name: how a descriptor-driven codec")
+    w("/// (proto3 JSON) finds the Swift type of a message it meets.")
+    w("public enum ProtoRegistry {")
+    w("public static let messages: [String: any ProtoMessage.Type] = [", 1)
+    for info in reg.messages.values():
+        if info.file in files and not info.is_map_entry:
+            w(f'"{info.full_name}": {info.swift_name}.self,', 2)
+    w("]", 1)
+    w("}")
     return w.text()
 
 
@@ -849,7 +871,7 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
 
     with open(os.path.join(HERE, "ProtoSupport.swift"), encoding="utf-8") as support:
         add("Proto/ProtoSupport.swift", HEADER + "// Source: scripts/protogen/ProtoSupport.swift\n\n" + support.read())
-    add("Proto/Namespaces.pb.swift", namespaces_file(wanted))
+    add("Proto/Namespaces.pb.swift", namespaces_file(reg, wanted))
     for f in wanted:
         add(f"Proto/{f.name[:-len('.proto')]}.pb.swift", swift_file(reg, f))
     header, source = c_files(reg, wanted)

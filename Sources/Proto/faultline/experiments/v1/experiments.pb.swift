@@ -688,14 +688,14 @@ extension ExperimentsV1 {
     /// What users asked of a running execution. The runner reads it (GetUserState, or the execution
     /// snapshots of WatchExecution) and the control applies it between activities.
     public struct UserState: Hashable, Sendable {
+        /// The request in force; absent = run normally (never paused, or resumed).
+        public var request: Request? = nil
         /// Increments with every change, so a reader notices a pause-resume-pause it did not see.
         public var version: Int64 = 0
         public var requestedAtUs: Int64 = 0
         public var requestedBy: CommonV1.Actor? = nil
         /// Why, as the user gave it.
         public var reason: String = ""
-        /// The request in force; absent = run normally (never paused, or resumed).
-        public var request: Request? = nil
 
         /// The field set in oneof `request`.
         public enum Request: Hashable, Sendable {
@@ -706,17 +706,17 @@ extension ExperimentsV1 {
         public init() {}
 
         public init(
+            request: Request? = nil,
             version: Int64 = 0,
             requestedAtUs: Int64 = 0,
             requestedBy: CommonV1.Actor? = nil,
-            reason: String = "",
-            request: Request? = nil
+            reason: String = ""
         ) {
+            self.request = request
             self.version = version
             self.requestedAtUs = requestedAtUs
             self.requestedBy = requestedBy
             self.reason = reason
-            self.request = request
         }
     }
 }
