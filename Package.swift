@@ -113,8 +113,13 @@ let package = Package(
         ),
         .testTarget(
             name: "ProtoTests",
-            dependencies: ["FaultlineProto", "FaultlineRPC", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "FaultlineProto", "FaultlineRPC", "CProtobufC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/ProtoTests",
+            exclude: ["interop.py"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
