@@ -44,7 +44,7 @@ let package = Package(
         .target(
             name: "FaultlinePostgres",
             dependencies: [
-                "CLibPQ",
+                "CLibPQ", "FaultlineRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,0 +1,275 @@
+internal import CLibPQ
+import Foundation
+import Logging
+
+/// `PG_DIAG_*` are character-literal macros, which the importer drops (swift-style §2, pitfall 2).
+private enum Diag {
+    static let sqlState = Int32(UInt8(ascii: "C"))
+    static let messagePrimary = Int32(UInt8(ascii: "M"))
+    static let messageDetail = Int32(UInt8(ascii: "D"))
+    static let schemaName = Int32(UInt8(ascii: "s"))
+    static let tableName = Int32(UInt8(ascii: "t"))
+    static let columnName = Int32(UInt8(ascii: "c"))
+    static let constraintName = Int32(UInt8(ascii: "n"))
+}
+
+struct QueryResult: Sendable {
+    var rows: [Row] = []
+    var affectedRows = 0
+}
+
+/// Sole owner of one `PGconn`. Blocking libpq calls happen here, so it must only ever run on a
+/// dedicated thread (the `PostgresConnection` actor's executor). Not Sendable.
+final class LibPQConnection {
+    private var raw: OpaquePointer?
+    let configuration: PostgresConfiguration
+    let cancelHandle = CancelHandle()
+    private var logger: Logger { configuration.logger }
+
+    init(configuration: PostgresConfiguration) {
+        self.configuration = configuration
+    }
+
+    deinit { close() }
+
+    var isConnected: Bool { raw.map { PQstatus($0) == CONNECTION_OK } ?? false }
+
+    func close() {
+        cancelHandle.remove()
+        if let raw { PQfinish(raw) }
+        raw = nil
+    }
+
+    // MARK: connecting
+
+    func connect() throws(DatabaseError) {
+        close()
+        var pairs = configuration.libpqParameters
+        pairs.append(("client_encoding", "UTF8"))
+        let connection = withCStrings(pairs.map(\.0)) { keys in
+            withCStrings(pairs.map(\.1)) { values in PQconnectdbParams(keys, values, 0) }
+        }
+        guard let connection, PQstatus(connection) == CONNECTION_OK else {
+            let message = connection.map { configuration.redact(String(cString: PQerrorMessage($0))) }
+            PQfinish(connection)
+            var error = DatabaseError(.connectionFailed, reason: "cannot connect to \(configuration.host):\(configuration.port)")
+            error.serverMessage = message?.trimmingCharacters(in: .whitespacesAndNewlines)
+            logger.warning("postgres connect failed", metadata: ["db.url": "\(configuration)"])
+            throw error
+        }
+        raw = connection
+        cancelHandle.install(from: connection)
+        // Decoding relies on ISO timestamps in UTC; the timeout is the client's policy.
+        var setup = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; SET bytea_output = 'hex';"
+        if let timeout = configuration.statementTimeout {
+            let ms = max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+            setup += " SET statement_timeout = \(ms);"
+        }
+        try executeScript(setup)
+    }
+
+    /// Opens the connection if it is closed or broken, and notices a server that went away while
+    /// the connection sat idle (its EOF is already in the socket), so a stale connection is
+    /// replaced before a statement is lost on it.
+    func ensureConnected() throws(DatabaseError) {
+        if let raw, PQstatus(raw) == CONNECTION_OK {
+            var fd = pollfd(fd: PQsocket(raw), events: Int16(POLLIN), revents: 0)
+            var rounds = 0
+            while rounds < 4, poll(&fd, 1, 0) > 0 {
+                rounds += 1
+                if PQconsumeInput(raw) == 0 || PQstatus(raw) != CONNECTION_OK { break }
+                while let notice = PQnotifies(raw) { PQfreemem(notice) }  // not ours to deliver
+            }
+            if PQstatus(raw) == CONNECTION_OK { return }
+            logger.info("postgres connection went away while idle; reconnecting")
+        }
+        try connect()
+    }
+
+    /// Returns the connection to a clean state after a lease: a transaction the body left open is
+    /// rolled back, and a connection in an unknown state is dropped.
+    func resetAfterUse() {
+        guard let raw else { return }
+        switch PQtransactionStatus(raw) {
+        case PQTRANS_IDLE:
+            return
+        case PQTRANS_INTRANS, PQTRANS_INERROR:
+            if (try? executeScript("ROLLBACK")) == nil { close() }
+        default:
+            close()
+        }
+    }
+
+    // MARK: statements
+
+    func execute(_ sql: SQL, cancellation: QueryCancellation?) throws(DatabaseError) -> QueryResult {
+        guard let raw, PQstatus(raw) == CONNECTION_OK else {
+            throw DatabaseError(.connectionLost, reason: "the connection is closed")
+        }
+        let (text, binds) = sql.render()
+        guard binds.count <= Int(UInt16.max) else {
+            throw DatabaseError(.invalidParameter, reason: "\(binds.count) parameters; at most 65535 are allowed")
+        }
+        // Text-format values are NUL-terminated C strings: a NUL inside one would cut it short.
+        var storage: [UInt8] = []
+        var offsets: [Int?] = []
+        for (i, bind) in binds.enumerated() {
+            guard let bytes = bind.bytes else { offsets.append(nil); continue }
+            guard !bytes.contains(0) else {
+                throw DatabaseError(.invalidParameter, reason: "parameter $\(i + 1) contains a NUL byte, which Postgres text cannot hold")
+            }
+            offsets.append(storage.count)
+            storage.append(contentsOf: bytes)
+            storage.append(0)
+        }
+        let types = binds.map { Oid($0.type.oid) }
+        let sent: Int32 = storage.withUnsafeBufferPointer { buffer in
+            let base = UnsafeRawPointer(buffer.baseAddress).map { $0.assumingMemoryBound(to: CChar.self) }
+            let values: [UnsafePointer<CChar>?] = offsets.map { offset in offset.flatMap { base?.advanced(by: $0) } }
+            return values.withUnsafeBufferPointer { values in
+                types.withUnsafeBufferPointer { types in
+                    PQsendQueryParams(raw, text, Int32(binds.count), types.baseAddress, values.baseAddress, nil, nil, 0)
+                }
+            }
+        }
+        guard sent == 1 else { throw connectionError("cannot send the statement") }
+
+        let generation = cancelHandle.begin()
+        cancellation?.attach(cancelHandle, generation: generation)
+        defer {
+            cancellation?.detach()
+            cancelHandle.end()
+        }
+        return try drainResults()
+    }
+
+    /// Runs SQL through the simple query protocol: several statements, no parameters. Only for
+    /// text this program wrote (session setup, migrations); never for anything from outside.
+    func executeScript(_ script: String) throws(DatabaseError) {
+        guard let raw, PQstatus(raw) == CONNECTION_OK else {
+            throw DatabaseError(.connectionLost, reason: "the connection is closed")
+        }
+        guard PQsendQuery(raw, script) == 1 else { throw connectionError("cannot send the statement") }
+        _ = try drainResults()
+    }
+
+    /// Reads every result up to the terminating NULL, even after an error, so the connection is
+    /// ready for the next statement; the first error wins.
+    private func drainResults() throws(DatabaseError) -> QueryResult {
+        guard let raw else { throw DatabaseError(.connectionLost, reason: "the connection is closed") }
+        var result = QueryResult()
+        var failure: DatabaseError?
+        while let res = PQgetResult(raw) {
+            defer { PQclear(res) }
+            switch PQresultStatus(res) {
+            case PGRES_TUPLES_OK, PGRES_SINGLE_TUPLE:
+                result.rows += Self.rows(of: res)
+                result.affectedRows = Int(String(cString: PQcmdTuples(res))) ?? result.rows.count
+            case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+                result.affectedRows = Int(String(cString: PQcmdTuples(res))) ?? 0
+            case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
+                // COPY through query(): end it, so the connection stays usable.
+                PQputCopyEnd(raw, "COPY is only supported through copyIn")
+                failure = failure ?? DatabaseError(.invalidParameter, reason: "use copyIn for COPY")
+            default:
+                failure = failure ?? serverError(res)
+            }
+        }
+        if PQstatus(raw) != CONNECTION_OK {
+            var lost = failure ?? DatabaseError(.connectionLost)
+            lost.code = .connectionLost
+            close()
+            throw lost
+        }
+        if let failure { throw failure }
+        return result
+    }
+
+    private func serverError(_ res: OpaquePointer) -> DatabaseError {
+        func field(_ code: Int32) -> String? { PQresultErrorField(res, code).map { String(cString: $0) } }
+        var error = DatabaseError(.server, sqlState: field(Diag.sqlState))
+        error.serverMessage = field(Diag.messagePrimary).map(configuration.redact)
+            ?? configuration.redact(String(cString: PQresultErrorMessage(res))).trimmingCharacters(in: .whitespacesAndNewlines)
+        error.serverDetail = field(Diag.messageDetail).map(configuration.redact)
+        error.schemaName = field(Diag.schemaName)
+        error.tableName = field(Diag.tableName)
+        error.columnName = field(Diag.columnName)
+        error.constraintName = field(Diag.constraintName)
+        if error.sqlState == nil { error.code = .connectionLost }  // libpq's own errors: the link failed
+        return error
+    }
+
+    private func connectionError(_ reason: String) -> DatabaseError {
+        var error = DatabaseError(.connectionLost, reason: reason)
+        if let raw { error.serverMessage = configuration.redact(String(cString: PQerrorMessage(raw))) }
+        close()
+        return error
+    }
+
+    private static func rows(of res: OpaquePointer) -> [Row] {
+        let rowCount = Int(PQntuples(res)), columnCount = Int(PQnfields(res))
+        let columns = Row.Columns(
+            names: (0..<columnCount).map { String(cString: PQfname(res, Int32($0))) },
+            types: (0..<columnCount).map { PostgresType(oid: UInt32(PQftype(res, Int32($0)))) })
+        var rows: [Row] = []
+        rows.reserveCapacity(rowCount)
+        for r in 0..<Int32(rowCount) {
+            var storage: [UInt8] = []
+            var ranges: [Range<Int>?] = []
+            ranges.reserveCapacity(columnCount)
+            for c in 0..<Int32(columnCount) {
+                if PQgetisnull(res, r, c) == 1 { ranges.append(nil); continue }
+                let length = Int(PQgetlength(res, r, c))
+                let start = storage.count
+                if let value = PQgetvalue(res, r, c) {
+                    storage.append(contentsOf: UnsafeRawBufferPointer(start: value, count: length))
+                }
+                ranges.append(start..<storage.count)
+            }
+            rows.append(Row(columns: columns, storage: storage, ranges: ranges))
+        }
+        return rows
+    }
+
+    // MARK: COPY FROM STDIN
+
+    /// Runs `COPY … FROM STDIN` (text format), streaming what `produce` writes; returns the row count.
+    func copyIn(_ statement: String, produce: (inout CopyWriter) throws -> Void) throws -> Int {
+        guard let raw, PQstatus(raw) == CONNECTION_OK else {
+            throw DatabaseError(.connectionLost, reason: "the connection is closed")
+        }
+        guard PQsendQuery(raw, statement) == 1 else { throw connectionError("cannot send COPY") }
+        guard let start = PQgetResult(raw) else { throw connectionError("no answer to COPY") }
+        guard PQresultStatus(start) == PGRES_COPY_IN else {
+            let error = serverError(start)
+            PQclear(start)
+            _ = try? drainResults()
+            throw error
+        }
+        PQclear(start)
+        var writer = CopyWriter { (bytes: UnsafeRawBufferPointer) throws(DatabaseError) in
+            let sent = bytes.withMemoryRebound(to: CChar.self) { PQputCopyData(raw, $0.baseAddress, Int32($0.count)) }
+            guard sent == 1 else { throw self.connectionError("COPY data could not be sent") }
+        }
+        do {
+            try produce(&writer)
+            try writer.flush()
+        } catch {
+            if self.raw != nil {
+                PQputCopyEnd(raw, "aborted by the client")
+                _ = try? drainResults()
+            }
+            throw error
+        }
+        guard PQputCopyEnd(raw, nil) == 1 else { throw connectionError("COPY could not be completed") }
+        return try drainResults().affectedRows
+    }
+}
+
+/// Calls `body` with a `const char * const *` array of the strings.
+private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let duplicates = strings.map { strdup($0) }
+    defer { duplicates.forEach { free($0) } }
+    let pointers = duplicates.map { UnsafePointer($0) } + [nil]
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

@@ -1,1 +1,0 @@
-// The Postgres layer over libpq (issue 3).
