@@ -1,1 +1,0 @@
-// ExperimentService (issue 4).
