@@ -1,0 +1,97 @@
+public import Foundation
+
+/// A cron expression read on the wall clock of one IANA time zone.
+///
+/// Daylight-saving rule (SCHEDULING.md): a job whose hour field is `*` (every hour) fires at every
+/// matching wall-clock minute the zone actually shows — twice in a fall-back overlap, never in a
+/// spring-forward gap — so it keeps its real-time rhythm. Any other job fires once per matching
+/// wall-clock minute: in an overlap at the first occurrence only, and a time inside a gap fires
+/// once, at the first instant after the gap.
+public struct CronSchedule: Sendable, Hashable {
+    public let expression: CronExpression
+    public let timeZone: TimeZone
+    let zone: ZoneRules
+
+    /// How far ahead a search looks: one Gregorian cycle, in which every satisfiable expression
+    /// matches at least once.
+    static let horizonSeconds: Int64 = 146_097 * Civil.secondsPerDay
+    /// No fire is computed past the end of year 9999.
+    static let lastSecond: Int64 = 253_402_300_799
+
+    public init(_ expression: CronExpression, timeZone: TimeZone) {
+        self.expression = expression
+        self.timeZone = timeZone
+        zone = ZoneRules(timeZone: timeZone)
+    }
+
+    /// Parses both parts; the zone must be an IANA identifier known to this machine's tzdata.
+    public init(parsing expression: String, timeZoneIdentifier: String) throws(ScheduleError) {
+        let parsed: CronExpression
+        do { parsed = try CronExpression(parsing: expression) } catch { throw ScheduleError(cron: error) }
+        self.init(parsed, timeZone: try TimeZone.iana(timeZoneIdentifier))
+    }
+
+    /// The first fire strictly after `date`, or nil if there is none before year 10000.
+    public func nextFire(after date: Date) -> Date? {
+        guard date.timeIntervalSince1970.isFinite, date.timeIntervalSince1970 < Double(Self.lastSecond) else { return nil }
+        let after = Int64(date.timeIntervalSince1970.rounded(.down))
+        return nextFire(afterSecond: max(after, -Self.lastSecond)).map { Date(timeIntervalSince1970: Double($0)) }
+    }
+
+    /// The fires after `date`, in order (lazily; ends when there are no more).
+    public func fires(after date: Date) -> UnfoldSequence<Date, Date> {
+        sequence(state: date) { cursor in
+            guard let next = nextFire(after: cursor) else { return nil }
+            cursor = next
+            return next
+        }
+    }
+
+    /// Walks the zone's constant-offset segments. In each one, wall time is instant + offset, so
+    /// the expression is searched in wall time directly; the segment's end is checked for a
+    /// spring-forward gap that swallowed a match.
+    func nextFire(afterSecond after: Int64) -> Int64? {
+        guard expression.isSatisfiable else { return nil }
+        let horizon = min(after + Self.horizonSeconds, Self.lastSecond)
+        let hourly = expression.runsEveryHour
+        var segmentStart = after
+        var strict = true
+        while segmentStart < horizon {
+            let offset = zone.offset(at: segmentStart)
+            let transition = zone.nextTransition(after: segmentStart)
+            let segmentEnd = min(transition ?? horizon, horizon)
+            // First candidate minute: strictly after `after`, or from the segment's first instant.
+            var cursor = strict
+                ? Civil.floorDiv(segmentStart + offset, 60) * 60 + 60
+                : Civil.floorDiv(segmentStart + offset + 59, 60) * 60
+            while let wall = expression.nextMatch(atOrAfter: cursor, before: segmentEnd + offset) {
+                let instant = wall - offset
+                if hourly || zone.isFirstOccurrence(wall: wall, instant: instant) { return instant }
+                cursor = wall + 60  // second copy of an overlapped reading: already fired
+            }
+            guard let transition, transition < horizon else { return nil }
+            let newOffset = zone.offset(at: transition)
+            if !hourly, newOffset > offset,
+               expression.nextMatch(atOrAfter: max(cursor, transition + offset), before: transition + newOffset) != nil {
+                return transition  // a reading in the gap fires once, as soon as the gap is over
+            }
+            segmentStart = transition
+            strict = false
+        }
+        return nil
+    }
+}
+
+extension TimeZone {
+    /// A zone by IANA identifier only: Foundation also accepts abbreviations and "GMT+2"-style
+    /// names, which carry no daylight-saving rules and would silently change what a plan means.
+    static func iana(_ identifier: String) throws(ScheduleError) -> TimeZone {
+        guard identifier.utf8.count <= 64, !identifier.isEmpty,
+              identifier == "UTC" || TimeZone.knownTimeZoneIdentifiers.contains(identifier),
+              let zone = TimeZone(identifier: identifier)
+        else {
+            throw ScheduleError(.unknownTimeZone, "unknown IANA time zone \"\(identifier.prefix(64))\"")
+        }
+        return zone
+    }
+}
