@@ -83,15 +83,18 @@ public struct CronSchedule: Sendable, Hashable {
 }
 
 extension TimeZone {
-    /// A zone by IANA identifier only: Foundation also accepts abbreviations and "GMT+2"-style
-    /// names, which carry no daylight-saving rules and would silently change what a plan means.
+    /// A zone by IANA identifier only (`Europe/Paris`, `UTC`). Foundation also accepts names
+    /// such as "GMT+2" and renames them; a fixed offset has no daylight-saving rules and would
+    /// silently change what a plan means, so only identifiers Foundation keeps as given pass.
     static func iana(_ identifier: String) throws(ScheduleError) -> TimeZone {
-        guard identifier.utf8.count <= 64, !identifier.isEmpty,
-              identifier == "UTC" || TimeZone.knownTimeZoneIdentifiers.contains(identifier),
-              let zone = TimeZone(identifier: identifier)
-        else {
-            throw ScheduleError(.unknownTimeZone, "unknown IANA time zone \"\(identifier.prefix(64))\"")
+        let allowed = identifier.utf8.allSatisfy {
+            (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || "/_+-".utf8.contains($0)
         }
-        return zone
+        if allowed, identifier.utf8.count <= 64, let zone = TimeZone(identifier: identifier),
+           zone.identifier == identifier || identifier == "UTC" {
+            return zone
+        }
+        throw ScheduleError(.unknownTimeZone, "unknown IANA time zone \"\(identifier.prefix(64))\"")
     }
 }
