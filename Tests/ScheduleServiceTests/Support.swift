@@ -4,6 +4,7 @@ import Foundation
 /// `2026-03-29T01:00:00Z` (or with seconds omitted: `2026-03-29T01:00Z`) as a Date.
 func utc(_ text: String) -> Date {
     let formatter = ISO8601DateFormatter()
+    if text.contains(".") { formatter.formatOptions.insert(.withFractionalSeconds) }
     let full = text.count == 17 ? String(text.dropLast()) + ":00Z" : text
     guard let date = formatter.date(from: full) else { fatalError("bad test date \(text)") }
     return date

@@ -11,6 +11,8 @@ struct CivilDate: Hashable, Sendable {
 
 enum Civil {
     static let secondsPerDay: Int64 = 86_400
+    /// No schedule computes anything past the end of year 9999.
+    static let lastSecond: Int64 = 253_402_300_799
 
     /// Days since 1970-01-01 (H. Hinnant's `days_from_civil`), exact for any year.
     static func days(from date: CivilDate) -> Int64 {

@@ -15,8 +15,6 @@ public struct CronSchedule: Sendable, Hashable {
     /// How far ahead a search looks: one Gregorian cycle, in which every satisfiable expression
     /// matches at least once.
     static let horizonSeconds: Int64 = 146_097 * Civil.secondsPerDay
-    /// No fire is computed past the end of year 9999.
-    static let lastSecond: Int64 = 253_402_300_799
 
     public init(_ expression: CronExpression, timeZone: TimeZone) {
         self.expression = expression
@@ -33,9 +31,9 @@ public struct CronSchedule: Sendable, Hashable {
 
     /// The first fire strictly after `date`, or nil if there is none before year 10000.
     public func nextFire(after date: Date) -> Date? {
-        guard date.timeIntervalSince1970.isFinite, date.timeIntervalSince1970 < Double(Self.lastSecond) else { return nil }
+        guard date.timeIntervalSince1970.isFinite, date.timeIntervalSince1970 < Double(Civil.lastSecond) else { return nil }
         let after = Int64(date.timeIntervalSince1970.rounded(.down))
-        return nextFire(afterSecond: max(after, -Self.lastSecond)).map { Date(timeIntervalSince1970: Double($0)) }
+        return nextFire(afterSecond: max(after, -Civil.lastSecond)).map { Date(timeIntervalSince1970: Double($0)) }
     }
 
     /// The fires after `date`, in order (lazily; ends when there are no more).
@@ -52,7 +50,7 @@ public struct CronSchedule: Sendable, Hashable {
     /// spring-forward gap that swallowed a match.
     func nextFire(afterSecond after: Int64) -> Int64? {
         guard expression.isSatisfiable else { return nil }
-        let horizon = min(after + Self.horizonSeconds, Self.lastSecond)
+        let horizon = min(after + Self.horizonSeconds, Civil.lastSecond)
         let hourly = expression.runsEveryHour
         var segmentStart = after
         var strict = true

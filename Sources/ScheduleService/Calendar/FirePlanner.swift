@@ -97,17 +97,28 @@ public struct FirePlanner: Sendable, Hashable {
     }
 
     /// When the scheduled instant `s` may run: itself, the next allowed instant, or never.
-    func due(_ scheduled: Date) -> Date? {
+    /// `closed` remembers the last closed stretch seen (its first allowed instant): every later
+    /// occurrence before that instant is closed too, so a walk through a long closed stretch
+    /// asks the availability once rather than once per occurrence.
+    func due(_ scheduled: Date, closed: inout Date?) -> Date? {
+        if let reopening = closed, scheduled < reopening {
+            return policy.outsideWindow == .postpone && reopening != .distantFuture ? reopening : nil
+        }
         if availability.isAllowed(at: scheduled) { return scheduled }
-        return policy.outsideWindow == .postpone ? availability.nextAllowed(from: scheduled) : nil
+        // Never allowed again: remembered as distantFuture so the walk stops asking.
+        let reopening = availability.nextAllowed(from: scheduled) ?? .distantFuture
+        closed = reopening
+        return policy.outsideWindow == .postpone && reopening != .distantFuture ? reopening : nil
     }
 
     /// The first occurrence after `cursor` that will run (skipping those the windows drop).
     public func nextOccurrence(after cursor: Date?) -> Occurrence? {
         var cursor = cursor ?? activeSince.addingTimeInterval(-1e-6)
+        var closed: Date?
         for _ in 0..<Self.walkLimit {
             guard let s = schedule.nextFire(after: cursor) else { return nil }
-            if let due = due(s) { return Occurrence(scheduled: s, due: due) }
+            if let due = due(s, closed: &closed) { return Occurrence(scheduled: s, due: due) }
+            if closed == .distantFuture { return nil }  // no run may ever start again
             cursor = s
         }
         // Every occurrence so far falls outside the windows: wake at the last one and look again.
@@ -127,6 +138,7 @@ public struct FirePlanner: Sendable, Hashable {
         var lastMissed: Date?
         var missed = 0, skipped = 0, steps = 0
         var pending: Occurrence?
+        var closed: Date?
         walk: while let s = schedule.nextFire(after: cursor) {
             guard s <= now else { break }
             steps += 1
@@ -141,7 +153,7 @@ public struct FirePlanner: Sendable, Hashable {
                 break
             }
             cursor = s
-            guard let due = due(s) else { skipped += 1; handled = s; continue }
+            guard let due = due(s, closed: &closed) else { skipped += 1; handled = s; continue }
             if due > now { pending = Occurrence(scheduled: s, due: due); break walk }
             handled = s
             if neverLate || due > lateBefore {

@@ -10,13 +10,14 @@ public struct IntervalSchedule: Sendable, Hashable {
     public let every: Duration
     private let anchorMicros: Int64
     private let stepMicros: Int64
+    private static let limitMicros = Double(Civil.lastSecond) * 1_000_000
 
     public init(every: Duration, anchor: Date) throws(ScheduleError) {
         guard every >= Self.minimum, every <= Self.maximum else {
             throw ScheduleError(.invalidInterval, "interval must be between 1 second and 3660 days, got \(every)")
         }
         let micros = anchor.timeIntervalSince1970 * 1_000_000
-        guard micros.isFinite, abs(micros) < 1e17 else {
+        guard micros.isFinite, abs(micros) < Self.limitMicros else {
             throw ScheduleError(.invalidInterval, "interval anchor is out of range")
         }
         self.anchor = anchor
@@ -30,13 +31,14 @@ public struct IntervalSchedule: Sendable, Hashable {
         let micros = date.timeIntervalSince1970 * 1_000_000
         guard micros.isFinite else { return nil }
         guard micros >= Double(anchorMicros) else { return anchor }
-        guard micros < 1e17 else { return nil }
+        guard micros < Self.limitMicros else { return nil }
         var k = (Int64(micros.rounded(.down)) - anchorMicros) / stepMicros + 1
         // Microseconds through a Double can land one tick short; never return `date` itself.
         while true {
             let (product, overflow) = k.multipliedReportingOverflow(by: stepMicros)
-            guard !overflow, product < Int64(1e17) else { return nil }
-            let fire = Date(timeIntervalSince1970: Double(anchorMicros + product) / 1_000_000)
+            let (micros, overflowed) = anchorMicros.addingReportingOverflow(product)
+            guard !overflow, !overflowed, Double(micros) < Self.limitMicros else { return nil }
+            let fire = Date(timeIntervalSince1970: Double(micros) / 1_000_000)
             if fire > date { return fire }
             k += 1
         }
