@@ -126,7 +126,7 @@ import Testing
             try CronExpression(parsing: garbage)
         } throws: { error in
             guard let error = error as? CronParseError, let token = error.token else { return false }
-            return token.count == 33 && "\(error)".count < 200
+            return token.count == 35 && "\(error)".count < 200
         }
     }
 

@@ -103,6 +103,29 @@ import Testing
         #expect(thaw.fire == Fire(occurrence: utc("2026-05-04T13:00Z"), kind: .postponed) && thaw.missed == 2)
     }
 
+    @Test func catchUpRespectsTheWindows() throws {
+        // Weekdays at noon; down from Thursday to Saturday: the catch-up for Friday waits for
+        // Monday 09:00 under `postpone`, and is dropped under `skip`.
+        let postpone = try Self.planner("0 12 * * 1-5", windows: [Self.office()], missed: .runOnce, outside: .postpone)
+        let saturday = postpone.decide(handledThrough: utc("2026-05-07T12:00Z"), now: utc("2026-05-09T10:00Z"))
+        #expect(saturday.fire == nil && saturday.missed == 0)
+        #expect(saturday.next == Occurrence(scheduled: utc("2026-05-08T12:00Z"), due: utc("2026-05-11T09:00Z")))
+        let monday = postpone.decide(handledThrough: saturday.handledThrough, now: utc("2026-05-11T09:00:10Z"))
+        #expect(monday.fire == Fire(occurrence: utc("2026-05-08T12:00Z"), kind: .catchUp))
+        #expect(monday.next?.scheduled == utc("2026-05-11T12:00Z"))
+        #expect(postpone.decide(handledThrough: monday.handledThrough, now: utc("2026-05-11T09:00:20Z")).fire == nil)
+
+        let skip = try Self.planner("0 12 * * 1-5", windows: [Self.office()], missed: .runOnce, outside: .skip)
+        let dropped = skip.decide(handledThrough: utc("2026-05-07T12:00Z"), now: utc("2026-05-09T10:00Z"))
+        #expect(dropped.fire == nil && dropped.missed == 1 && dropped.handledThrough == utc("2026-05-08T12:00Z"))
+
+        // Daily at noon: Saturday's and Sunday's noon are postponed to Monday 09:00, which is on
+        // time, so Monday runs once for Sunday's occurrence and Friday's missed one folds into it.
+        let daily = try Self.planner("0 12 * * *", windows: [Self.office()], missed: .runOnce, outside: .postpone)
+        let folded = daily.decide(handledThrough: utc("2026-05-07T12:00Z"), now: utc("2026-05-11T09:00:10Z"))
+        #expect(folded.fire == Fire(occurrence: utc("2026-05-10T12:00Z"), kind: .postponed) && folded.missed == 2)
+    }
+
     @Test func neverAllowedEndsTheSchedule() throws {
         let closed = Blackout.recurring(try RunWindow(days: .everyDay, from: time("00:00"), to: time("24:00"), timeZone: zone("UTC")))
         let p = try Self.planner("0 * * * *", blackouts: [closed], outside: .skip)
@@ -147,6 +170,14 @@ import Testing
         let caught = runOnce.decide(handledThrough: utc("2026-03-09T10:00Z"), now: utc("2026-05-11T08:59:30Z"))
         #expect(caught.fire == Fire(occurrence: utc("2026-05-11T08:59Z"), kind: .catchUp))
         #expect(caught.handledThrough == utc("2026-05-11T08:59Z") && caught.next?.scheduled == utc("2026-05-11T09:00Z"))
+    }
+
+    @Test func longDowntimeOfAnEverySecondJobStillFindsTheOnTimeOccurrence() throws {
+        let every = try IntervalSchedule(every: .seconds(1), anchor: utc("2026-05-04T00:00Z"))
+        let p = FirePlanner(schedule: .interval(every), policy: try FirePolicy(missedFire: .skip), activeSince: utc("2026-05-04T00:00Z"))
+        let d = p.decide(handledThrough: utc("2026-05-04T00:00Z"), now: utc("2026-05-04T10:00:00.5Z"))
+        #expect(d.fire == Fire(occurrence: utc("2026-05-04T10:00Z"), kind: .onTime))
+        #expect(d.handledThrough == utc("2026-05-04T10:00Z") && d.next?.scheduled == utc("2026-05-04T10:00:01Z"))
     }
 
     @Test func dstDoesNotDoubleFireThroughThePlanner() throws {

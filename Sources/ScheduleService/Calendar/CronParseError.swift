@@ -54,7 +54,7 @@ public struct CronParseError: Error, Sendable, Hashable, CustomStringConvertible
     init(_ code: Code, field: CronField? = nil, token: Substring? = nil, _ reason: String) {
         self.code = code
         self.field = field
-        self.token = token.map { $0.count > 32 ? String($0.prefix(32)) + "…" : String($0) }
+        self.token = token.map { $0.count > 32 ? String($0.prefix(32)) + "..." : String($0) }
         self.reason = reason
     }
 

@@ -44,6 +44,11 @@ public struct FirePolicy: Sendable, Hashable {
 public struct Occurrence: Sendable, Hashable {
     public let scheduled: Date
     public let due: Date
+
+    public init(scheduled: Date, due: Date) {
+        self.scheduled = scheduled
+        self.due = due
+    }
 }
 
 /// One run to start now.
@@ -59,6 +64,11 @@ public struct Fire: Sendable, Hashable {
     /// The scheduled instant this run stands for: the key that makes dispatch exactly-once.
     public let occurrence: Date
     public let kind: Kind
+
+    public init(occurrence: Date, kind: Kind) {
+        self.occurrence = occurrence
+        self.kind = kind
+    }
 }
 
 /// The outcome of one look at a plan.
@@ -128,7 +138,8 @@ public struct FirePlanner: Sendable, Hashable {
     /// Decides at `now`. All occurrences due by now are consumed and produce at most one run:
     /// the latest on-time one if there is one (folding late ones into it), otherwise a catch-up
     /// run under `runOnce`, otherwise none. A postponed occurrence whose window has not opened
-    /// stays pending. `.now` schedules are never late.
+    /// stays pending, and so does a catch-up that would start outside the windows under
+    /// `postpone` (under `skip` it is dropped). `.now` schedules are never late.
     public func decide(handledThrough: Date?, now: Date) -> FireDecision {
         let lateBefore = now.addingTimeInterval(-policy.latenessSeconds)
         let neverLate = if case .now = schedule { true } else { false }
@@ -142,14 +153,24 @@ public struct FirePlanner: Sendable, Hashable {
         walk: while let s = schedule.nextFire(after: cursor) {
             guard s <= now else { break }
             steps += 1
-            if steps == Self.walkLimit {
+            if steps == Self.walkLimit || steps == Self.walkLimit * 6 {
                 // A long downtime: everything this old is certainly late, except an occurrence
                 // postponed through a long closed stretch. Such a stretch is at most a week plus
-                // the absolute blackouts, so the walk resumes that far before now.
-                let jump = lateBefore.addingTimeInterval(-lookbackSeconds)
-                if jump > s { missed += 1; lastMissed = s; handled = jump; cursor = jump; continue }
-            } else if steps > 3 * Self.walkLimit {
-                missed += 1; lastMissed = s; handled = now
+                // the absolute blackouts, so the walk first resumes that far before now, and if
+                // that is still too long, at the lateness bound (postponed ones are then missed).
+                let jump = lateBefore.addingTimeInterval(steps == Self.walkLimit ? -lookbackSeconds : -1e-6)
+                if jump > s, let latest = latestFire(atOrBefore: jump, after: s) {
+                    missed += 1  // (at least: the walk does not count what it jumps over)
+                    lastMissed = latest
+                    handled = latest
+                    cursor = latest
+                    continue
+                }
+            } else if steps > Self.walkLimit * 7 {
+                // More than 10,000 occurrences within the lateness bound: fold the rest into the
+                // latest one and count it missed, so the next decision does not fire again.
+                let latest = latestFire(atOrBefore: now, after: s) ?? s
+                missed += 1; lastMissed = latest; handled = latest
                 break
             }
             cursor = s
@@ -164,19 +185,44 @@ public struct FirePlanner: Sendable, Hashable {
                 lastMissed = s
             }
         }
-        let fire: Fire? = if let onTime {
-            Fire(occurrence: onTime.scheduled, kind: onTime.due == onTime.scheduled ? .onTime : .postponed)
+        var fire: Fire?
+        if let onTime {
+            fire = Fire(occurrence: onTime.scheduled, kind: onTime.due == onTime.scheduled ? .onTime : .postponed)
         } else if let lastMissed, policy.missedFire == .runOnce {
-            Fire(occurrence: lastMissed, kind: .catchUp)
-        } else {
-            nil
+            if availability.isAllowed(at: now) {
+                fire = Fire(occurrence: lastMissed, kind: .catchUp)
+                missed -= 1
+            } else if policy.outsideWindow == .postpone, let reopening = availability.nextAllowed(from: now) {
+                // The catch-up itself waits for the windows: leave its occurrence pending.
+                missed -= 1
+                handled = lastMissed.addingTimeInterval(-1e-6)
+                pending = Occurrence(scheduled: lastMissed, due: reopening)
+            }
         }
-        if fire?.kind == .catchUp { missed -= 1 }
         return FireDecision(fire: fire, handledThrough: handled, next: pending ?? nextOccurrence(after: handled ?? cursor),
                             missed: missed, skippedOutsideWindow: skipped)
     }
 
+    /// The last occurrence in (`floor`, `limit`]: searches backwards in growing spans, then
+    /// forwards within the span, so the cost depends on the schedule's density near `limit`.
+    func latestFire(atOrBefore limit: Date, after floor: Date) -> Date? {
+        var span: TimeInterval = 60
+        while true {
+            let from = max(limit.addingTimeInterval(-span), floor)
+            if var latest = schedule.nextFire(after: from), latest <= limit {
+                for _ in 0..<Self.walkLimit {
+                    guard let next = schedule.nextFire(after: latest), next <= limit else { break }
+                    latest = next
+                }
+                return latest
+            }
+            if from == floor { return nil }
+            span *= 8
+        }
+    }
+
     private var lookbackSeconds: Double {
+        guard !availability.windows.isEmpty || !availability.blackouts.isEmpty else { return 0 }
         let periods = availability.blackouts.reduce(0.0) { sum, blackout in
             if case .period(let start, let end) = blackout.kind { sum + end.timeIntervalSince(start) } else { sum }
         }
