@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ScheduleService
+import FaultlineRPC
 
 @Suite struct CronParserTests {
     /// Expression → the minutes, hours, days of month, months and weekdays it selects.
@@ -147,4 +148,23 @@ private func describe(_ set: FieldSet, _ range: ClosedRange<Int>) -> String {
     let values = range.filter { set.contains($0) }
     if values.count > 2, values == Array(values.first!...values.last!) { return "\(values.first!)-\(values.last!)" }
     return values.map(String.init).joined(separator: ",")
+}
+
+@Suite struct ScheduleErrorRPCTests {
+    @Test func errorsSurfaceAsInvalidArgument() {
+        do {
+            _ = try CronSchedule(parsing: "0 0 * * 8", timeZoneIdentifier: "UTC")
+            Issue.record("accepted")
+        } catch {
+            let status = RPCError(from: error)
+            #expect(status.code == .invalidArgument)
+            #expect(status.message == "invalid cron expression: day-of-week field, token \"8\": 8 is out of range 0-7")
+        }
+        do {
+            _ = try CronExpression(parsing: "@reboot")
+            Issue.record("accepted")
+        } catch {
+            #expect(RPCError(from: error).code == .invalidArgument)
+        }
+    }
 }
