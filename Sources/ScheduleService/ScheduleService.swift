@@ -1,1 +1,0 @@
-// ScheduleService (issue 7).
