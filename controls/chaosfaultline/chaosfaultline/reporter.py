@@ -231,7 +231,11 @@ class Reporter:
         if not self.open_span("rollback", experiment):
             return
         self._in_rollbacks = True
-        self.checkpoint({"hook": "before-rollbacks"}, level="rollback", context=experiment)
+        try:
+            self.checkpoint({"hook": "before-rollbacks"}, level="rollback", context=experiment)
+        except InterruptExecution:
+            self._rollbacks.update(played=False, decided_by="runner")
+            raise
         play, why = self._rollback_decision()
         self._rollbacks.update(played=play, decided_by=why)
         if not play:
@@ -344,7 +348,7 @@ class Reporter:
             self._sleep(self.config.pause_poll_interval_s)
             current = self._ask(at)
             if current is None:
-                if self.transport is None or self.transport.silenced:
+                if self.transport is None or not self.transport.polling:
                     outcome = "runner-lost"
                     break
                 continue
@@ -392,6 +396,7 @@ class Reporter:
             "execution_id": getattr(self.transport, "execution_id", None) or self.config.execution_id,
             "last_seq": self._seq,
             "reporting": "silenced" if self.transport and self.transport.silenced else "ok",
+            "polling": "ok" if self.transport and self.transport.polling else "off",
             "interruption": self._interruption,
             "pauses": list(self._pauses),
             "rollbacks": dict(self._rollbacks),

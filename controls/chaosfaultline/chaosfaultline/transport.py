@@ -73,7 +73,14 @@ class Answer:
 
 class Transport(Protocol):
     @property
-    def silenced(self) -> bool: ...
+    def silenced(self) -> bool:
+        """Events can no longer be delivered."""
+        ...
+
+    @property
+    def polling(self) -> bool:
+        """Polls may still get an answer."""
+        ...
 
     def send(self, event: dict[str, Any]) -> None: ...
 
@@ -123,10 +130,17 @@ class SocketTransport:
         self._sent: deque[bytes] = deque(maxlen=RESEND_BUFFER_EVENTS)
         self._poll_id = 0
         self._failures = _Failures(config.max_consecutive_failures, "runner socket")
+        # Counted apart: a runner that takes events but never answers would otherwise
+        # cost every checkpoint a full timeout.
+        self._poll_failures = _Failures(config.max_consecutive_failures, "runner polls")
 
     @property
     def silenced(self) -> bool:
         return self._failures.silenced
+
+    @property
+    def polling(self) -> bool:
+        return not self._failures.silenced and not self._poll_failures.silenced
 
     def send(self, event: dict[str, Any]) -> None:
         line = encode(event)
@@ -143,7 +157,7 @@ class SocketTransport:
 
     def poll(self, at: dict[str, Any]) -> Answer | None:
         with self._lock:
-            if self.silenced:
+            if not self.polling:
                 return None
             conn = self._connected(replay=True)
             if conn is None:
@@ -165,7 +179,7 @@ class SocketTransport:
                     raise
                 if line is None:
                     # The connection stays: a late answer is skipped by its poll_id.
-                    self._failures.failed(f"no answer to poll {poll_id}")
+                    self._poll_failures.failed(f"no answer to poll {poll_id}")
                     return None
                 try:
                     obj = json.loads(line)
@@ -174,7 +188,7 @@ class SocketTransport:
                     continue
                 answer = Answer.parse(obj, poll_id)
                 if answer is not None:
-                    self._failures.succeeded()
+                    self._poll_failures.succeeded()
                     return answer
                 logger.debug("faultline: ignoring a runner line that does not answer poll %d", poll_id)
 
@@ -291,6 +305,10 @@ class HttpTransport:
     @property
     def silenced(self) -> bool:
         return self._failures.silenced
+
+    @property
+    def polling(self) -> bool:
+        return False
 
     @property
     def execution_id(self) -> str | None:

@@ -298,3 +298,45 @@ def assert_stream(runner: FakeRunner, journal: dict[str, Any]) -> list[dict[str,
     assert (last["status"], last["deviated"]) == (journal["status"], journal["deviated"])
     assert journal["faultline"]["last_seq"] == len(events)
     return events
+
+
+def flow_experiment(chaos: Chaos, method: list[dict[str, Any]] | None = None, **extra: Any) -> Path:
+    """A hypothesis, a method whose actions leave marker files, and one rollback."""
+
+    def touch(name: str) -> dict[str, Any]:
+        return {
+            "type": "action",
+            "name": name,
+            "provider": {"type": "process", "path": "touch", "arguments": f"{name}.marker"},
+        }
+
+    document = {
+        "title": "flow",
+        "description": "control flow under a runner",
+        "steady-state-hypothesis": {
+            "title": "the work directory exists",
+            "probes": [
+                {
+                    "type": "probe",
+                    "name": "check",
+                    "tolerance": True,
+                    "provider": {"type": "python", "module": "os.path", "func": "exists", "arguments": {"path": "."}},
+                }
+            ],
+        },
+        "method": method if method is not None else [touch("first"), touch("second")],
+        "rollbacks": [touch("undo")],
+        **extra,
+    }
+    return chaos.write("flow.json", document)
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Waits for a condition the test needs before acting; never an assertion on time."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.02)
