@@ -186,6 +186,8 @@ class Reporter:
         }
         self.emit("experiment-after", payload)
         if self.active:
+            assert self.transport is not None
+            self.transport.flush()  # so the summary says whether the events got through
             journal["faultline"] = self.summary()
 
     def before_hypothesis(self, hypothesis: Any) -> None:

@@ -86,6 +86,8 @@ class Transport(Protocol):
 
     def poll(self, at: dict[str, Any]) -> Answer | None: ...
 
+    def flush(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -192,6 +194,9 @@ class SocketTransport:
                     return answer
                 logger.debug("faultline: ignoring a runner line that does not answer poll %d", poll_id)
 
+    def flush(self) -> None:
+        """Writes are synchronous: nothing to wait for."""
+
     def close(self) -> None:
         with self._lock:
             self._disconnect()
@@ -291,13 +296,15 @@ class HttpTransport:
     """Batches events to the Gateway from a background thread so a slow Gateway never
     holds up an activity. Report only: over HTTP there is no pause or terminate."""
 
-    _STOP = object()
-
     def __init__(self, config: Config) -> None:
         assert config.url and config.token
         self._config = config
         self._execution_id = config.execution_id
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=RESEND_BUFFER_EVENTS * 4)
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._queued = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Event()  # set when everything sent so far is delivered or given up
+        self._idle.set()
         self._failures = _Failures(config.max_consecutive_failures, "Gateway")
         self._thread = threading.Thread(target=self._loop, name="faultline-http", daemon=True)
         self._thread.start()
@@ -315,33 +322,33 @@ class HttpTransport:
         return self._execution_id
 
     def send(self, event: dict[str, Any]) -> None:
-        if self.silenced:
-            return
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            logger.debug("faultline: HTTP queue full, dropping event %s", event.get("seq"))
+        with self._lock:
+            if self.silenced:
+                return
+            if self._queued >= RESEND_BUFFER_EVENTS * 4:
+                logger.debug("faultline: HTTP queue full, dropping event %s", event.get("seq"))
+                return
+            self._queued += 1
+            self._idle.clear()
+            self._queue.put(event)
 
     def poll(self, at: dict[str, Any]) -> Answer | None:
         return None
 
-    def close(self, flush_timeout_s: float = 5.0) -> None:
-        """Flush what is queued, waiting at most ``flush_timeout_s``."""
-        if not self._thread.is_alive():
-            return
-        try:
-            self._queue.put(self._STOP, timeout=flush_timeout_s)
-        except queue.Full:
-            return
-        self._thread.join(flush_timeout_s)
+    def flush(self, timeout_s: float = 5.0) -> None:
+        """Wait (bounded) until what was sent is delivered or given up."""
+        self._idle.wait(timeout_s)
+
+    def close(self) -> None:
+        self.flush()
+        self._queue.put(None)
 
     def _loop(self) -> None:
         pending: list[dict[str, Any]] = []
-        stopping = False
         while True:
             if not pending:
                 item = self._queue.get()
-                if item is self._STOP:
+                if item is None:
                     return
                 pending.append(item)
             while len(pending) < HTTP_BATCH_EVENTS:
@@ -349,20 +356,25 @@ class HttpTransport:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is self._STOP:
-                    stopping = True
+                if item is None:
+                    self._queue.put(None)  # stop once this batch is through
                     break
                 pending.append(item)
-            if self.silenced:
-                return
-            if self._deliver(pending):
+            delivered = self._deliver(pending)
+            with self._lock:
+                if delivered or self.silenced:
+                    self._queued -= len(pending)
+                    pending = []
+                if self.silenced:
+                    self._queued = 0
+                    self._idle.set()
+                    return
+                if not pending and self._queued == 0:
+                    self._idle.set()
+            if not delivered:
+                time.sleep(min(0.25 * 2**self._failures.consecutive, 2.0))
+            else:
                 self._failures.succeeded()
-                pending = []
-            elif not self.silenced:
-                time.sleep(min(0.25 * 2 ** self._failures.consecutive, 2.0))
-                continue
-            if stopping and not pending:
-                return
 
     def _deliver(self, events: list[dict[str, Any]]) -> bool:
         if self._execution_id is None:
