@@ -219,7 +219,7 @@ class Reporter:
         if not self.open_span("method", experiment):
             return
         self._method = "running"
-        self.checkpoint({"hook": "before-method"}, level="method", context=experiment)
+        self._checkpoint_in_span({"hook": "before-method"}, "method", experiment)
         method = experiment.get("method")
         self.emit("method-before", {"activities": len(method) if isinstance(method, list) else 0})
 
@@ -234,7 +234,7 @@ class Reporter:
             return
         self._in_rollbacks = True
         try:
-            self.checkpoint({"hook": "before-rollbacks"}, level="rollback", context=experiment)
+            self._checkpoint_in_span({"hook": "before-rollbacks"}, "rollback", experiment)
         except InterruptExecution:
             self._rollbacks.update(played=False, decided_by="runner")
             raise
@@ -266,10 +266,10 @@ class Reporter:
         if not self.open_span("activity", activity):
             return
         name = activity.get("name") if isinstance(activity, dict) else None
-        self.checkpoint(
+        self._checkpoint_in_span(
             {"hook": "before-activity", "phase": self._phase(), "activity": self.clip(name)},
-            level="activity",
-            context=activity,
+            "activity",
+            activity,
         )
         self.emit(
             "activity-before",
@@ -303,14 +303,18 @@ class Reporter:
 
     # -- the runner's wishes --
 
-    def checkpoint(
-        self, at: dict[str, Any], level: str | None = None, context: Any = None
-    ) -> None:
-        """Ask the runner what to do; pause here, or raise InterruptExecution to terminate.
+    def _checkpoint_in_span(self, at: dict[str, Any], level: str, context: Any) -> None:
+        """A checkpoint at the start of a span whose before-event is not sent yet. When it
+        ends the run (terminate, or a signal during a pause) the span is closed unreported,
+        so the after-hook chaoslib still calls is skipped too: the step never started."""
+        try:
+            self.checkpoint(at)
+        except BaseException:
+            self.close_span(level, context)
+            raise
 
-        On terminate the span opened by the calling hook is closed unreported, so the
-        after-hook chaoslib still calls is skipped too: the step never started.
-        """
+    def checkpoint(self, at: dict[str, Any]) -> None:
+        """Ask the runner what to do; pause here, or raise InterruptExecution to terminate."""
         if not self.active:
             return
         answer = self._ask(at)
@@ -330,8 +334,6 @@ class Reporter:
                 "ts_us": now_us(),
             }
             self.emit("terminate-requested", dict(self._interruption))
-        if level is not None:
-            self.close_span(level, context)
         raise InterruptExecution(reason)
 
     def _ask(self, at: dict[str, Any]) -> Answer | None:
@@ -340,31 +342,37 @@ class Reporter:
             return self.transport.poll(at)
 
     def _pause(self, at: dict[str, Any], answer: Answer) -> Answer | None:
+        """Sleep, polling, until the runner says otherwise or the pause runs out. Returns
+        the terminate answer that ended it, if one did."""
         started = now_us()
         limit = started + int(self.config.max_pause_seconds * 1_000_000)
         until = min(answer.pause_until_us or limit, limit)
         self.emit("paused", {"at": at, "until_us": until, "reason": answer.reason})
         outcome = "timed-out"
-        current: Answer | None = answer
-        while now_us() < until:
-            self._sleep(self.config.pause_poll_interval_s)
-            current = self._ask(at)
-            if current is None:
-                if self.transport is None or not self.transport.polling:
-                    outcome = "runner-lost"
+        current: Answer | None = None
+        try:
+            while now_us() < until:
+                self._sleep(self.config.pause_poll_interval_s)
+                polled = self._ask(at)
+                if polled is None:
+                    if self.transport is None or not self.transport.polling:
+                        outcome = "runner-lost"
+                        break
+                    continue
+                if polled.state != "pause":
+                    outcome = "resumed" if polled.state == "run" else "terminated"
+                    current = polled if polled.state == "terminate" else None
                     break
-                continue
-            if current.state != "pause":
-                outcome = "resumed" if current.state == "run" else "terminated"
-                break
-            if current.pause_until_us is not None:
-                until = min(current.pause_until_us, limit)
-        else:
-            current = None
-        ended = now_us()
-        self._pauses.append({"at": at, "started_us": started, "ended_us": ended, "outcome": outcome})
-        self.emit("resumed", {"at": at, "outcome": outcome, "paused_us": ended - started})
-        return current if outcome == "terminated" else None
+                if polled.pause_until_us is not None:
+                    until = min(polled.pause_until_us, limit)
+        except BaseException:
+            outcome = "interrupted"  # SIGTERM (InterruptExecution) or SIGUSR1/2 (SystemExit)
+            raise
+        finally:
+            ended = now_us()
+            self._pauses.append({"at": at, "started_us": started, "ended_us": ended, "outcome": outcome})
+            self.emit("resumed", {"at": at, "outcome": outcome, "paused_us": ended - started})
+        return current
 
     def _rollback_decision(self) -> tuple[bool, str]:
         terminate = self._terminate
@@ -453,9 +461,8 @@ def _transport_for(config: Config) -> Transport | None:
 
 
 def _met(state: Any) -> bool | None:
-    if isinstance(state, dict) and isinstance(state.get("steady_state_met"), bool):
-        return state["steady_state_met"]
-    return None
+    met = state.get("steady_state_met") if isinstance(state, dict) else None
+    return met if isinstance(met, bool) else None
 
 
 def _runs_summary(runs: Any) -> dict[str, Any]:
@@ -483,7 +490,7 @@ def _sees_rollback_hooks(experiment: dict[str, Any]) -> bool:
     )
 
 
-class _JournalWatcher(RunEventHandler):
+class _JournalWatcher(RunEventHandler):  # type: ignore[misc]  # chaoslib is untyped
     """Hands the live journal to the reporter: the rollback decision needs its status."""
 
     def __init__(self, reporter: Reporter) -> None:

@@ -150,7 +150,7 @@ class SocketTransport:
             self._sent.append(line)
             if self.silenced:
                 return
-            conn = self._connected(replay=True)
+            conn = self._connected(skip_newest=True)
             if conn is None:
                 return
             if not self._write(conn, line):
@@ -161,7 +161,7 @@ class SocketTransport:
         with self._lock:
             if not self.polling:
                 return None
-            conn = self._connected(replay=True)
+            conn = self._connected(skip_newest=False)
             if conn is None:
                 return None
             self._poll_id += 1
@@ -203,7 +203,9 @@ class SocketTransport:
 
     # -- internals (called with the lock held) --
 
-    def _connected(self, replay: bool) -> socket.socket | None:
+    def _connected(self, skip_newest: bool) -> socket.socket | None:
+        """The open connection, or a new one that has said hello and replayed every
+        buffered event (``skip_newest``: the caller is about to write that one itself)."""
         if self._conn is not None:
             return self._conn
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -226,11 +228,10 @@ class SocketTransport:
             "execution_id": self._config.execution_id,
             "pid": os.getpid(),
         }
-        lines = [encode(hello)]
-        if replay:
-            # The newest entry is what the caller is about to send itself.
-            lines.extend(list(self._sent)[:-1] if self._sent else [])
-        for line in lines:
+        replay = list(self._sent)
+        if skip_newest and replay:
+            replay.pop()
+        for line in [encode(hello), *replay]:
             if not self._write(conn, line):
                 return None
         return conn

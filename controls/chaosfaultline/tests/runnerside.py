@@ -82,6 +82,15 @@ class FakeRunner:
         except OSError:
             pass
 
+    def drop_connections(self) -> None:
+        """Hang up on the control but keep listening, as after a runner-side I/O error."""
+        for s in self._conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._conns.clear()
+
     def _accept(self) -> None:
         while self._alive:
             try:

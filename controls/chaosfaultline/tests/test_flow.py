@@ -188,3 +188,28 @@ def test_terminate_without_rollbacks_during_rollbacks_stops_them(chaos: Chaos, r
     assert [r["activity"]["name"] for r in journal["rollbacks"]] == ["undo"]
     assert not (chaos.workdir / "undo2.marker").exists()
     assert_stream(runner, journal)
+
+
+def test_sigterm_while_paused(chaos: Chaos, runner: FakeRunner) -> None:
+    """A hard cancel during a pause: chaoslib's SIGTERM handler interrupts the control's
+    sleep; the wish given at the before-rollbacks poll still decides the rollbacks."""
+
+    def policy(poll: dict[str, Any], r: FakeRunner) -> bytes:
+        if poll["at"]["hook"] == "before-rollbacks":
+            return answer(poll, "terminate", rollbacks=True)
+        if at(poll) == "second":
+            return answer(poll, "pause")
+        return answer(poll, "run")
+
+    runner.policy = policy
+    started = chaos.start(flow_experiment(chaos), arguments={"socket_path": runner.path})
+    wait_for(lambda: bool(runner.of_type("paused")), "the pause")
+    started.process.send_signal(signal.SIGTERM)
+    done = started.wait()
+    journal = done.journal
+    assert journal is not None
+    assert journal["status"] == "interrupted"
+    assert ran(journal) == ["first"]
+    assert (chaos.workdir / "undo.marker").exists()
+    assert [p["outcome"] for p in journal["faultline"]["pauses"]] == ["interrupted"]
+    assert_stream(runner, journal)

@@ -40,6 +40,25 @@ def test_runner_dies_mid_run(chaos: Chaos, runner: FakeRunner) -> None:
     assert runner.events[-1]["payload"].get("name") == "first"
 
 
+def test_reconnect_replays_events_and_the_runner_dedups(chaos: Chaos, runner: FakeRunner) -> None:
+    def policy(poll: dict[str, Any], r: FakeRunner) -> bytes | None:
+        if at(poll) == "second" and not r.state.get("dropped"):
+            r.state["dropped"] = True
+            r.drop_connections()
+            return None
+        return answer(poll, "run")
+
+    runner.policy = policy
+    done = chaos.run(flow_experiment(chaos), arguments={"socket_path": runner.path, "execution_id": "e"})
+    journal = done.journal
+    assert journal is not None
+    assert (journal["status"], done.returncode) == ("completed", 0)
+    assert len(runner.hellos) == 2 and runner.hellos[1]["execution_id"] == "e"
+    assert runner.duplicates > 0
+    assert journal["faultline"]["reporting"] == "ok"
+    assert_stream(runner, journal)  # complete: nothing lost across the reconnect
+
+
 def test_runner_socket_missing(chaos: Chaos, short_tmp: Any) -> None:
     done = chaos.run(flow_experiment(chaos), arguments={"socket_path": str(short_tmp / "nobody.sock")})
     assert done.journal is not None
