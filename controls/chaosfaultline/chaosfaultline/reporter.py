@@ -118,6 +118,18 @@ class Reporter:
     def watch_journal(self, journal: dict[str, Any]) -> None:
         self._journal = journal
 
+    def enter_phase(self, phase: str) -> None:
+        if phase == "method":
+            self._method = "running"
+        else:
+            self._in_rollbacks = True
+
+    def leave_phase(self, phase: str) -> None:
+        if phase == "method":
+            self._method = "done"
+        else:
+            self._in_rollbacks = False
+
     # -- events --
 
     def emit(self, kind: str, payload: dict[str, Any]) -> None:
@@ -218,13 +230,13 @@ class Reporter:
     def before_method(self, experiment: dict[str, Any]) -> None:
         if not self.open_span("method", experiment):
             return
-        self._method = "running"
+        self.enter_phase("method")
         self._checkpoint_in_span({"hook": "before-method"}, "method", experiment)
         method = experiment.get("method")
         self.emit("method-before", {"activities": len(method) if isinstance(method, list) else 0})
 
     def after_method(self, experiment: dict[str, Any], runs: Any) -> None:
-        self._method = "done"
+        self.leave_phase("method")
         if not self.close_span("method", experiment):
             return
         self.emit("method-after", _runs_summary(runs))
@@ -232,7 +244,7 @@ class Reporter:
     def before_rollbacks(self, experiment: dict[str, Any]) -> None:
         if not self.open_span("rollback", experiment):
             return
-        self._in_rollbacks = True
+        self.enter_phase("rollbacks")
         try:
             self._checkpoint_in_span({"hook": "before-rollbacks"}, "rollback", experiment)
         except InterruptExecution:
@@ -256,7 +268,7 @@ class Reporter:
         )
 
     def after_rollbacks(self, experiment: dict[str, Any], runs: Any) -> None:
-        self._in_rollbacks = False
+        self.leave_phase("rollbacks")
         self._restore_rollbacks(experiment)
         if not self.close_span("rollback", experiment):
             return
@@ -491,7 +503,8 @@ def _sees_rollback_hooks(experiment: dict[str, Any]) -> bool:
 
 
 class _JournalWatcher(RunEventHandler):  # type: ignore[misc]  # chaoslib is untyped
-    """Hands the live journal to the reporter: the rollback decision needs its status."""
+    """Hands the live journal to the reporter, and the phases: chaoslib's run events fire
+    even where its control merging skips this control's method and rollback hooks."""
 
     def __init__(self, reporter: Reporter) -> None:
         self._reporter = reporter
@@ -507,3 +520,15 @@ class _JournalWatcher(RunEventHandler):  # type: ignore[misc]  # chaoslib is unt
     ) -> None:
         if isinstance(journal, dict):
             self._reporter.watch_journal(journal)
+
+    def start_method(self, experiment: Any) -> None:
+        self._reporter.enter_phase("method")
+
+    def method_completed(self, experiment: Any, state: Any = None) -> None:
+        self._reporter.leave_phase("method")
+
+    def start_rollbacks(self, experiment: Any) -> None:
+        self._reporter.enter_phase("rollbacks")
+
+    def rollbacks_completed(self, experiment: Any, journal: Any) -> None:
+        self._reporter.leave_phase("rollbacks")

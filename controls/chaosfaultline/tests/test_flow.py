@@ -101,7 +101,8 @@ def test_runner_cancel_with_sigterm_during_a_long_activity(
     journal = done.journal
     assert journal is not None, done.stderr
     assert journal["status"] == "interrupted"
-    assert journal["interruption"]["name"] == "SIGTERM"
+    if tuple(int(p) for p in journal["chaoslib-version"].split(".")[:2]) >= (1, 45):
+        assert journal["interruption"]["name"] == "SIGTERM"  # older libs do not record it
     assert "second" not in ran(journal)
     assert (chaos.workdir / "undo.marker").exists() is rollbacks
     assert journal["faultline"]["rollbacks"]["decided_by"] == "runner"
@@ -213,3 +214,24 @@ def test_sigterm_while_paused(chaos: Chaos, runner: FakeRunner) -> None:
     assert (chaos.workdir / "undo.marker").exists()
     assert [p["outcome"] for p in journal["faultline"]["pauses"]] == ["interrupted"]
     assert_stream(runner, journal)
+
+
+@pytest.mark.parametrize(("strategy", "played"), [(None, False), ("always", True)])
+def test_rollbacks_unmanaged_when_other_top_level_controls_hide_the_rollback_hooks(
+    chaos: Chaos, runner: FakeRunner, strategy: str | None, played: bool
+) -> None:
+    """chaoslib calls only the experiment's own top-level controls at the method and
+    rollback levels when it declares any: the control then cannot take the rollback decision
+    and says so; the runner's fallback is `--rollback-strategy always`."""
+    inert = [{"name": "inert", "provider": {"type": "python", "module": "json"}}]
+    runner.policy = terminate_at("second", rollbacks=True)
+    extra = ["--rollback-strategy", strategy] if strategy else []
+    done = chaos.run(flow_experiment(chaos, controls=inert), arguments={"socket_path": runner.path}, extra=extra)
+    journal = done.journal
+    assert journal is not None
+    assert journal["status"] == "interrupted"
+    assert (chaos.workdir / "undo.marker").exists() is played
+    assert journal["faultline"]["rollbacks"]["managed"] is False
+    assert "top-level controls" in journal["faultline"]["rollbacks"]["unmanaged_because"]
+    events = assert_stream(runner, journal)
+    assert "method-before" not in [e["type"] for e in events]
