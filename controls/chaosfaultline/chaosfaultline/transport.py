@@ -341,7 +341,8 @@ class HttpTransport:
         self._idle.wait(timeout_s)
 
     def close(self) -> None:
-        self.flush()
+        """Stop after what is queued. No waiting: ``flush`` ran after the last event, and
+        the thread is a daemon, so a dead Gateway cannot hold up the process's exit."""
         self._queue.put(None)
 
     def _loop(self) -> None:
