@@ -222,3 +222,43 @@ def test_background_activities_are_reported(chaos: Chaos, runner: FakeRunner) ->
     afters = {e["payload"]["name"]: e["payload"]["status"] for e in runner.of_type("activity-after")}
     assert all(afters[f"bg{i}"] == "succeeded" for i in range(3))
     assert [e["seq"] for e in runner.events] == list(range(1, len(runner.events) + 1))
+
+
+FAULTLINE_IN_EXPERIMENT = [
+    {"name": "faultline", "provider": {"type": "python", "module": "chaosfaultline.control"}}
+]
+
+
+def test_exported_experiment_with_the_control_but_no_configuration(chaos: Chaos) -> None:
+    """How an experiment leaves Faultline: the control declared in it, run with plain
+    `chaos run` and nothing configured."""
+    experiment = flow_experiment(chaos, controls=FAULTLINE_IN_EXPERIMENT)
+    bare = chaos.run(flow_experiment(chaos), control=False)
+    done = chaos.run(experiment, control=False)
+    assert bare.journal is not None and done.journal is not None
+    assert (done.journal["status"], done.journal["deviated"], done.returncode) == (
+        bare.journal["status"],
+        bare.journal["deviated"],
+        bare.returncode,
+    )
+    assert ran(done.journal) == ["first", "second"]
+    assert [r["activity"]["name"] for r in done.journal["rollbacks"]] == ["undo"]
+    assert "faultline" not in done.journal
+
+
+def test_declared_both_globally_and_in_the_experiment_reports_once(chaos: Chaos, runner: FakeRunner) -> None:
+    """The runner's global control over an exported experiment that declares it too."""
+    runner.policy = lambda poll, r: (
+        answer(poll, "terminate", rollbacks=True) if at(poll) == "second" else answer(poll, "run")
+    )
+    experiment = flow_experiment(chaos, controls=FAULTLINE_IN_EXPERIMENT)
+    done = chaos.run(experiment, arguments={"socket_path": runner.path, "execution_id": "e"})
+    journal = done.journal
+    assert journal is not None
+    assert journal["status"] == "interrupted"
+    assert done.log.count("Applying before-control 'faultline' on 'experiment'") == 2, "not declared twice"
+    events = assert_stream(runner, journal)
+    assert [e["type"] for e in events].count("experiment-before") == 1
+    assert [e["type"] for e in events].count("method-before") == 1
+    assert journal["faultline"]["rollbacks"]["managed"] is True
+    assert (chaos.workdir / "undo.marker").exists()
