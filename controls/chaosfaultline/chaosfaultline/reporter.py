@@ -433,9 +433,13 @@ class Reporter:
                 self.transport.close()
 
     def clip(self, text: Any) -> Any:
-        if not isinstance(text, str) or len(text) <= self.config.output_limit:
+        """A string cut to ``output_limit`` UTF-8 bytes, marked when cut; anything else as is."""
+        if not isinstance(text, str):
             return text
-        return text[: self.config.output_limit] + TRUNCATION_MARKER
+        raw = text.encode("utf-8", "replace")
+        if len(raw) <= self.config.output_limit:
+            return text
+        return raw[: self.config.output_limit].decode("utf-8", "ignore") + TRUNCATION_MARKER
 
     def output_fields(self, output: Any) -> dict[str, Any]:
         """The output as is when its JSON fits the limit, else a clipped JSON string."""
@@ -446,9 +450,8 @@ class Reporter:
         size = len(text.encode("utf-8"))
         if size <= self.config.output_limit:
             return {"output": json.loads(text), "output_truncated": False}
-        clipped = text.encode("utf-8")[: self.config.output_limit].decode("utf-8", "ignore")
         return {
-            "output": clipped + TRUNCATION_MARKER,
+            "output": self.clip(text),
             "output_truncated": True,
             "output_bytes": size,
         }
@@ -456,7 +459,9 @@ class Reporter:
     def _phase(self) -> str:
         if self._in_rollbacks:
             return "rollbacks"
-        if any(level == "hypothesis" for level, _ in self._open):
+        with self._lock:  # background activities open and close spans concurrently
+            in_hypothesis = any(level == "hypothesis" for level, _ in self._open)
+        if in_hypothesis:
             return "hypothesis"
         return "method" if self._method == "running" else "hypothesis"
 

@@ -30,6 +30,7 @@ logger = logging.getLogger("chaostoolkit")
 
 MAX_LINE_BYTES = 1024 * 1024  # both directions, newline included
 RESEND_BUFFER_EVENTS = 1024
+RESEND_BUFFER_BYTES = 8 * 1024 * 1024
 HTTP_BATCH_EVENTS = 500
 
 State = Literal["run", "pause", "terminate"]
@@ -129,7 +130,8 @@ class SocketTransport:
         self._rbuf = bytearray()
         self._discarding = False
         # Every event sent, for replay after a reconnect; the runner drops seqs it has seen.
-        self._sent: deque[bytes] = deque(maxlen=RESEND_BUFFER_EVENTS)
+        self._sent: deque[bytes] = deque()
+        self._sent_bytes = 0
         self._poll_id = 0
         self._failures = _Failures(config.max_consecutive_failures, "runner socket")
         # Counted apart: a runner that takes events but never answers would otherwise
@@ -147,7 +149,7 @@ class SocketTransport:
     def send(self, event: dict[str, Any]) -> None:
         line = encode(event)
         with self._lock:
-            self._sent.append(line)
+            self._remember(line)
             if self.silenced:
                 return
             conn = self._connected(skip_newest=True)
@@ -202,6 +204,12 @@ class SocketTransport:
             self._disconnect()
 
     # -- internals (called with the lock held) --
+
+    def _remember(self, line: bytes) -> None:
+        self._sent.append(line)
+        self._sent_bytes += len(line)
+        while len(self._sent) > RESEND_BUFFER_EVENTS or self._sent_bytes > RESEND_BUFFER_BYTES:
+            self._sent_bytes -= len(self._sent.popleft())
 
     def _connected(self, skip_newest: bool) -> socket.socket | None:
         """The open connection, or a new one that has said hello and replayed every
