@@ -193,6 +193,7 @@ class SocketTransport:
                 answer = Answer.parse(obj, poll_id)
                 if answer is not None:
                     self._poll_failures.succeeded()
+                    self._failures.succeeded()
                     return answer
                 logger.debug("faultline: ignoring a runner line that does not answer poll %d", poll_id)
 
@@ -299,6 +300,16 @@ class SocketTransport:
             except OSError:
                 pass
             self._conn = None
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failure: following it would hand the bearer token to another URL."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
 
 
 class HttpTransport:
@@ -417,7 +428,7 @@ class HttpTransport:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self._config.http_timeout_s) as response:
+            with _opener.open(request, timeout=self._config.http_timeout_s) as response:
                 raw = response.read(MAX_LINE_BYTES)
         except urllib.error.HTTPError as error:
             self._failures.failed(f"POST {path}: HTTP {error.code}")

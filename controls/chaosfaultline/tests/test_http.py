@@ -41,6 +41,13 @@ def gateway() -> Iterator[tuple[Gateway, str]]:
             raw = self.rfile.read(length)
             status = state.status
             reply: dict[str, Any] = {}
+            if status in (301, 302, 307, 308):
+                state.requests.append({"path": self.path, "authorization": self.headers.get("Authorization"), "status": status})
+                self.send_response(status)
+                self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/elsewhere{self.path}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if self.path.startswith("/api/v1/experiments/") and self.path.endswith("/executions"):
                 status = 201 if state.status < 300 else state.status
                 reply = {"id": state.created_id}
@@ -59,6 +66,12 @@ def gateway() -> Iterator[tuple[Gateway, str]]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802  # where a followed 302 would land
+            state.requests.append({"path": self.path, "authorization": self.headers.get("Authorization"), "status": 404})
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -141,3 +154,15 @@ def test_url_without_token_is_off(chaos: Chaos, gateway: tuple[Gateway, str]) ->
     assert done.journal is not None and done.journal["status"] == "completed"
     assert "faultline" not in done.journal
     assert state.requests == []
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_redirects_are_not_followed(chaos: Chaos, gateway: tuple[Gateway, str], status: int) -> None:
+    """Following one would send the bearer token wherever the Location points."""
+    state, url = gateway
+    state.status = status
+    env = {"FAULTLINE_URL": url, "FAULTLINE_TOKEN": "t", "FAULTLINE_EXECUTION_ID": "ex-1"}
+    done = chaos.run(flow_experiment(chaos), env=env)
+    assert done.journal is not None and done.journal["status"] == "completed"
+    assert done.journal["faultline"]["reporting"] == "silenced"
+    assert state.requests and not any(r["path"].startswith("/elsewhere") for r in state.requests)
