@@ -358,7 +358,7 @@ class Reporter:
         the terminate answer that ended it, if one did."""
         started = now_us()
         limit = started + int(self.config.max_pause_seconds * 1_000_000)
-        until = min(answer.pause_until_us or limit, limit)
+        until = limit if answer.pause_until_us is None else min(answer.pause_until_us, limit)
         self.emit("paused", {"at": at, "until_us": until, "reason": answer.reason})
         outcome = "timed-out"
         current: Answer | None = None

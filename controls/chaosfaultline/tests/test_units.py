@@ -144,3 +144,103 @@ def test_rollback_decision_matches_chaoslib(strategy: str, status: str | None, d
     journal = {"status": status, "deviated": deviated, "rollbacks": []}
     run_rollback(strategy, None, {"title": "t", "rollbacks": []}, journal, {}, {}, registry, None)
     assert rollbacks_by_strategy(strategy, status, deviated) is handler.played
+
+
+class ScriptedTransport:
+    """Answers polls from a script; records events. For the reporter's own logic."""
+
+    def __init__(self, answers: list[Answer | None]) -> None:
+        self.answers = answers
+        self.events: list[dict[str, Any]] = []
+        self.polls: list[dict[str, Any]] = []
+        self.silenced = False
+        self.polling = True
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def poll(self, at: dict[str, Any]) -> Answer | None:
+        self.polls.append(at)
+        return self.answers.pop(0) if self.answers else Answer("run")
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def scripted(answers: list[Answer | None], **arguments: Any) -> tuple[Reporter, ScriptedTransport]:
+    transport = ScriptedTransport(answers)
+    config = resolve({"socket_path": "/unused", **arguments}, {})
+    return Reporter(config, transport=transport, sleep=lambda s: None), transport
+
+
+def kinds(transport: ScriptedTransport) -> list[str]:
+    return [e["type"] for e in transport.events]
+
+
+@pytest.mark.parametrize("until", [0, -5, 1])
+def test_pause_until_the_past_ends_at_once(until: int) -> None:
+    reporter, transport = scripted([Answer("pause", pause_until_us=until)])
+    reporter.checkpoint({"hook": "before-activity"})
+    assert len(transport.polls) == 1
+    assert transport.events[-1]["payload"]["outcome"] == "timed-out"
+
+
+def test_pause_polls_until_run() -> None:
+    reporter, transport = scripted([Answer("pause"), None, Answer("pause"), Answer("run")])
+    reporter.checkpoint({"hook": "before-activity"})
+    assert len(transport.polls) == 4
+    assert kinds(transport) == ["paused", "resumed"]
+    assert transport.events[-1]["payload"]["outcome"] == "resumed"
+
+
+def test_pause_ends_when_polling_becomes_impossible() -> None:
+    reporter, transport = scripted([Answer("pause"), None])
+    transport.polling = False
+    reporter.checkpoint({"hook": "before-activity"})
+    assert transport.events[-1]["payload"]["outcome"] == "runner-lost"
+
+
+def test_terminate_raises_once_and_reports_once() -> None:
+    from chaoslib.exceptions import InterruptExecution
+
+    reporter, transport = scripted([Answer("terminate", reason="r"), Answer("terminate", reason="r")])
+    for _ in range(2):
+        with pytest.raises(InterruptExecution, match="r"):
+            reporter.checkpoint({"hook": "before-activity"})
+    assert kinds(transport) == ["terminate-requested"]
+
+
+@pytest.mark.parametrize(("rollbacks", "raises"), [(None, False), (True, False), (False, True)])
+def test_terminate_during_rollbacks(rollbacks: bool | None, raises: bool) -> None:
+    from chaoslib.exceptions import InterruptExecution
+
+    reporter, transport = scripted([Answer("terminate", rollbacks=rollbacks)])
+    reporter.enter_phase("rollbacks")
+    if raises:
+        with pytest.raises(InterruptExecution):
+            reporter.checkpoint({"hook": "before-activity"})
+    else:
+        reporter.checkpoint({"hook": "before-activity"})  # the rollbacks carry on
+
+
+def test_hooks_fired_twice_report_once() -> None:
+    reporter, transport = scripted([])
+    activity = {"name": "a", "type": "action"}
+    run = {"status": "succeeded", "duration": 0.1, "output": None}
+    for _ in range(2):
+        reporter.before_activity(activity)
+    for _ in range(2):
+        reporter.after_activity(activity, run)
+    assert kinds(transport) == ["activity-before", "activity-after"]
+    assert len(transport.polls) == 1
+    assert [e["seq"] for e in transport.events] == [1, 2]
+
+
+def test_events_after_close_are_dropped() -> None:
+    reporter, transport = scripted([])
+    reporter.close()
+    reporter.before_loading("x")
+    assert transport.events == []
