@@ -1,0 +1,444 @@
+"""The two ways out of the control: the runner's Unix socket and the Gateway's HTTP API.
+
+Both are best effort by design: every failure is logged and counted, and after
+``max_consecutive_failures`` failures in a row the transport goes silent for the rest of the
+run. Nothing here raises to the caller except the exceptions chaoslib's own signal handlers
+inject (``InterruptExecution`` on SIGTERM, ``SystemExit`` on SIGUSR1/2), which must reach
+chaoslib untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from chaosfaultline import PROTOCOL_VERSION
+from chaosfaultline.config import Config
+
+logger = logging.getLogger("chaostoolkit")
+
+MAX_LINE_BYTES = 1024 * 1024  # both directions, newline included
+RESEND_BUFFER_EVENTS = 1024
+RESEND_BUFFER_BYTES = 8 * 1024 * 1024
+HTTP_BATCH_EVENTS = 500
+
+State = Literal["run", "pause", "terminate"]
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One protocol line. ``default=str`` keeps odd activity outputs (bytes, sets) encodable."""
+    return (
+        json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
+    ).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Answer:
+    state: State
+    rollbacks: bool | None = None
+    pause_until_us: int | None = None
+    reason: str | None = None
+
+    @staticmethod
+    def parse(obj: Any, poll_id: int) -> Answer | None:
+        """The answer to poll ``poll_id`` in ``obj``, or None when ``obj`` is not one."""
+        if not isinstance(obj, dict) or obj.get("type") != "state":
+            return None
+        if obj.get("poll_id") != poll_id or isinstance(obj.get("poll_id"), bool):
+            return None
+        state = obj.get("state")
+        if state not in ("run", "pause", "terminate"):
+            logger.warning("faultline: runner answered unknown state %.80r; carrying on", state)
+            return Answer(state="run")
+        rollbacks = obj.get("rollbacks")
+        until = obj.get("pause_until_us")
+        reason = obj.get("reason")
+        return Answer(
+            state=state,
+            rollbacks=rollbacks if isinstance(rollbacks, bool) else None,
+            pause_until_us=until if isinstance(until, int) and not isinstance(until, bool) else None,
+            reason=reason[:1000] if isinstance(reason, str) else None,
+        )
+
+
+class Transport(Protocol):
+    @property
+    def silenced(self) -> bool:
+        """Events can no longer be delivered."""
+        ...
+
+    @property
+    def polling(self) -> bool:
+        """Polls may still get an answer."""
+        ...
+
+    def send(self, event: dict[str, Any]) -> None: ...
+
+    def poll(self, at: dict[str, Any]) -> Answer | None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Failures:
+    """Counts consecutive failures and silences the transport at the limit."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.limit = limit
+        self.what = what
+        self.consecutive = 0
+        self.silenced = False
+
+    def failed(self, reason: str) -> None:
+        self.consecutive += 1
+        if self.consecutive >= self.limit and not self.silenced:
+            self.silenced = True
+            logger.warning(
+                "faultline: %s failed %d times in a row (%s); reporting stops for this run",
+                self.what,
+                self.consecutive,
+                reason,
+            )
+        else:
+            logger.debug("faultline: %s failed: %s", self.what, reason)
+
+    def succeeded(self) -> None:
+        self.consecutive = 0
+
+
+class SocketTransport:
+    """Newline-delimited JSON over the runner's per-run Unix stream socket (PROTOCOL.md)."""
+
+    def __init__(self, config: Config) -> None:
+        assert config.socket_path
+        self._config = config
+        self._path = config.socket_path
+        self._lock = threading.RLock()
+        self._conn: socket.socket | None = None
+        self._rbuf = bytearray()
+        self._discarding = False
+        # Every event sent, for replay after a reconnect; the runner drops seqs it has seen.
+        self._sent: deque[bytes] = deque()
+        self._sent_bytes = 0
+        self._poll_id = 0
+        self._failures = _Failures(config.max_consecutive_failures, "runner socket")
+        # Counted apart: a runner that takes events but never answers would otherwise
+        # cost every checkpoint a full timeout.
+        self._poll_failures = _Failures(config.max_consecutive_failures, "runner polls")
+
+    @property
+    def silenced(self) -> bool:
+        return self._failures.silenced
+
+    @property
+    def polling(self) -> bool:
+        return not self._failures.silenced and not self._poll_failures.silenced
+
+    def send(self, event: dict[str, Any]) -> None:
+        line = encode(event)
+        with self._lock:
+            self._remember(line)
+            if self.silenced:
+                return
+            conn = self._connected(skip_newest=True)
+            if conn is None:
+                return
+            if not self._write(conn, line):
+                return
+            self._failures.succeeded()
+
+    def poll(self, at: dict[str, Any]) -> Answer | None:
+        with self._lock:
+            if not self.polling:
+                return None
+            conn = self._connected(skip_newest=False)
+            if conn is None:
+                return None
+            self._poll_id += 1
+            poll_id = self._poll_id
+            request = {"type": "poll", "poll_id": poll_id, "ts_us": time.time_ns() // 1000, "at": at}
+            if not self._write(conn, encode(request)):
+                return None
+            deadline = time.monotonic() + self._config.io_timeout_s
+            while True:
+                try:
+                    line = self._read_line(conn, deadline)
+                except OSError as error:
+                    self._drop(f"reading an answer: {error}")
+                    return None
+                except BaseException:
+                    self._disconnect()
+                    raise
+                if line is None:
+                    # The connection stays: a late answer is skipped by its poll_id.
+                    self._poll_failures.failed(f"no answer to poll {poll_id}")
+                    return None
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    logger.debug("faultline: ignoring a line from the runner that is not JSON")
+                    continue
+                answer = Answer.parse(obj, poll_id)
+                if answer is not None:
+                    self._poll_failures.succeeded()
+                    self._failures.succeeded()
+                    return answer
+                logger.debug("faultline: ignoring a runner line that does not answer poll %d", poll_id)
+
+    def flush(self) -> None:
+        """Writes are synchronous: nothing to wait for."""
+
+    def close(self) -> None:
+        with self._lock:
+            self._disconnect()
+
+    # -- internals (called with the lock held) --
+
+    def _remember(self, line: bytes) -> None:
+        self._sent.append(line)
+        self._sent_bytes += len(line)
+        while len(self._sent) > RESEND_BUFFER_EVENTS or self._sent_bytes > RESEND_BUFFER_BYTES:
+            self._sent_bytes -= len(self._sent.popleft())
+
+    def _connected(self, skip_newest: bool) -> socket.socket | None:
+        """The open connection, or a new one that has said hello and replayed every
+        buffered event (``skip_newest``: the caller is about to write that one itself)."""
+        if self._conn is not None:
+            return self._conn
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(self._config.io_timeout_s)
+        try:
+            conn.connect(self._path)
+        except OSError as error:
+            conn.close()
+            self._failures.failed(f"connecting to {self._path}: {error}")
+            return None
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._rbuf.clear()
+        self._discarding = False
+        hello = {
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "execution_id": self._config.execution_id,
+            "pid": os.getpid(),
+        }
+        replay = list(self._sent)
+        if skip_newest and replay:
+            replay.pop()
+        for line in [encode(hello), *replay]:
+            if not self._write(conn, line):
+                return None
+        return conn
+
+    def _write(self, conn: socket.socket, line: bytes) -> bool:
+        try:
+            conn.settimeout(self._config.io_timeout_s)
+            conn.sendall(line)
+            return True
+        except OSError as error:
+            # A partial line may be on the wire: this connection is unusable now.
+            self._drop(f"writing: {error}")
+            return False
+        except BaseException:
+            self._disconnect()
+            raise
+
+    def _read_line(self, conn: socket.socket, deadline: float) -> bytes | None:
+        """The next complete line, or None at the deadline. Over-long lines are skipped."""
+        while True:
+            newline = self._rbuf.find(b"\n")
+            if newline >= 0:
+                line = bytes(self._rbuf[:newline])
+                del self._rbuf[: newline + 1]
+                if self._discarding:
+                    self._discarding = False
+                    continue
+                if len(line) + 1 > MAX_LINE_BYTES:
+                    logger.debug("faultline: skipping an over-long line from the runner")
+                    continue
+                return line
+            if len(self._rbuf) >= MAX_LINE_BYTES:
+                if not self._discarding:
+                    logger.debug("faultline: skipping an over-long line from the runner")
+                self._discarding = True
+                self._rbuf.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            conn.settimeout(remaining)
+            try:
+                data = conn.recv(65536)
+            except TimeoutError:
+                return None
+            if not data:
+                raise ConnectionResetError("runner closed the connection")
+            self._rbuf += data
+
+    def _drop(self, reason: str) -> None:
+        self._disconnect()
+        self._failures.failed(reason)
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except OSError:
+                pass
+            self._conn = None
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failure: following it would hand the bearer token to another URL."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+class HttpTransport:
+    """Batches events to the Gateway from a background thread so a slow Gateway never
+    holds up an activity. Report only: over HTTP there is no pause or terminate."""
+
+    def __init__(self, config: Config) -> None:
+        assert config.url and config.token
+        self._config = config
+        self._execution_id = config.execution_id
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._queued = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Event()  # set when everything sent so far is delivered or given up
+        self._idle.set()
+        self._failures = _Failures(config.max_consecutive_failures, "Gateway")
+        self._thread = threading.Thread(target=self._loop, name="faultline-http", daemon=True)
+        self._thread.start()
+
+    @property
+    def silenced(self) -> bool:
+        return self._failures.silenced
+
+    @property
+    def polling(self) -> bool:
+        return False
+
+    @property
+    def execution_id(self) -> str | None:
+        return self._execution_id
+
+    def send(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            if self.silenced:
+                return
+            if self._queued >= RESEND_BUFFER_EVENTS * 4:
+                logger.debug("faultline: HTTP queue full, dropping event %s", event.get("seq"))
+                return
+            self._queued += 1
+            self._idle.clear()
+            self._queue.put(event)
+
+    def poll(self, at: dict[str, Any]) -> Answer | None:
+        return None
+
+    def flush(self, timeout_s: float = 5.0) -> None:
+        """Wait (bounded) until what was sent is delivered or given up."""
+        self._idle.wait(timeout_s)
+
+    def close(self) -> None:
+        """Stop after what is queued. No waiting: ``flush`` ran after the last event, and
+        the thread is a daemon, so a dead Gateway cannot hold up the process's exit."""
+        self._queue.put(None)
+
+    def _loop(self) -> None:
+        pending: list[dict[str, Any]] = []
+        while True:
+            if not pending:
+                item = self._queue.get()
+                if item is None:
+                    return
+                pending.append(item)
+            while len(pending) < HTTP_BATCH_EVENTS:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop once this batch is through
+                    break
+                pending.append(item)
+            delivered = self._deliver(pending)
+            with self._lock:
+                if delivered or self.silenced:
+                    self._queued -= len(pending)
+                    pending = []
+                if self.silenced:
+                    self._queued = 0
+                    self._idle.set()
+                    return
+                if not pending and self._queued == 0:
+                    self._idle.set()
+            if not delivered:
+                time.sleep(min(0.25 * 2**self._failures.consecutive, 2.0))
+            else:
+                self._failures.succeeded()
+
+    def _deliver(self, events: list[dict[str, Any]]) -> bool:
+        if self._execution_id is None:
+            self._execution_id = self._create_execution()
+            if self._execution_id is None:
+                return False
+        path = f"/api/v1/executions/{urllib.parse.quote(self._execution_id, safe='')}/events"
+        return self._post(path, {"events": events}) is not None
+
+    def _create_execution(self) -> str | None:
+        assert self._config.experiment_id
+        experiment = urllib.parse.quote(self._config.experiment_id, safe="")
+        body = self._post(f"/api/v1/experiments/{experiment}/executions", {"external": True})
+        created = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(created, str) or not created:
+            self._failures.failed("creating the execution: no id in the answer")
+            return None
+        return created
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any | None:
+        """The decoded JSON answer ({} when empty), or None on any failure."""
+        request = urllib.request.Request(
+            self._config.url + path,  # type: ignore[operator]
+            data=json.dumps(body, separators=(",", ":"), default=str).encode("utf-8"),
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {self._config.token}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+        )
+        try:
+            with _opener.open(request, timeout=self._config.http_timeout_s) as response:
+                raw = response.read(MAX_LINE_BYTES)
+        except urllib.error.HTTPError as error:
+            self._failures.failed(f"POST {path}: HTTP {error.code}")
+            return None
+        except (OSError, ValueError) as error:
+            self._failures.failed(f"POST {path}: {error}")
+            return None
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {}

@@ -1,0 +1,168 @@
+"""Outside a runner: events go to the Gateway's JSON API, as PROTOCOL.md specifies it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from runnerside import Chaos, flow_experiment, journal_activities
+
+
+@dataclass
+class Gateway:
+    """A tiny stand-in for the Gateway: records every request, answers with ``status``."""
+
+    status: int = 202
+    created_id: Any = "ex-created"
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def events(self) -> list[dict[str, Any]]:
+        seen: dict[int, dict[str, Any]] = {}
+        for r in self.requests:
+            if r["path"].endswith("/events") and r["status"] < 300:
+                for e in r["body"]["events"]:
+                    seen.setdefault(e["seq"], e)  # idempotent by seq, as the Gateway must be
+        return [seen[k] for k in sorted(seen)]
+
+
+@pytest.fixture
+def gateway() -> Iterator[tuple[Gateway, str]]:
+    state = Gateway()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length", "0"))
+            raw = self.rfile.read(length)
+            status = state.status
+            reply: dict[str, Any] = {}
+            if status in (301, 302, 307, 308):
+                state.requests.append({"path": self.path, "authorization": self.headers.get("Authorization"), "status": status})
+                self.send_response(status)
+                self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/elsewhere{self.path}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if self.path.startswith("/api/v1/experiments/") and self.path.endswith("/executions"):
+                status = 201 if state.status < 300 else state.status
+                reply = {"id": state.created_id}
+            state.requests.append(
+                {
+                    "path": self.path,
+                    "authorization": self.headers.get("Authorization"),
+                    "content_type": self.headers.get("Content-Type"),
+                    "body": json.loads(raw),
+                    "status": status,
+                }
+            )
+            body = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802  # where a followed 302 would land
+            state.requests.append({"path": self.path, "authorization": self.headers.get("Authorization"), "status": 404})
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_reports_to_the_gateway(chaos: Chaos, gateway: tuple[Gateway, str]) -> None:
+    state, url = gateway
+    env = {"FAULTLINE_URL": url + "/", "FAULTLINE_TOKEN": "s3cret", "FAULTLINE_EXECUTION_ID": "ex/1"}
+    done = chaos.run(flow_experiment(chaos), env=env)
+    journal = done.journal
+    assert journal is not None
+    assert (journal["status"], done.returncode) == ("completed", 0)
+    assert state.requests
+    assert {r["path"] for r in state.requests} == {"/api/v1/executions/ex%2F1/events"}
+    assert all(r["authorization"] == "Bearer s3cret" for r in state.requests)
+    assert all(r["content_type"] == "application/json" for r in state.requests)
+    events = state.events()
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    types = [e["type"] for e in events]
+    assert types[:3] == ["loading-before", "loading-after", "experiment-before"]
+    assert types[-1] == "experiment-after"
+    assert events[-1]["payload"]["status"] == "completed"
+    names = [(e["payload"]["name"], e["payload"]["status"]) for e in events if e["type"] == "activity-after"]
+    assert names == journal_activities(journal)
+    assert journal["faultline"]["mode"] == "http"
+    assert journal["faultline"]["execution_id"] == "ex/1"
+    assert "s3cret" not in json.dumps(journal)
+
+
+def test_creates_the_execution_from_an_experiment_id(chaos: Chaos, gateway: tuple[Gateway, str]) -> None:
+    state, url = gateway
+    env = {"FAULTLINE_URL": url, "FAULTLINE_TOKEN": "t", "FAULTLINE_EXPERIMENT_ID": "exp-7"}
+    done = chaos.run(flow_experiment(chaos), env=env)
+    assert done.journal is not None and done.journal["status"] == "completed"
+    assert state.requests[0]["path"] == "/api/v1/experiments/exp-7/executions"
+    assert state.requests[0]["body"] == {"external": True}
+    assert {r["path"] for r in state.requests[1:]} == {"/api/v1/executions/ex-created/events"}
+    assert state.events()[-1]["type"] == "experiment-after"
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_gateway_errors_never_fail_the_run(chaos: Chaos, gateway: tuple[Gateway, str], status: int) -> None:
+    state, url = gateway
+    state.status = status
+    env = {"FAULTLINE_URL": url, "FAULTLINE_TOKEN": "t", "FAULTLINE_EXECUTION_ID": "ex-1"}
+    done = chaos.run(flow_experiment(chaos), env=env)
+    assert done.journal is not None
+    assert (done.journal["status"], done.returncode) == ("completed", 0)
+    assert done.journal["faultline"]["reporting"] == "silenced"
+    assert len(state.requests) == 3  # three failures in a row, then silence
+
+
+def test_gateway_without_an_id_in_its_answer(chaos: Chaos, gateway: tuple[Gateway, str]) -> None:
+    state, url = gateway
+    state.created_id = 42
+    env = {"FAULTLINE_URL": url, "FAULTLINE_TOKEN": "t", "FAULTLINE_EXPERIMENT_ID": "exp-7"}
+    done = chaos.run(flow_experiment(chaos), env=env)
+    assert done.journal is not None and done.journal["status"] == "completed"
+    assert all(r["path"].endswith("/executions") for r in state.requests)
+
+
+def test_unreachable_gateway(chaos: Chaos) -> None:
+    env = {"FAULTLINE_URL": "http://127.0.0.1:9", "FAULTLINE_TOKEN": "t", "FAULTLINE_EXECUTION_ID": "ex-1"}
+    done = chaos.run(flow_experiment(chaos), env=env)
+    assert done.journal is not None
+    assert (done.journal["status"], done.returncode) == ("completed", 0)
+    assert done.journal["faultline"]["reporting"] == "silenced"
+
+
+def test_url_without_token_is_off(chaos: Chaos, gateway: tuple[Gateway, str]) -> None:
+    state, url = gateway
+    done = chaos.run(flow_experiment(chaos), env={"FAULTLINE_URL": url, "FAULTLINE_EXECUTION_ID": "ex-1"})
+    assert done.journal is not None and done.journal["status"] == "completed"
+    assert "faultline" not in done.journal
+    assert state.requests == []
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_redirects_are_not_followed(chaos: Chaos, gateway: tuple[Gateway, str], status: int) -> None:
+    """Following one would send the bearer token wherever the Location points."""
+    state, url = gateway
+    state.status = status
+    env = {"FAULTLINE_URL": url, "FAULTLINE_TOKEN": "t", "FAULTLINE_EXECUTION_ID": "ex-1"}
+    done = chaos.run(flow_experiment(chaos), env=env)
+    assert done.journal is not None and done.journal["status"] == "completed"
+    assert done.journal["faultline"]["reporting"] == "silenced"
+    assert state.requests and not any(r["path"].startswith("/elsewhere") for r in state.requests)
