@@ -66,11 +66,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: what every service shares: health, organisation scoping, hosting
+        .target(
+            name: "ServiceKit",
+            dependencies: [
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/ServiceKit",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: services (each imports the layers below, never another service)
         .target(
             name: "ExperimentService",
             dependencies: [
-                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,0 +1,12 @@
+import Foundation
+
+/// How a service process tells its supervisor (`faultline up`) where it listens: one line on
+/// standard output, `faultline-ready HOST:PORT`, once the port is bound.
+public enum ServiceReadiness {
+    public static let prefix = "faultline-ready "
+
+    public static func announce(host: String, port: Int) {
+        print("\(prefix)\(host):\(port)")
+        fflush(stdout)
+    }
+}
