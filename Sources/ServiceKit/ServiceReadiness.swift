@@ -6,7 +6,7 @@ public enum ServiceReadiness {
     public static let prefix = "faultline-ready "
 
     public static func announce(host: String, port: Int) {
-        print("\(prefix)\(host):\(port)")
-        fflush(stdout)
+        // Written straight to the file descriptor: stdout may be a pipe, where print() buffers.
+        FileHandle.standardOutput.write(Data("\(prefix)\(host):\(port)\n".utf8))
     }
 }
