@@ -96,6 +96,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/ScheduleService",
+            exclude: ["SCHEDULING.md"],
             swiftSettings: swiftSettings
         ),
 
