@@ -37,10 +37,10 @@ State = Literal["run", "pause", "terminate"]
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    """One protocol line. ``default=str`` keeps odd activity outputs (bytes, sets) encodable."""
-    return (
-        json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
-    ).encode("utf-8")
+    """One protocol line: strict JSON (no NaN/Infinity), raises ValueError or TypeError when
+    ``message`` cannot be. ``default=str`` keeps odd values (bytes, sets) encodable."""
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False)
+    return (text + "\n").encode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
