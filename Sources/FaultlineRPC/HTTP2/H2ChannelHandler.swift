@@ -19,7 +19,7 @@ class H2ChannelHandler: ChannelInboundHandler, OutboxProcessor {
     private let timers: Timers
     private(set) var context: ChannelHandlerContext?
     private var started = false
-    private var keepaliveTask: RepeatedTask?
+    private var keepaliveTask: Scheduled<Void>?
     private var pingTimeout: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
     private var inRead = false
@@ -60,12 +60,7 @@ class H2ChannelHandler: ChannelInboundHandler, OutboxProcessor {
     private func start(_ context: ChannelHandlerContext) {
         guard !started else { return }
         started = true
-        if let interval = timers.keepaliveInterval {
-            let amount = TimeAmount(interval)
-            keepaliveTask = context.eventLoop.scheduleRepeatedTask(initialDelay: amount, delay: amount) { [weak self] _ in
-                self?.sendKeepalive()
-            }
-        }
+        scheduleKeepalive()
         streamCountChanged()
         flush()  // the client preface / server SETTINGS
     }
@@ -146,10 +141,18 @@ class H2ChannelHandler: ChannelInboundHandler, OutboxProcessor {
 
     // MARK: timers
 
+    private func scheduleKeepalive() {
+        guard let interval = timers.keepaliveInterval, let context else { return }
+        keepaliveTask = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(interval)) { [weak self] in
+            self?.sendKeepalive()
+            self?.scheduleKeepalive()
+        }
+    }
+
     private func sendKeepalive() {
         guard let context, pingTimeout == nil else { return }
         h2.submitPing()
-        pingTimeout = context.eventLoop.scheduleTask(in: TimeAmount(timers.keepaliveTimeout)) { [weak self] in
+        pingTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timers.keepaliveTimeout)) { [weak self] in
             guard let self else { return }
             self.logger.debug("closing connection: keepalive ping not acknowledged")
             self.close()
@@ -164,7 +167,7 @@ class H2ChannelHandler: ChannelInboundHandler, OutboxProcessor {
             idleTimer?.cancel()
             idleTimer = nil
         } else if idleTimer == nil {
-            idleTimer = context.eventLoop.scheduleTask(in: TimeAmount(idle)) { [weak self] in
+            idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(idle)) { [weak self] in
                 guard let self else { return }
                 self.idleTimer = nil
                 guard self.activeStreams == 0 else { return }

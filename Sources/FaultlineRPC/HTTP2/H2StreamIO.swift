@@ -59,6 +59,8 @@ struct StreamWork {
     var initialMetadata = Metadata()
     /// Client: the caller gave up; reset the stream.
     var reset = false
+    /// The task side already ended the stream (cancelled, failed).
+    var closed = false
 }
 
 /// The two ends of one stream's buffers: the event loop on one side, the task running the call
@@ -102,12 +104,16 @@ final class H2StreamIO: H2BodySource, Sendable {
     let outbox: ConnectionOutbox
     let isServer: Bool
     let maxMessageSize: Int
+    /// Client: when the call gives up.
+    let deadline: ContinuousClock.Instant?
     private let state: Mutex<State>
     /// The HTTP/2 stream id. Event-loop confined: written when the stream opens, read only there.
     nonisolated(unsafe) var streamID: Int32
 
-    init(server: Bool, streamID: Int32, outbox: ConnectionOutbox, maxMessageSize: Int, openWith headers: [HeaderField]? = nil) {
+    init(server: Bool, streamID: Int32, outbox: ConnectionOutbox, maxMessageSize: Int, openWith headers: [HeaderField]? = nil,
+         deadline: ContinuousClock.Instant? = nil) {
         isServer = server
+        self.deadline = deadline
         self.streamID = streamID
         self.outbox = outbox
         self.maxMessageSize = maxMessageSize
@@ -317,6 +323,7 @@ final class H2StreamIO: H2BodySource, Sendable {
             work.initialMetadata = s.initialMetadata
             work.reset = s.resetRequested
             s.resetRequested = false
+            work.closed = s.closed != nil
             return work
         }
     }

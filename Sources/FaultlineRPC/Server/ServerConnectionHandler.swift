@@ -121,7 +121,7 @@ final class ServerConnectionHandler: H2ChannelHandler {
             context.io = io
             var slot = Slot(machine: machine, io: io, method: method.descriptor)
             if let deadline, let eventLoop = self.context?.eventLoop {
-                slot.deadlineTimer = eventLoop.scheduleTask(deadline: NIODeadline(deadline)) { [weak self] in
+                slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: NIODeadline(deadline)) { [weak self] in
                     self?.fail(stream, RPCError(.deadlineExceeded, "the deadline expired"))
                     self?.flush()
                 }
@@ -233,7 +233,7 @@ final class ServerConnectionHandler: H2ChannelHandler {
         if streams.isEmpty {
             close()
         } else {
-            context.eventLoop.scheduleTask(in: TimeAmount(gracePeriod)) { [weak self] in self?.close() }
+            context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(gracePeriod)) { [weak self] in self?.close() }
         }
     }
 
