@@ -14,6 +14,10 @@ final class ClientConnectionHandler: H2ChannelHandler {
     private let connection: ClientConnection
     private var streams: [Int32: Slot] = [:]
     private var goingAway = false
+    /// Streams wait for the server's SETTINGS so they respect its concurrency limit from the
+    /// start rather than being refused.
+    private var settingsReceived = false
+    private var waitingForSettings: [H2StreamIO] = []
 
     init(h2: H2Connection, outbox: ConnectionOutbox, connection: ClientConnection, maxMessageSize: Int, timers: Timers, logger: Logger) {
         self.connection = connection
@@ -24,6 +28,10 @@ final class ClientConnectionHandler: H2ChannelHandler {
     override var activeStreams: Int { streams.count }
 
     override func serve(_ ios: [H2StreamIO]) {
+        guard settingsReceived else {
+            waitingForSettings += ios
+            return
+        }
         for io in ios {
             let work = io.takeWork()
             if let headers = work.open {
@@ -123,6 +131,12 @@ final class ClientConnectionHandler: H2ChannelHandler {
             if streams.isEmpty { close() }
         case .pingAck:
             break
+        case .remoteSettings:
+            guard !settingsReceived else { return }
+            settingsReceived = true
+            let waiting = waitingForSettings
+            waitingForSettings = []
+            serve(waiting)
         }
     }
 
@@ -134,6 +148,8 @@ final class ClientConnectionHandler: H2ChannelHandler {
             slot.io.abort(error)
         }
         streams.removeAll()
+        for io in waitingForSettings { io.abort(error) }
+        waitingForSettings = []
         connection.closed()
     }
 

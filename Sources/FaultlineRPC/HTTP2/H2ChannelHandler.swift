@@ -23,6 +23,7 @@ class H2ChannelHandler: ChannelInboundHandler, OutboxProcessor {
     private var pingTimeout: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
     private var inRead = false
+    private var closeRequested = false
 
     init(h2: H2Connection, outbox: ConnectionOutbox, timers: Timers, logger: Logger) {
         self.h2 = h2
@@ -118,25 +119,34 @@ class H2ChannelHandler: ChannelInboundHandler, OutboxProcessor {
     /// is pulled from stream bodies, so a peer that does not read cannot grow our buffers.
     func flush() {
         guard let context, !inRead else { return }
-        guard context.channel.isWritable else { return }
-        guard h2.wantsWrite else {
-            if !h2.isActive { context.close(promise: nil) }
-            return
+        defer { if closeRequested { context.close(promise: nil) } }
+        var out: ByteBuffer?
+        // Sending may close streams (their events are handled here), which may queue more frames.
+        for _ in 0..<8 {
+            guard context.channel.isWritable, h2.wantsWrite else { break }
+            if out == nil { out = context.channel.allocator.buffer(capacity: 16_384) }
+            do {
+                try h2.drain(into: &out!)
+            } catch {
+                logger.debug("closing connection after an HTTP/2 error", metadata: ["error": "\(error)"])
+                context.close(promise: nil)
+                return
+            }
+            let events = h2.takeEvents()
+            if events.isEmpty { break }
+            inRead = true
+            for event in events { handle(event) }
+            inRead = false
         }
-        var out = context.channel.allocator.buffer(capacity: 16_384)
-        do {
-            try h2.drain(into: &out)
-        } catch {
-            logger.debug("closing connection after an HTTP/2 error", metadata: ["error": "\(error)"])
-            context.close(promise: nil)
-            return
-        }
-        if out.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(out), promise: nil) }
+        if let out, out.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(out), promise: nil) }
         if !h2.isActive { context.close(promise: nil) }
     }
 
+    /// Closes the connection after writing whatever is queued (trailers, GOAWAY). Inside event
+    /// handling, the close waits for the flush that ends it.
     func close() {
-        context?.close(promise: nil)
+        closeRequested = true
+        if !inRead { flush() }
     }
 
     // MARK: timers

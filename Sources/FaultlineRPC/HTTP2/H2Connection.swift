@@ -29,6 +29,8 @@ enum H2Event {
     case data(stream: Int32, ByteBuffer, endStream: Bool)
     case streamClosed(stream: Int32, errorCode: UInt32)
     case pingAck
+    /// The peer's SETTINGS (not an acknowledgement) were applied.
+    case remoteSettings
     case goAway(lastStreamID: Int32, errorCode: UInt32)
 }
 
@@ -110,11 +112,18 @@ final class H2Connection {
 
     /// Feeds received bytes; the returned events are valid until the next call.
     func receive(_ buffer: ByteBuffer) throws(H2Error) -> [H2Event] {
-        events.removeAll(keepingCapacity: true)
         let rv = buffer.withUnsafeReadableBytes {
             nghttp2_session_mem_recv(raw, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), $0.count)
         }
         guard rv >= 0 else { throw H2Error(Int32(rv)) }
+        return takeEvents()
+    }
+
+    /// Events recorded since the last call: sending can close streams too (after RST_STREAM or
+    /// END_STREAM goes out), so `drain` leaves events behind as well.
+    func takeEvents() -> [H2Event] {
+        guard !events.isEmpty else { return [] }
+        defer { events.removeAll(keepingCapacity: true) }
         return events
     }
 
@@ -276,6 +285,8 @@ private func onFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer<nghtt
         h2.blockFields.removeAll(keepingCapacity: true)
     case NGHTTP2_DATA.rawValue:
         if endStream { h2.record(.data(stream: header.stream_id, ByteBuffer(), endStream: true)) }
+    case NGHTTP2_SETTINGS.rawValue:
+        if header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { h2.record(.remoteSettings) }
     case NGHTTP2_PING.rawValue:
         if header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 { h2.record(.pingAck) }
     case NGHTTP2_GOAWAY.rawValue:

@@ -91,7 +91,7 @@ final class ServerConnectionHandler: H2ChannelHandler {
             }
             streamCountChanged()
             if draining && streams.isEmpty { close() }
-        case .goAway, .pingAck:
+        case .goAway, .pingAck, .remoteSettings:
             break
         }
     }
