@@ -195,11 +195,7 @@ final class ServerConnectionHandler: H2ChannelHandler {
                 slot.deadlineTimer?.cancel()
                 slot.deadlineTimer = nil
                 var trailing = finish.trailing
-                if let status = finish.status {
-                    logger.debug("call failed", metadata: [
-                        "rpc.method": "\(slot.method?.path ?? "?")", "grpc.status": "\(status.code)", "error": "\(status.message)",
-                    ])
-                }
+                log(finish.status, method: slot.method)
                 if !slot.machine.hasResponded && !work.hasData {
                     for (key, value) in finish.initial { trailing.append(key, value) }
                     _ = h2.submitResponse(stream: stream, headers: slot.machine.trailersOnly(status: finish.status, metadata: trailing), body: nil)
@@ -218,6 +214,23 @@ final class ServerConnectionHandler: H2ChannelHandler {
                 }
             }
             streams[stream] = slot
+        }
+    }
+
+    /// One line per finished call. A handler error that no one mapped to a status (UNKNOWN with
+    /// a cause) is a bug in the service, so it is logged louder, with its cause.
+    private func log(_ status: RPCError?, method: MethodDescriptor?) {
+        let path = method?.path ?? "?"
+        guard let status else {
+            logger.debug("call finished", metadata: ["rpc.method": "\(path)", "grpc.status": "OK"])
+            return
+        }
+        if status.code == .unknown, let cause = status.cause {
+            logger.warning("handler failed with an unmapped error", metadata: [
+                "rpc.method": "\(path)", "grpc.status": "\(status.code)", "error": "\(String(reflecting: cause))",
+            ])
+        } else {
+            logger.debug("call failed", metadata: ["rpc.method": "\(path)", "grpc.status": "\(status.code)", "error": "\(status.message)"])
         }
     }
 
