@@ -84,6 +84,29 @@ struct GenerateProtosTests {
         #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("Sources/Proto/Namespaces.pb.swift").path))
     }
 
+    @Test func contractConventionsAreEnforced() throws {
+        let root = try Self.copyOfTheRepository()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try Data("""
+            syntax = "proto3";
+            package faultline.testing.v1;
+            enum Mood { MOOD_HAPPY = 0; }
+            message ListThingsRequest { int32 limit = 1; }
+            message ListThingsResponse { repeated string things = 1; int32 started_us = 2; }
+            service Things { rpc ListThings(ListThingsRequest) returns (ListThingsResponse); }
+            """.utf8).write(to: root.appendingPathComponent("protos/faultline/testing/v1/bad.proto"))
+        let result = try Self.generate(root)
+        #expect(result.status != 0)
+        for problem in [
+            "enum faultline.testing.v1.Mood: the zero value must be named *_UNSPECIFIED",
+            "faultline.testing.v1.ListThingsResponse.started_us: `_us` fields are singular int64 microseconds",
+            "faultline.testing.v1.Things.ListThings: list requests take int32 page_size and string page_token",
+            "faultline.testing.v1.Things.ListThings: list responses return string next_page_token",
+        ] {
+            #expect(result.stderr.contains(problem), "missing: \(problem)")
+        }
+    }
+
     @Test func theGeneratorAlsoWorksAsAProtocPlugin() throws {
         // Debian's protoc-c has no plugin support; grpc_tools' protoc has, and must produce the
         // same Swift from the same contract.

@@ -17,6 +17,7 @@ Output depends only on the request, so regenerating is byte-for-byte stable.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 
@@ -764,6 +765,38 @@ def check_no_recursion(reg: Registry):
         visit(name, [])
 
 
+def lint_contract(reg: Registry, files) -> None:
+    """The conventions of faultline/common/v1/common.proto, enforced for every `faultline.*`
+    package so that they hold as the contract grows. Reports every violation at once."""
+    problems = []
+    for info in reg.enums.values():
+        if info.full_name.startswith("faultline.") and not info.proto.value[0].name.endswith("_UNSPECIFIED"):
+            problems.append(f"enum {info.full_name}: the zero value must be named *_UNSPECIFIED")
+    for info in reg.messages.values():
+        if not info.full_name.startswith("faultline.") or info.is_map_entry:
+            continue
+        for f in info.proto.field:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", f.name):
+                problems.append(f"{info.full_name}.{f.name}: field names are lower_snake_case")
+            if f.name.endswith("_us") and (f.type != F.TYPE_INT64 or f.label == F.LABEL_REPEATED):
+                problems.append(f"{info.full_name}.{f.name}: `_us` fields are singular int64 microseconds")
+    for f in files:
+        if not f.package.startswith("faultline."):
+            continue
+        for service in f.service:
+            for m in service.method:
+                if not m.name.startswith("List"):
+                    continue
+                request = {x.name: x.type for x in reg.message(m.input_type).proto.field}
+                response = {x.name: x.type for x in reg.message(m.output_type).proto.field}
+                if request.get("page_size") != F.TYPE_INT32 or request.get("page_token") != F.TYPE_STRING:
+                    problems.append(f"{f.package}.{service.name}.{m.name}: list requests take int32 page_size and string page_token")
+                if response.get("next_page_token") != F.TYPE_STRING:
+                    problems.append(f"{f.package}.{service.name}.{m.name}: list responses return string next_page_token")
+    if problems:
+        raise GenerationError("the contract breaks its conventions:\n  " + "\n  ".join(problems))
+
+
 def swift_file(reg: Registry, f: d.FileDescriptorProto) -> str:
     comments = Comments(f)
     ns = namespace_for(f.package)
@@ -857,6 +890,7 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
             raise GenerationError(f"{f.name}: only proto3 files are supported")
     reg = Registry(all_files)
     check_no_recursion(reg)
+    lint_contract(reg, wanted)
 
     def add(name: str, content: str):
         out = response.file.add()
