@@ -91,11 +91,11 @@ struct ContractTests {
         """
 
     @Test func pythonReadsAContractMessageFieldByField() throws {
-        let dir = try InteropTests.scratch()
+        let dir = try Tools.scratch()
         defer { try? FileManager.default.removeItem(at: dir) }
-        try InteropTests.run(["-m", "grpc_tools.protoc", "-I", "protos", "--python_out=\(dir.path)",
+        try Tools.python(["-m", "grpc_tools.protoc", "-I", "protos", "--python_out=\(dir.path)",
                               "faultline/common/v1/common.proto", "faultline/experiments/v1/experiments.proto",
-                              "faultline/schedules/v1/schedules.proto"], in: InteropTests.repo)
+                              "faultline/schedules/v1/schedules.proto"], in: Tools.repo)
         let file = dir.appendingPathComponent("plan.bin")
         try Data(Array(buffer: try Self.plan.serializedBytes())).write(to: file)
         let program = """
@@ -108,7 +108,7 @@ struct ContractTests {
             sys.stdout.write(text_format.MessageToString(m))
             open(sys.argv[2] + ".py", "wb").write(m.SerializeToString(deterministic=True))
             """
-        let text = try InteropTests.run(["-c", program, dir.path, file.path])
+        let text = try Tools.python(["-c", program, dir.path, file.path])
         #expect(text == Self.planText)
         let back = try Data(contentsOf: URL(fileURLWithPath: file.path + ".py"))
         #expect(try SchedulesV1.CreatePlanRequest(serializedBytes: [UInt8](back)) == Self.plan)

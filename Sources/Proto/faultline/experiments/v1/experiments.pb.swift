@@ -908,15 +908,17 @@ extension ExperimentsV1 {
 extension ExperimentsV1 {
     /// Ends an execution. With a journal, the state comes from the journal (status and deviated);
     /// `fallback_state` decides only when there is no journal or when the runner knows better:
-    /// TIMED_OUT and LOST always win, INTERRUPTED wins over a journal-less exit.
+    /// TIMED_OUT and LOST always win, INTERRUPTED wins over a journal-less exit. Called by the runner
+    /// when `chaos` exits or after a restart (LOST), and by ScheduleService with LOST for the
+    /// executions of a runner that stopped heartbeating.
     /// Completing an already terminal execution with the same request is a no-op (retry-safe);
     /// with a different one it is FAILED_PRECONDITION.
     public struct CompleteExecutionRequest: Hashable, Sendable {
         public var executionId: String = ""
         /// The journal file's JSON text; empty when `chaos` wrote none.
         public var journalJson: String = ""
-        /// The chaos log (`--log-file`) text. The service keeps at most its configured cap (tail
-        /// dropped, a truncation marker appended).
+        /// The chaos log (`--log-file`) text, invalid UTF-8 replaced with U+FFFD by the runner. The
+        /// service keeps at most its configured cap (the end dropped, a truncation marker appended).
         public var log: String = ""
         public var exit: ExperimentsV1.ProcessExit? = nil
         /// A terminal state.
@@ -1002,6 +1004,8 @@ extension ExperimentsV1 {
         /// Only executions created at or after / before these times (0 = unbounded).
         public var createdAfterUs: Int64 = 0
         public var createdBeforeUs: Int64 = 0
+        /// Executions of this runner (e.g. to end as LOST those of a runner that stopped heartbeating).
+        public var runnerId: String = ""
 
         public init() {}
 
@@ -1013,7 +1017,8 @@ extension ExperimentsV1 {
             planRunId: String = "",
             states: [ExperimentsV1.ExecutionState] = [],
             createdAfterUs: Int64 = 0,
-            createdBeforeUs: Int64 = 0
+            createdBeforeUs: Int64 = 0,
+            runnerId: String = ""
         ) {
             self.pageSize = pageSize
             self.pageToken = pageToken
@@ -1023,6 +1028,7 @@ extension ExperimentsV1 {
             self.states = states
             self.createdAfterUs = createdAfterUs
             self.createdBeforeUs = createdBeforeUs
+            self.runnerId = runnerId
         }
     }
 }
@@ -1154,7 +1160,10 @@ extension ExperimentsV1 {
 }
 
 extension ExperimentsV1 {
-    /// One message of the ReportEvents stream: a batch of events, possibly of several executions.
+    /// One message of the ReportEvents stream: a batch of events, possibly of several executions
+    /// (all of the stream's organisation, from its metadata). An unknown execution id fails the
+    /// call with NOT_FOUND. Events arriving after their execution ended (late, from a runner's spool)
+    /// are still stored: nothing reported is lost.
     public struct ReportEventsRequest: Hashable, Sendable {
         public var events: [ExperimentsV1.ExecutionEvent] = []
 
@@ -1842,6 +1851,7 @@ extension ExperimentsV1 {
     }
 
     /// The memory of the platform: experiments, their executions and everything a run reported.
+    ///
     /// The server side of `faultline.experiments.v1.ExperimentService`: implement one requirement per RPC; `methods` is provided.
     public protocol ExperimentService: RPCService {
         /// Checks an experiment text without storing it.
@@ -1883,6 +1893,7 @@ extension ExperimentsV1 {
     }
 
     /// The memory of the platform: experiments, their executions and everything a run reported.
+    ///
     /// A typed client of `faultline.experiments.v1.ExperimentService` over any `RPCCaller` (normally an `RPCClient`).
     public struct ExperimentClient: Sendable {
         public let caller: any RPCCaller
@@ -4008,6 +4019,7 @@ extension ExperimentsV1.ListExecutionsRequest: ProtoMessage {
         }
         self.createdAfterUs = c.created_after_us
         self.createdBeforeUs = c.created_before_us
+        self.runnerId = try ProtoC.string(c.runner_id, field: "faultline.experiments.v1.ListExecutionsRequest.runner_id")
     }
 
     /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
@@ -4039,6 +4051,7 @@ extension ExperimentsV1.ListExecutionsRequest: ProtoMessage {
         }
         c.pointee.created_after_us = self.createdAfterUs
         c.pointee.created_before_us = self.createdBeforeUs
+        if !self.runnerId.isEmpty { c.pointee.runner_id = try ProtoC.cString(self.runnerId, field: "faultline.experiments.v1.ListExecutionsRequest.runner_id") }
     }
 }
 

@@ -1447,6 +1447,7 @@ extension SchedulesV1 {
 
     /// Plans and their runs, the runner registry, dispatch and the kill switch. Every occurrence is
     /// recorded durably before dispatch and dispatched exactly once across replicas.
+    ///
     /// The server side of `faultline.schedules.v1.ScheduleService`: implement one requirement per RPC; `methods` is provided.
     public protocol ScheduleService: RPCService {
         func createPlan(_ request: SchedulesV1.CreatePlanRequest, context: ServerContext) async throws -> SchedulesV1.CreatePlanResponse
@@ -1474,6 +1475,7 @@ extension SchedulesV1 {
 
     /// Plans and their runs, the runner registry, dispatch and the kill switch. Every occurrence is
     /// recorded durably before dispatch and dispatched exactly once across replicas.
+    ///
     /// A typed client of `faultline.schedules.v1.ScheduleService` over any `RPCCaller` (normally an `RPCClient`).
     public struct ScheduleClient: Sendable {
         public let caller: any RPCCaller
@@ -2026,7 +2028,7 @@ extension SchedulesV1.RunOptions: ProtoMessage {
         self.rollbackStrategy = CommonV1.RollbackStrategy(rawValue: Int32(truncatingIfNeeded: c.rollback_strategy.rawValue))
         for i in 0..<c.n_runner_labels {
             guard let e = c.runner_labels[i]?.pointee else { continue }
-            self.runnerLabels[try ProtoC.string(e.key, field: "faultline.schedules.v1.RunOptions.key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.RunOptions.value")
+            self.runnerLabels[try ProtoC.string(e.key, field: "faultline.schedules.v1.RunOptions.runner_labels key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.RunOptions.runner_labels value")
         }
     }
 
@@ -2049,13 +2051,13 @@ extension SchedulesV1.RunOptions: ProtoMessage {
         if !self.runnerLabels.isEmpty {
             c.pointee.runner_labels = try ProtoC.array(count: self.runnerLabels.count)
             let entries = c.pointee.runner_labels!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.runnerLabels.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Schedules__V1__RunOptions__RunnerLabelsEntry> = try ProtoC.message { faultline__schedules__v1__run_options__runner_labels_entry__init($0) }
                 entries[c.pointee.n_runner_labels] = e
                 c.pointee.n_runner_labels += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.RunOptions.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.RunOptions.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.RunOptions.runner_labels key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.RunOptions.runner_labels value") }
             }
         }
     }
@@ -3290,7 +3292,7 @@ extension SchedulesV1.Runner: ProtoMessage {
         self.address = try ProtoC.string(c.address, field: "faultline.schedules.v1.Runner.address")
         for i in 0..<c.n_labels {
             guard let e = c.labels[i]?.pointee else { continue }
-            self.labels[try ProtoC.string(e.key, field: "faultline.schedules.v1.Runner.key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.Runner.value")
+            self.labels[try ProtoC.string(e.key, field: "faultline.schedules.v1.Runner.labels key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.Runner.labels value")
         }
         self.capacity = c.capacity
         self.running = c.running
@@ -3321,13 +3323,13 @@ extension SchedulesV1.Runner: ProtoMessage {
         if !self.labels.isEmpty {
             c.pointee.labels = try ProtoC.array(count: self.labels.count)
             let entries = c.pointee.labels!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.labels.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Schedules__V1__Runner__LabelsEntry> = try ProtoC.message { faultline__schedules__v1__runner__labels_entry__init($0) }
                 entries[c.pointee.n_labels] = e
                 c.pointee.n_labels += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.Runner.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.Runner.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.Runner.labels key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.Runner.labels value") }
             }
         }
         c.pointee.capacity = self.capacity
@@ -3364,7 +3366,7 @@ extension SchedulesV1.RegisterRunnerRequest: ProtoMessage {
         self.address = try ProtoC.string(c.address, field: "faultline.schedules.v1.RegisterRunnerRequest.address")
         for i in 0..<c.n_labels {
             guard let e = c.labels[i]?.pointee else { continue }
-            self.labels[try ProtoC.string(e.key, field: "faultline.schedules.v1.RegisterRunnerRequest.key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.RegisterRunnerRequest.value")
+            self.labels[try ProtoC.string(e.key, field: "faultline.schedules.v1.RegisterRunnerRequest.labels key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.RegisterRunnerRequest.labels value")
         }
         self.capacity = c.capacity
         self.version = try ProtoC.string(c.version, field: "faultline.schedules.v1.RegisterRunnerRequest.version")
@@ -3390,13 +3392,13 @@ extension SchedulesV1.RegisterRunnerRequest: ProtoMessage {
         if !self.labels.isEmpty {
             c.pointee.labels = try ProtoC.array(count: self.labels.count)
             let entries = c.pointee.labels!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.labels.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Schedules__V1__RegisterRunnerRequest__LabelsEntry> = try ProtoC.message { faultline__schedules__v1__register_runner_request__labels_entry__init($0) }
                 entries[c.pointee.n_labels] = e
                 c.pointee.n_labels += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.RegisterRunnerRequest.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.RegisterRunnerRequest.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.RegisterRunnerRequest.labels key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.RegisterRunnerRequest.labels value") }
             }
         }
         c.pointee.capacity = self.capacity

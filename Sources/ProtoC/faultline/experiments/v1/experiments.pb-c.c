@@ -6108,7 +6108,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__get_execution_respo
   (ProtobufCMessageInit) faultline__experiments__v1__get_execution_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__list_executions_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__list_executions_request__field_descriptors[9] =
 {
   {
     "page_size",
@@ -6206,6 +6206,18 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__list_execution
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "runner_id",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Experiments__V1__ListExecutionsRequest, runner_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__experiments__v1__list_executions_request__field_indices_by_name[] = {
   6,   /* field[6] = created_after_us */
@@ -6215,12 +6227,13 @@ static const unsigned faultline__experiments__v1__list_executions_request__field
   1,   /* field[1] = page_token */
   3,   /* field[3] = plan_id */
   4,   /* field[4] = plan_run_id */
+  8,   /* field[8] = runner_id */
   5,   /* field[5] = states */
 };
 static const ProtobufCIntRange faultline__experiments__v1__list_executions_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__list_executions_request__descriptor =
 {
@@ -6230,7 +6243,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__list_executions_req
   "Faultline__Experiments__V1__ListExecutionsRequest",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__ListExecutionsRequest),
-  8,
+  9,
   faultline__experiments__v1__list_executions_request__field_descriptors,
   faultline__experiments__v1__list_executions_request__field_indices_by_name,
   1,  faultline__experiments__v1__list_executions_request__number_ranges,

@@ -917,7 +917,9 @@ struct  Faultline__Experiments__V1__StartExecutionResponse
 /*
  * Ends an execution. With a journal, the state comes from the journal (status and deviated);
  * `fallback_state` decides only when there is no journal or when the runner knows better:
- * TIMED_OUT and LOST always win, INTERRUPTED wins over a journal-less exit.
+ * TIMED_OUT and LOST always win, INTERRUPTED wins over a journal-less exit. Called by the runner
+ * when `chaos` exits or after a restart (LOST), and by ScheduleService with LOST for the
+ * executions of a runner that stopped heartbeating.
  * Completing an already terminal execution with the same request is a no-op (retry-safe);
  * with a different one it is FAILED_PRECONDITION.
  */
@@ -930,8 +932,8 @@ struct  Faultline__Experiments__V1__CompleteExecutionRequest
    */
   char *journal_json;
   /*
-   * The chaos log (`--log-file`) text. The service keeps at most its configured cap (tail
-   * dropped, a truncation marker appended).
+   * The chaos log (`--log-file`) text, invalid UTF-8 replaced with U+FFFD by the runner. The
+   * service keeps at most its configured cap (the end dropped, a truncation marker appended).
    */
   char *log;
   Faultline__Experiments__V1__ProcessExit *exit;
@@ -1001,10 +1003,14 @@ struct  Faultline__Experiments__V1__ListExecutionsRequest
    */
   int64_t created_after_us;
   int64_t created_before_us;
+  /*
+   * Executions of this runner (e.g. to end as LOST those of a runner that stopped heartbeating).
+   */
+  char *runner_id;
 };
 #define FAULTLINE__EXPERIMENTS__V1__LIST_EXECUTIONS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__list_executions_request__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -1115,7 +1121,10 @@ struct  Faultline__Experiments__V1__ExecutionEvent
 
 
 /*
- * One message of the ReportEvents stream: a batch of events, possibly of several executions.
+ * One message of the ReportEvents stream: a batch of events, possibly of several executions
+ * (all of the stream's organisation, from its metadata). An unknown execution id fails the
+ * call with NOT_FOUND. Events arriving after their execution ended (late, from a runner's spool)
+ * are still stored: nothing reported is lost.
  */
 struct  Faultline__Experiments__V1__ReportEventsRequest
 {
