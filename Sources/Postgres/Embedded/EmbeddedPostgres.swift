@@ -92,7 +92,6 @@ public final class EmbeddedPostgres: Sendable {
                 lastError = error
             }
         }
-        try? FileManager.default.removeItem(atPath: socketDirectory)
         throw lastError ?? DatabaseError(.embeddedServer, reason: "cannot start")
     }
 
@@ -101,7 +100,7 @@ public final class EmbeddedPostgres: Sendable {
         guard let state = running.withLock({ $0 }) else { return }
         _ = try run(binary("pg_ctl"), ["stop", "-D", dataDirectory, "-m", immediate ? "immediate" : "fast", "-w", "-t", "60"])
         running.withLock { $0 = nil }
-        try? FileManager.default.removeItem(atPath: state.socketDirectory)
+        if !state.socketDirectory.hasPrefix(directory) { try? FileManager.default.removeItem(atPath: state.socketDirectory) }
         logger.info("embedded postgres stopped", metadata: ["db.directory": "\(directory)"])
     }
 
@@ -123,7 +122,7 @@ public final class EmbeddedPostgres: Sendable {
     }
 
     private func serverOptions(port: Int, socketDirectory: String) -> String {
-        var options = "-c listen_addresses=127.0.0.1 -p \(port) -c unix_socket_directories=\(socketDirectory)"
+        var options = "-c listen_addresses=127.0.0.1 -p \(port) -c unix_socket_directories='\(socketDirectory)'"
         if !durable { options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" }
         return options
     }
@@ -142,8 +141,17 @@ public final class EmbeddedPostgres: Sendable {
         return password
     }
 
-    /// A short path (socket paths are limited to 107 bytes) that only the server user can enter.
+    /// A directory only the server user can enter: `<directory>/socket`, or a new one under /tmp
+    /// when that path is too long for a socket address (107 bytes).
     private func makeSocketDirectory() throws -> String {
+        let inside = directory + "/socket"
+        if (inside + "/.s.PGSQL.65535").utf8.count < 100 {
+            // Kept across restarts; the server clears a crashed predecessor's socket itself.
+            try FileManager.default.createDirectory(atPath: inside, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            try giveToServerUser(inside)
+            return inside
+        }
         var template = Array("/tmp/faultline-pg.XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
             throw DatabaseError(.embeddedServer, reason: "cannot create a socket directory")
