@@ -44,6 +44,7 @@ import FaultlinePostgres
             #expect(text?.contains(password) == false)
         }
         await client.close()
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     @Test func listenerListensAgainAfterRestart() async throws {
@@ -77,6 +78,7 @@ import FaultlinePostgres
         #expect(payload == "after")
         await client.close()
         try await server.stop(immediate: true)
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     @Test func embeddedDataSurvivesStopAndStart() async throws {
@@ -97,6 +99,7 @@ import FaultlinePostgres
         #expect(try await reopened.query("SELECT note FROM kept")[0].decode(String.self, at: 0) == "survives")
         await reopened.close()
         try await second.stop()
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 

@@ -54,7 +54,7 @@ final class LibPQConnection {
             PQfinish(connection)
             var error = DatabaseError(.connectionFailed, reason: "cannot connect to \(configuration.host):\(configuration.port)")
             error.serverMessage = message?.trimmingCharacters(in: .whitespacesAndNewlines)
-            logger.warning("postgres connect failed", metadata: ["db.url": "\(configuration)"])
+            logger.warning("postgres connect failed", metadata: ["db.url": "\(configuration)", "db.error": "\(message ?? "")"])
             throw error
         }
         raw = connection
