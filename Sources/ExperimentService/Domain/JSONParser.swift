@@ -260,7 +260,7 @@ struct JSONParser {
         let literal = String(decoding: bytes[start..<position], as: UTF8.self)
         switch kind {
         case .integer:
-            guard literal.utf8.count <= Self.maxIntegerDigits + 1 else {
+            guard literal.utf8.count - (literal.hasPrefix("-") ? 1 : 0) <= Self.maxIntegerDigits else {
                 throw error(.jsonNumber, "integer longer than \(Self.maxIntegerDigits) digits", at: start)
             }
         case .float:

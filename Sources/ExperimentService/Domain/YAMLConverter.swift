@@ -42,6 +42,10 @@ enum YAMLConverter {
         }
         var body = bytes[...]
         if body.starts(with: UTF8Check.byteOrderMark) { body = body.dropFirst(3) }
+        if let offset = flowNestingExceeds(body, limit: limits.maxDepth) {
+            throw DocumentError(.tooDeep, "nesting deeper than \(limits.maxDepth) levels",
+                                at: JSONParser.location(of: offset, in: bytes))
+        }
         let text = String(decoding: body, as: UTF8.self)
         let result = onLargeStack { () -> Result<JSONValue, DocumentError> in
             Result { () throws(DocumentError) -> JSONValue in
@@ -59,6 +63,61 @@ enum YAMLConverter {
             }
         }
         return try result.get()
+    }
+
+    /// libyaml checks every open flow level on every token, so `[[[[…` costs quadratic time
+    /// before any node exists: count unclosed `[`/`{` outside quotes, comments and block-level
+    /// plain scalars first. Flow depth never exceeds the real depth, so this refuses no document
+    /// within the limit (short of block-scalar lines starting with dozens of unmatched brackets).
+    static func flowNestingExceeds(_ bytes: ArraySlice<UInt8>, limit: Int) -> Int? {
+        enum State { case structure, single, double, comment }
+        var state = State.structure
+        var depth = 0
+        var inPlainScalar = false  // block context only: `a: x[0` holds no flow collection
+        var previous: UInt8 = 0x0A
+        var escaped = false
+        func isBlank(_ b: UInt8?) -> Bool { b == nil || b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
+        for i in bytes.indices {
+            let b = bytes[i]
+            let next: UInt8? = i + 1 < bytes.endIndex ? bytes[i + 1] : nil
+            defer { previous = b }
+            if b == 0x0A { inPlainScalar = false }
+            switch state {
+            case .comment:
+                if b == 0x0A { state = .structure }
+            case .double:
+                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == 0x22 { state = .structure }
+            case .single:
+                // A doubled '' is an escaped quote: leaving and re-entering gives the same result.
+                if b == 0x27 { state = .structure }
+            case .structure:
+                let startsScalar = isBlank(previous) || "[{,:-?".utf8.contains(previous)
+                switch b {
+                case UInt8(ascii: "#") where isBlank(previous):
+                    state = .comment
+                    inPlainScalar = false
+                case UInt8(ascii: ":") where isBlank(next), UInt8(ascii: "-") where isBlank(next) && !inPlainScalar,
+                    UInt8(ascii: "?") where isBlank(next) && !inPlainScalar:
+                    inPlainScalar = false  // an indicator: a new node follows
+                case _ where inPlainScalar:
+                    break
+                case 0x22 where startsScalar: state = .double
+                case 0x27 where startsScalar: state = .single
+                case UInt8(ascii: "["), UInt8(ascii: "{"):
+                    depth += 1
+                    if depth > limit { return i }  // slice indices are offsets into the whole input
+                case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                    depth = max(0, depth - 1)
+                case 0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: ","), UInt8(ascii: "&"), UInt8(ascii: "!"), UInt8(ascii: "*"):
+                    break  // blanks, separators, and node properties that precede a node
+                default:
+                    // Anchors, tags and aliases run to the next blank and precede a node; anything
+                    // else starts a plain scalar, which in block context may hold brackets.
+                    if depth == 0, isBlank(previous) || previous == UInt8(ascii: ":") { inPlainScalar = true }
+                }
+            }
+        }
+        return nil
     }
 
     private static func onLargeStack<T: Sendable>(_ work: @escaping @Sendable () -> T) -> T {
