@@ -137,8 +137,13 @@ struct RealRunTests {
         let journal = workspace.directory.appendingPathComponent("journal.json")
         let events = workspace.directory.appendingPathComponent("events.ndjson")
         let process = Process()
-        process.executableURL = Env.chaos
-        process.arguments = ["--no-version-check", "--log-file", workspace.directory.appendingPathComponent("chaos.log").path,
+        // Foundation's Process (Linux) passes on the spawning thread's signal mask, and Swift
+        // concurrency threads block SIGTERM: `cat /proc/self/status` spawned from a test shows
+        // `SigBlk: fffffffe3bfbea27`, and chaos then never sees the runner's SIGTERM (the sleep
+        // ran its 30 s, journal "completed"). Clear the mask before exec; the runner must too.
+        process.executableURL = Env.python
+        process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+                             Env.chaos.path, "--no-version-check", "--log-file", workspace.directory.appendingPathComponent("chaos.log").path,
                              "run", "--journal-path", journal.path, "--events-file", events.path, file.path]
         process.currentDirectoryURL = workspace.directory
         process.environment = ProcessInfo.processInfo.environment.merging(workspace.environment) { $1 }
@@ -147,8 +152,10 @@ struct RealRunTests {
         try process.run()
         // Wait (bounded) until the sleep activity has started; no assertion on how long it took.
         for _ in 0..<600 {
-            let text = (try? String(contentsOf: events, encoding: .utf8)) ?? ""
-            if text.contains(#""type": "activity-started""#) && text.contains(#""name": "sleep""#) { return (process, journal) }
+            let lines = ((try? String(contentsOf: events, encoding: .utf8)) ?? "").split(separator: "\n")
+            if lines.contains(where: { $0.contains(#""type": "activity-started""#) && $0.contains(#""name": "sleep""#) }) {
+                return (process, journal)
+            }
             guard process.isRunning else { break }
             usleep(100_000)
         }
