@@ -23,6 +23,8 @@ struct YAMLTests {
         "? complex\n: key\n\"quoted key\": 1\n'123': number-looking key\n",
         "%YAML 1.1\n---\ntitle: directive\n...\n",
         "# only a comment line first\ntitle: t # trailing comment\nurl: http://x/#frag\n",
+        "tabs: \"in\tdouble\"\nsingle: 'a\tb'\nlit: |\n  col1\tcol2\n  x\nfold: >-\n  a\tb\nafter: 1 # c\tc\n",
+        "- |\n   keep\ttab\n- 'multi\n  line\tquoted'\n",
     ]
 
     @Test func agreesWithPyYAML() throws {
@@ -86,6 +88,10 @@ struct YAMLTests {
         .init(yaml: "a:\n\t- tab\n", code: .yamlSyntax, line: 2),
         .init(yaml: "x: *nothing\n", code: .yamlSyntax, line: 1),
         .init(yaml: "a: 1\na: 2\n", code: .duplicateKey, line: 2),
+        .init(yaml: "title: a\tb\n", code: .yamlSyntax, line: 1),
+        .init(yaml: "title:\tx\n", code: .yamlSyntax, line: 1),
+        .init(yaml: "title: x\t\n", code: .yamlSyntax, line: 1),
+        .init(yaml: "a: [1,\t2]\n", code: .yamlSyntax, line: 1),
         .init(yaml: "", code: .empty, line: nil),
         .init(yaml: "# just a comment\n", code: .empty, line: nil),
     ]

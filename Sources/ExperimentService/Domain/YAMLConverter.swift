@@ -46,6 +46,11 @@ enum YAMLConverter {
             throw DocumentError(.tooDeep, "nesting deeper than \(limits.maxDepth) levels",
                                 at: JSONParser.location(of: offset, in: bytes))
         }
+        if let offset = tabOutsideScalars(body) {
+            throw DocumentError(.yamlSyntax,
+                                "a tab outside quotes or block scalars: Chaos Toolkit's YAML reader (PyYAML) refuses it; use spaces",
+                                at: JSONParser.location(of: offset, in: bytes))
+        }
         let text = String(decoding: body, as: UTF8.self)
         let result = onLargeStack { () -> Result<JSONValue, DocumentError> in
             Result { () throws(DocumentError) -> JSONValue in
@@ -118,6 +123,60 @@ enum YAMLConverter {
             }
         }
         return nil
+    }
+
+    /// PyYAML never skips a tab between tokens and ends plain scalars at one, so it refuses any
+    /// tab outside quoted scalars, comments and block scalar content; libyaml accepts many of
+    /// them. Refuse them here too, or an experiment would import and then fail to load in chaos.
+    static func tabOutsideScalars(_ bytes: ArraySlice<UInt8>) -> Int? {
+        var quote: UInt8? = nil  // the open quote, kept across lines
+        var escaped = false
+        var blockScalarIndent: Int? = nil
+        var lineStart = bytes.startIndex
+        while lineStart < bytes.endIndex {
+            let lineEnd = bytes[lineStart...].firstIndex(of: 0x0A) ?? bytes.endIndex
+            let line = bytes[lineStart..<lineEnd]
+            defer { lineStart = lineEnd + 1 }
+            let indent = line.prefix { $0 == 0x20 }.count
+            let blank = line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+            if let parent = blockScalarIndent, quote == nil {
+                if blank || indent > parent { continue }
+                blockScalarIndent = nil
+            }
+            var previous: UInt8 = 0x20
+            var contentEnd = lineEnd  // end of the line before any comment
+            for i in line.indices {
+                let b = bytes[i]
+                defer { previous = b }
+                if let q = quote {
+                    if escaped { escaped = false } else if q == 0x22, b == UInt8(ascii: "\\") { escaped = true } else if b == q { quote = nil }
+                    continue
+                }
+                let afterBlank = previous == 0x20 || previous == 0x09
+                if b == UInt8(ascii: "#"), afterBlank || i == line.startIndex {
+                    contentEnd = i
+                    break
+                }
+                if b == 0x09 { return i }
+                if (b == 0x22 || b == 0x27), afterBlank || "[{,:-?".utf8.contains(previous) { quote = b }
+            }
+            if quote == nil, isBlockScalarHeader(bytes[lineStart..<contentEnd]) { blockScalarIndent = indent }
+        }
+        return nil
+    }
+
+    /// `key: |`, `- >-`, `|2` … at the end of a line: the lines after it are block scalar text.
+    private static func isBlockScalarHeader(_ content: ArraySlice<UInt8>) -> Bool {
+        var text = content
+        while let last = text.last, last == 0x20 || last == 0x0D { text = text.dropLast() }
+        let modifiers = text.reversed().prefix { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) }
+        text = text.dropLast(modifiers.count)
+        guard let indicator = text.last, indicator == UInt8(ascii: "|") || indicator == UInt8(ascii: ">") else { return false }
+        var before = text.dropLast()
+        guard before.isEmpty || before.last == 0x20 else { return false }
+        while let last = before.last, last == 0x20 { before = before.dropLast() }
+        guard let lead = before.last else { return true }
+        return lead == UInt8(ascii: ":") || lead == UInt8(ascii: "-") || lead == UInt8(ascii: "?")
     }
 
     private static func onLargeStack<T: Sendable>(_ work: @escaping @Sendable () -> T) -> T {
@@ -353,7 +412,8 @@ enum YAMLConverter {
     }
 
     private static func stringNode(_ s: String) -> Node {
-        scalar(s, .str, quoted: plainTag(s) != Tag.Name.str.rawValue)
+        // PyYAML refuses tabs in plain scalars, so never leave a tab to the emitter's choice.
+        scalar(s, .str, quoted: s.contains("\t") || plainTag(s) != Tag.Name.str.rawValue)
     }
 
     private static func yamlNode(_ value: JSONValue) -> Node {
