@@ -145,6 +145,28 @@ struct ExecutionOutcomeTests {
         #expect((outcome.journal != nil) == (row.journal.flatMap(JournalSummary.init(journal:)) != nil))
     }
 
+    /// chaos writes journals with Python's `allow_nan=True`: a probe that returns NaN must not
+    /// make the journal unreadable (and the run "failed").
+    @Test func journalWithPythonNaNIsReadable() throws {
+        let script = """
+            import json
+            print(json.dumps({"status": "completed", "deviated": False,
+                "steady_states": {"before": {"steady_state_met": True, "probes": [{"output": float("nan")}]},
+                                  "after": {"steady_state_met": True, "probes": [{"output": [float("inf"), -float("inf")]}]}},
+                "run": [], "rollbacks": []}, indent=2))
+            """
+        let written = try runProcess(Env.python, ["-c", script])
+        try #require(written.exitCode == 0)
+        #expect(written.stdout.contains("NaN") && written.stdout.contains("-Infinity"))
+        #expect(throws: DocumentError.self) { _ = try JSONValue.parse(jsonBytes: Array(written.stdout.utf8)) }
+        let journal = try JSONValue.parse(journalBytes: Array(written.stdout.utf8))
+        #expect(journal["steady_states"]?["after"]?["probes"]?.arrayValue?.first?["output"] == [nil, nil])
+        let outcome = ExecutionOutcome.classify(journal: journal, exitCode: 0, signal: nil)
+        #expect(outcome.status == .completed)
+        #expect(throws: DocumentError.self) { _ = try JSONValue.parse(journalBytes: Array("[Nan]".utf8)) }
+        #expect(throws: DocumentError.self) { _ = try JSONValue.parse(journalBytes: Array("[-Inf]".utf8)) }
+    }
+
     @Test func summaryCountsActivities() throws {
         let j = Journal.make(
             status: "interrupted",

@@ -161,6 +161,6 @@ struct ChaosWorkspace {
 
     func readJournal(_ url: URL) throws -> JSONValue? {
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        return try JSONValue.parse(jsonBytes: Env.bytes(url), limits: DocumentLimits(maxBytes: 64 << 20, maxDepth: 256))
+        return try JSONValue.parse(journalBytes: Env.bytes(url))
     }
 }
