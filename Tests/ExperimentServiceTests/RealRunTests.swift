@@ -108,6 +108,11 @@ struct RealRunTests {
                  exitCode: 0, status: .completed, reason: .rollbackFailed, score: 0.5),
         Scenario(name: "rollback ref to nothing", experiment: experiment(method: [process("true", "true")], rollbacks: [["ref": "ghost"]]),
                  exitCode: 1, status: .failed, reason: .preRunError, score: 0.5),
+        Scenario(name: "unknown runtime strategy", experiment: {
+            var o = experiment(method: [process("true", "true")]).objectValue!
+            o["runtime"] = ["hypothesis": ["strategy": "whenever"]]
+            return .object(o)
+        }(), exitCode: 1, status: .failed, reason: .preRunError, score: 0.5),
     ]
 
     @Test(arguments: scenarios)

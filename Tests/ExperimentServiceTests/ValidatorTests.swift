@@ -127,6 +127,7 @@ struct ValidatorTests {
              codes: [.secretInline], chaos: .accepts),
         Case(name: "misspelt hypothesis key", experiment: with([.key("steady - state - hypothesis")], ["title": "x"]),
              codes: [.unknownKey], chaos: .accepts),
+        // chaos run then dies with a traceback and no journal (see RealRunTests).
         Case(name: "unknown runtime strategy", experiment: with([.key("runtime")], ["rollbacks": ["strategy": "sometimes"]]),
              codes: [.runtimeStrategyInvalid], chaos: .accepts),
         Case(name: "http provider secrets scope unknown",
