@@ -87,6 +87,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/ExperimentService",
+            exclude: ["SCORING.md"],
             swiftSettings: swiftSettings
         ),
         .target(
