@@ -73,6 +73,7 @@ let package = Package(
                 "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Sources/ServiceKit",
             swiftSettings: swiftSettings
@@ -105,8 +106,9 @@ let package = Package(
         .executableTarget(
             name: "faultline",
             dependencies: [
-                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit", "ExperimentService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -1,0 +1,13 @@
+import ArgumentParser
+
+@main
+struct Faultline: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "faultline",
+        abstract: "A self-hosted chaos-engineering platform around Chaos Toolkit.",
+        subcommands: [
+            Up.self,
+
+        ]
+    )
+}
