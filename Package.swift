@@ -114,6 +114,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: benchmarks (release builds, one command each under Benchmarks/)
+        .executableTarget(
+            name: "PostgresBenchmark",
+            dependencies: ["FaultlinePostgres"],
+            path: "Benchmarks/Postgres/Sources",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: tests (real sockets, real Postgres, real grpcio peers)
         .testTarget(
             name: "RPCTests",

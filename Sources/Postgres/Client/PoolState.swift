@@ -14,8 +14,6 @@ struct PoolState<Connection: AnyObject, Waiter> {
 
     enum CheckoutAction {
         case use(Connection)
-        /// No idle connection and room for one more: the caller makes it and records it.
-        case create
         /// Wait; the id identifies the waiter for a timeout or cancellation.
         case wait(id: Int)
         case closed
@@ -23,16 +21,19 @@ struct PoolState<Connection: AnyObject, Waiter> {
 
     /// A checkout that could not be served at once is queued behind earlier ones, even if a
     /// connection is idle at that moment: fairness is the contract.
-    mutating func checkout(waiter: Waiter) -> CheckoutAction {
+    /// `make` runs when there is room for one more connection (it opens nothing yet).
+    mutating func checkout(waiter: Waiter, make: () -> Connection) -> CheckoutAction {
         if isClosed { return .closed }
         if waiters.isEmpty, let connection = idle.popLast() { return .use(connection) }
-        if waiters.isEmpty, all.count < capacity { return .create }
+        if waiters.isEmpty, all.count < capacity {
+            let connection = make()
+            all.append(connection)
+            return .use(connection)
+        }
         nextWaiterID += 1
         waiters.append((nextWaiterID, waiter))
         return .wait(id: nextWaiterID)
     }
-
-    mutating func created(_ connection: Connection) { all.append(connection) }
 
     enum ReleaseAction {
         case handOver(Connection, to: Waiter)

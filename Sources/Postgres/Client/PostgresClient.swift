@@ -101,13 +101,12 @@ public final class PostgresClient: Sendable, Service {
         let id = Mutex<Int?>(nil)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: Waiter) in
-                let action = state.withLock { $0.checkout(waiter: continuation) }
+                let action = state.withLock {
+                    // Only spawns the connection's thread; connecting happens on that thread.
+                    $0.checkout(waiter: continuation) { PostgresConnection(configuration: configuration) }
+                }
                 switch action {
                 case .use(let connection):
-                    continuation.resume(returning: connection)
-                case .create:
-                    let connection = PostgresConnection(configuration: configuration)
-                    state.withLock { $0.created(connection) }
                     continuation.resume(returning: connection)
                 case .closed:
                     continuation.resume(throwing: DatabaseError(.clientClosed))

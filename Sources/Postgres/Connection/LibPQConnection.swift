@@ -59,6 +59,8 @@ final class LibPQConnection {
         }
         raw = connection
         cancelHandle.install(from: connection)
+        // Server notices go to the log, not to stderr. `self` outlives the PGconn (closed in deinit).
+        PQsetNoticeProcessor(connection, onNotice, Unmanaged.passUnretained(self).toOpaque())
         // Decoding relies on ISO timestamps in UTC; the timeout is the client's policy.
         var setup = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; SET bytea_output = 'hex';"
         if let timeout = configuration.statementTimeout {
@@ -231,6 +233,26 @@ final class LibPQConnection {
         return rows
     }
 
+    // MARK: notifications
+
+    var socket: Int32? { raw.flatMap { PQstatus($0) == CONNECTION_OK ? PQsocket($0) : nil } }
+
+    /// Reads whatever the server sent and returns the notifications in it; throws when the
+    /// connection broke (the server went away).
+    func readNotifications() throws(DatabaseError) -> [PostgresNotification] {
+        guard let raw, PQconsumeInput(raw) == 1, PQstatus(raw) == CONNECTION_OK else {
+            throw connectionError("the listening connection was lost")
+        }
+        var received: [PostgresNotification] = []
+        while let notify = PQnotifies(raw) {
+            let n = notify.pointee
+            received.append(PostgresNotification(
+                channel: String(cString: n.relname), payload: String(cString: n.extra), processID: n.be_pid))
+            PQfreemem(notify)
+        }
+        return received
+    }
+
     // MARK: COPY FROM STDIN
 
     /// Runs `COPY … FROM STDIN` (text format), streaming what `produce` writes; returns the row count.
@@ -272,4 +294,12 @@ private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeP
     defer { duplicates.forEach { free($0) } }
     let pointers = duplicates.map { UnsafePointer($0) } + [nil]
     return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// libpq's notice callback: file scope, no captures (swift-style §2).
+private func onNotice(_ context: UnsafeMutableRawPointer?, _ message: UnsafePointer<CChar>?) {
+    guard let context, let message else { return }
+    let connection = Unmanaged<LibPQConnection>.fromOpaque(context).takeUnretainedValue()
+    let text = connection.configuration.redact(String(cString: message)).trimmingCharacters(in: .whitespacesAndNewlines)
+    connection.configuration.logger.debug("postgres notice", metadata: ["db.notice": "\(text)"])
 }
