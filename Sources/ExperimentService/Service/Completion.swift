@@ -33,8 +33,11 @@ extension ExecutionStatus {
     }
 }
 
-extension IllegalTransition {
-    var rpcError: RPCError { RPCError(.failedPrecondition, description) }
+extension ExecutionStatus {
+    /// The Domain transition table, with an illegal move as FAILED_PRECONDITION.
+    func moving(to next: ExecutionStatus) throws(RPCError) -> TransitionResult {
+        do { return try transition(to: next) } catch { throw RPCError(.failedPrecondition, error.description) }
+    }
 }
 
 /// What a `CompleteExecution` request ends an execution with: the state decided from the journal

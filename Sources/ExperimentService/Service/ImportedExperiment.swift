@@ -1,5 +1,6 @@
 import FaultlineProto
 import FaultlineRPC
+import NIOCore
 
 /// An experiment text read and validated: what a revision stores, or every problem at once.
 struct ImportedExperiment {

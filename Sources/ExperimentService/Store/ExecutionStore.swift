@@ -61,9 +61,7 @@ struct ExecutionStore {
     func start(_ org: OrganizationID, _ id: String, runnerID: String, startedAt: Int64) async throws -> ExperimentsV1.Execution {
         try await database.withTransaction { tx in
             let current = try await lockedStatus(tx, org, id)
-            let result: ExecutionStatus.TransitionResult
-            do { result = try current.transition(to: .running) } catch { throw error.rpcError }
-            if case .moved = result {
+            if case .moved = try current.moving(to: .running) {
                 try await tx.execute("""
                     UPDATE experiments.executions SET state = \(ExperimentsV1.ExecutionState.running.rawValue),
                         started_us = \(startedAt == 0 ? Clock.nowMicros() : startedAt),
@@ -92,7 +90,7 @@ struct ExecutionStore {
                 }
                 return  // a retry of the request that completed it
             }
-            do { _ = try current.transition(to: completion.status) } catch { throw error.rpcError }
+            _ = try current.moving(to: completion.status)
             try await tx.execute("""
                 UPDATE experiments.executions SET state = \(completion.status.proto.rawValue), deviated = \(completion.outcome.deviated),
                     ended_us = \(endedAt == 0 ? Clock.nowMicros() : endedAt), reason = \(completion.reason),
