@@ -146,7 +146,11 @@ let package = Package(
         ),
         .testTarget(
             name: "ExperimentServiceTests",
-            dependencies: ["ExperimentService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC"],
+            dependencies: [
+                "ExperimentService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Tests/ExperimentServiceTests",
             swiftSettings: swiftSettings
         ),
