@@ -121,6 +121,15 @@ let package = Package(
             path: "Benchmarks/Postgres/Sources",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "EventsBenchmark",
+            dependencies: [
+                "ExperimentService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Events/Sources",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: tests (real sockets, real Postgres, real grpcio peers)
         .testTarget(

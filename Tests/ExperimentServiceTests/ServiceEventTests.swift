@@ -149,16 +149,20 @@ struct ServiceEventTests {
         try await ServiceHarness.with(database: "svc_watch_slow", configuration: configuration) { h in
             let run = try await h.runningExecution()
             _ = try await h.report([[ServiceHarness.event(run.id, 1)]])
-            let gate = Gate()
+            let gate = Gate(), stuck = Gate()
             let collector = WatchCollector()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     try await h.service.watchExecution(.init(executionId: run.id), responses: RPCWriter { response in
                         collector.append(response.item)
                         // The watcher's client stops reading at its first event.
-                        if case .event? = response.item { await gate.wait() }
+                        if case .event? = response.item {
+                            stuck.open()
+                            await gate.wait()
+                        }
                     }, context: ServiceHarness.context())
                 }
+                await stuck.wait()
                 // Ingestion completes while the watcher is stuck.
                 let stored = try await h.report(stride(from: 2, through: 1_001, by: 100).map { start in
                     (Int64(start)..<Int64(start + 100)).map { ServiceHarness.event(run.id, $0) }

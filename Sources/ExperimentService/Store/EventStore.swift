@@ -28,7 +28,7 @@ struct EventStore {
 
     /// Which of `ids` exist in the organisation (NOT_FOUND for the others is the caller's call).
     func owned(_ org: OrganizationID, _ ids: [String]) async throws -> Set<String> {
-        let rows = try await database.query("SELECT id FROM executions WHERE org = \(org.rawValue) AND id = ANY(\(ids))")
+        let rows = try await database.query("SELECT id FROM experiments.executions WHERE org = \(org.rawValue) AND id = ANY(\(ids))")
         return Set(try rows.map { try $0.decode(String.self, at: 0) })
     }
 
