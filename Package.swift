@@ -138,6 +138,8 @@ let package = Package(
                 "FaultlineRPC", "FaultlineProto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/RPCTests",
             swiftSettings: swiftSettings

@@ -13,6 +13,9 @@ public struct ServerContext: Sendable {
     public let peer: String
     /// Carries `rpc.method` (and whatever the server adds) as metadata.
     public var logger: Logger
+    /// The stream this context belongs to, when a server runs the call (nil in unit tests that
+    /// build a context by hand).
+    var io: H2StreamIO?
 
     public init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String, logger: Logger) {
         self.method = method
@@ -20,6 +23,19 @@ public struct ServerContext: Sendable {
         self.deadline = deadline
         self.peer = peer
         self.logger = logger
+    }
+}
+
+extension ServerContext {
+    /// Adds metadata to the response headers. Takes effect only if called before the first
+    /// response message is written; after that, use trailing metadata.
+    public func addInitialMetadata(_ metadata: Metadata) {
+        io?.addInitialMetadata(metadata)
+    }
+
+    /// Adds metadata to the trailers that end the call (sent with any status).
+    public func addTrailingMetadata(_ metadata: Metadata) {
+        io?.addTrailingMetadata(metadata)
     }
 }
 

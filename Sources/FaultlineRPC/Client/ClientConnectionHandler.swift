@@ -1,0 +1,222 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// One client connection on its event loop: nghttp2 in client mode, many calls multiplexed.
+final class ClientConnectionHandler: H2ChannelHandler {
+    private struct Slot {
+        var machine: ClientStreamStateMachine
+        let io: H2StreamIO
+        var deadlineTimer: Scheduled<Void>?
+    }
+
+    private let maxMessageSize: Int
+    private let connection: ClientConnection
+    private var streams: [Int32: Slot] = [:]
+    private var goingAway = false
+    /// Streams wait for the server's SETTINGS so they respect its concurrency limit from the
+    /// start rather than being refused.
+    private var settingsReceived = false
+    private var waitingForSettings: [H2StreamIO] = []
+
+    init(h2: H2Connection, outbox: ConnectionOutbox, connection: ClientConnection, maxMessageSize: Int, timers: Timers, logger: Logger) {
+        self.connection = connection
+        self.maxMessageSize = maxMessageSize
+        super.init(h2: h2, outbox: outbox, timers: timers, logger: logger)
+    }
+
+    override var activeStreams: Int { streams.count }
+
+    override func serve(_ ios: [H2StreamIO]) {
+        guard settingsReceived else {
+            waitingForSettings += ios
+            return
+        }
+        for io in ios {
+            let work = io.takeWork()
+            if let headers = work.open {
+                if work.closed { continue }  // cancelled before it could open
+                guard !goingAway, context != nil else {
+                    io.abort(RPCError(.unavailable, "the connection is closing"))
+                    continue
+                }
+                guard let stream = h2.submitRequest(headers: headers, body: io) else {
+                    io.abort(RPCError(.unavailable, "no stream can be opened on this connection"))
+                    continue
+                }
+                io.streamID = stream
+                var slot = Slot(machine: ClientStreamStateMachine(maxMessageSize: maxMessageSize), io: io)
+                if let deadline = io.deadline, let eventLoop = context?.eventLoop {
+                    slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: NIODeadline(deadline)) { [weak self] in
+                        guard let self else { return }
+                        if io.abort(RPCError(.deadlineExceeded, "the deadline expired")) {
+                            self.h2.resetStream(stream, errorCode: H2ErrorCode.cancel)
+                            self.flush()
+                        }
+                    }
+                }
+                streams[stream] = slot
+                streamCountChanged()
+            }
+            let stream = io.streamID
+            guard stream > 0, streams[stream]?.io === io else { continue }
+            if work.reset {
+                h2.resetStream(stream, errorCode: H2ErrorCode.cancel)
+                continue
+            }
+            h2.consumeStream(stream, work.releaseWindow)
+            if work.hasData || work.ended { h2.resumeData(stream: stream) }
+        }
+    }
+
+    override func handle(_ event: H2Event) {
+        switch event {
+        case .headers(let stream, let fields, let initial, let endStream):
+            guard var slot = streams[stream] else { return }
+            if initial {
+                switch slot.machine.receiveHead(fields, endStream: endStream) {
+                case .head(let metadata):
+                    slot.io.receiveHead(metadata)
+                case .trailersOnly(let status):
+                    slot.io.receiveHead([:])
+                    slot.io.finishInbound(status)
+                case .fail(let error):
+                    slot.io.abort(error)
+                    h2.resetStream(stream, errorCode: H2ErrorCode.cancel)
+                }
+            } else {
+                slot.io.finishInbound(slot.machine.receiveTrailers(fields))
+            }
+            streams[stream] = slot
+        case .data(let stream, let chunk, _):
+            let bytes = chunk.readableBytes
+            h2.consumeConnection(bytes)
+            guard bytes > 0 else { return }
+            guard var slot = streams[stream] else {
+                h2.consumeStream(stream, bytes)
+                return
+            }
+            var messages: [ByteBuffer] = []
+            do {
+                try slot.machine.receiveData(chunk, into: &messages)
+                streams[stream] = slot
+                h2.consumeStream(stream, slot.io.receive(messages, wireBytes: bytes))
+            } catch {
+                streams[stream] = slot
+                h2.consumeStream(stream, bytes)
+                slot.io.abort(error)
+                h2.resetStream(stream, errorCode: H2ErrorCode.cancel)
+            }
+        case .streamClosed(let stream, let errorCode):
+            guard let slot = streams.removeValue(forKey: stream) else { return }
+            slot.deadlineTimer?.cancel()
+            let error: RPCError
+            switch errorCode {
+            case H2ErrorCode.noError: error = RPCError(.internalError, "the server closed the stream without a status")
+            case H2ErrorCode.refusedStream: error = RPCError(.unavailable, "the server refused the stream")
+            case H2ErrorCode.cancel: error = RPCError(.cancelled, "the stream was cancelled")
+            case H2ErrorCode.enhanceYourCalm: error = RPCError(.resourceExhausted, "the server asked to slow down")
+            default: error = RPCError(.internalError, "the stream was reset with HTTP/2 error \(errorCode)")
+            }
+            if slot.io.inboundFinished {
+                slot.io.abort(RPCError(.cancelled, "the call is over"))
+            } else {
+                slot.io.abort(error)
+            }
+            streamCountChanged()
+            if goingAway && streams.isEmpty { close() }
+        case .goAway:
+            goingAway = true
+            connection.markUnusable()
+            if streams.isEmpty { close() }
+        case .pingAck:
+            break
+        case .remoteSettings:
+            guard !settingsReceived else { return }
+            settingsReceived = true
+            let waiting = waitingForSettings
+            waitingForSettings = []
+            serve(waiting)
+        }
+    }
+
+    override func connectionClosed() {
+        connection.markUnusable()
+        let error = RPCError(.unavailable, "the connection to the server was lost")
+        for (_, slot) in streams {
+            slot.deadlineTimer?.cancel()
+            slot.io.abort(error)
+        }
+        streams.removeAll()
+        for io in waitingForSettings { io.abort(error) }
+        waitingForSettings = []
+        connection.closed()
+    }
+
+    /// Client idle timeout: just close; the next call reconnects.
+    override func idleTimedOut() {
+        goingAway = true
+        connection.markUnusable()
+        h2.submitGoAway()
+        flush()
+        close()
+    }
+
+    func shutdown() {
+        goingAway = true
+        connection.markUnusable()
+        if streams.isEmpty { close() }
+    }
+}
+
+/// A client connection as calls see it: opens streams (without waiting for the event loop) and
+/// says whether new calls may use it.
+final class ClientConnection: Sendable {
+    let outbox: ConnectionOutbox
+    let maxMessageSize: Int
+    private let usable = Atomic<Bool>(true)
+    private let onClose: @Sendable (ClientConnection) -> Void
+    private let channelBox = Mutex<(any Channel)?>(nil)
+    private let handlerShutdown = Mutex<(@Sendable () -> Void)?>(nil)
+    private let closedPromise: EventLoopPromise<Void>
+
+    init(eventLoop: any EventLoop, maxMessageSize: Int, onClose: @escaping @Sendable (ClientConnection) -> Void) {
+        outbox = ConnectionOutbox(eventLoop: eventLoop)
+        self.maxMessageSize = maxMessageSize
+        self.onClose = onClose
+        closedPromise = eventLoop.makePromise()
+    }
+
+    func attach(channel: any Channel, shutdown: @escaping @Sendable () -> Void) {
+        channelBox.withLock { $0 = channel }
+        handlerShutdown.withLock { $0 = shutdown }
+    }
+
+    var isUsable: Bool { usable.load(ordering: .relaxed) }
+    func markUnusable() { usable.store(false, ordering: .relaxed) }
+
+    func closed() {
+        markUnusable()
+        onClose(self)
+        closedPromise.succeed()
+    }
+
+    func openStream(headers: [HeaderField], deadline: ContinuousClock.Instant?) -> H2StreamIO {
+        H2StreamIO(server: false, streamID: 0, outbox: outbox, maxMessageSize: maxMessageSize, openWith: headers, deadline: deadline)
+    }
+
+    /// Stops new calls; closes once the calls in flight finish.
+    func shutdownGracefully() {
+        markUnusable()
+        if let shutdown = handlerShutdown.withLock({ $0 }) { outbox.eventLoop.execute { shutdown() } }
+    }
+
+    func close() {
+        markUnusable()
+        channelBox.withLock { $0 }?.close(promise: nil)
+    }
+
+    func waitUntilClosed() async {
+        try? await closedPromise.futureResult.get()
+    }
+}

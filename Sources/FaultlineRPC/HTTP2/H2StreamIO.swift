@@ -1,0 +1,486 @@
+import NIOCore
+import Synchronization
+
+/// Receives the streams that have work for the event loop, in batches.
+protocol OutboxProcessor: AnyObject {
+    func processOutbox(_ streams: [H2StreamIO])
+}
+
+/// Hands stream work from tasks to one connection's event loop. Streams queue themselves; the
+/// first one schedules a single hop, which serves every stream queued by then and flushes once.
+final class ConnectionOutbox: Sendable {
+    let eventLoop: any EventLoop
+    private let pending = Mutex<(streams: [H2StreamIO], scheduled: Bool)>(([], false))
+    private let processor: NIOLoopBoundBox<(any OutboxProcessor)?>
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+        processor = .makeEmptyBox(valueType: (any OutboxProcessor).self, eventLoop: eventLoop)
+    }
+
+    /// Called on the event loop by the connection handler (and with nil when it goes away).
+    func attach(_ processor: (any OutboxProcessor)?) { self.processor.value = processor }
+
+    func enqueue(_ stream: H2StreamIO) {
+        let schedule = pending.withLock { pending -> Bool in
+            pending.streams.append(stream)
+            if pending.scheduled { return false }
+            pending.scheduled = true
+            return true
+        }
+        guard schedule else { return }
+        eventLoop.execute {
+            let streams = self.pending.withLock { pending -> [H2StreamIO] in
+                var taken: [H2StreamIO] = []
+                swap(&taken, &pending.streams)
+                pending.scheduled = false
+                return taken
+            }
+            if let processor = self.processor.value {
+                processor.processOutbox(streams)
+            } else {
+                for stream in streams { stream.abort(RPCError(.unavailable, "the connection is closed")) }
+            }
+        }
+    }
+}
+
+/// What the event loop must do for a stream, taken in one go by `takeWork`.
+struct StreamWork {
+    /// Client: the request headers of a stream not yet opened.
+    var open: [HeaderField]?
+    /// Bytes the handler consumed whose stream window can re-open.
+    var releaseWindow = 0
+    var hasData = false
+    var ended = false
+    /// Server: the handler finished, with this status (nil = OK), and these metadata.
+    var finish: (status: RPCError?, initial: Metadata, trailing: Metadata)?
+    /// Server: initial metadata to send with the response headers.
+    var initialMetadata = Metadata()
+    /// Client: the caller gave up; reset the stream.
+    var reset = false
+    /// The task side already ended the stream (cancelled, failed).
+    var closed = false
+}
+
+/// The two ends of one stream's buffers: the event loop on one side, the task running the call
+/// (a server handler, or a client caller) on the other. Inbound messages queue up to a bound
+/// before the stream's flow-control window stops re-opening; outbound writes suspend while more
+/// than a bound waits for the peer's window.
+final class H2StreamIO: H2BodySource, Sendable {
+    static let inboundHighWater = 64 * 1024
+    static let inboundLowWater = 16 * 1024
+    static let outboundHighWater = 64 * 1024
+    static let outboundLowWater = 16 * 1024
+
+    private struct State {
+        // inbound
+        var messages = CircularBuffer<ByteBuffer>(initialCapacity: 2)
+        var queuedBytes = 0
+        var heldWindow = 0
+        var inboundEnd: Result<Void, RPCError>?
+        var reader: CheckedContinuation<ByteBuffer?, any Error>?
+        // client: the response head
+        var head: Result<Metadata, RPCError>?
+        var headWaiter: CheckedContinuation<Metadata, any Error>?
+        // outbound
+        var chunks = CircularBuffer<ByteBuffer>(initialCapacity: 2)
+        var outboundBytes = 0
+        var writer: CheckedContinuation<Void, any Error>?
+        var outboundEnded = false
+        var trailers: [HeaderField]?
+        var open: [HeaderField]?
+        var finish: RPCError??
+        var initialMetadata = Metadata()
+        var trailingMetadata = Metadata()
+        var resetRequested = false
+        // lifecycle
+        var closed: RPCError?
+        var queued = false
+        var mustStop = false
+        var stopWaiter: CheckedContinuation<Void, Never>?
+    }
+
+    let outbox: ConnectionOutbox
+    let isServer: Bool
+    let maxMessageSize: Int
+    /// Client: when the call gives up.
+    let deadline: ContinuousClock.Instant?
+    private let state: Mutex<State>
+    /// The HTTP/2 stream id. Event-loop confined: written when the stream opens, read only there.
+    nonisolated(unsafe) var streamID: Int32
+
+    init(server: Bool, streamID: Int32, outbox: ConnectionOutbox, maxMessageSize: Int, openWith headers: [HeaderField]? = nil,
+         deadline: ContinuousClock.Instant? = nil) {
+        isServer = server
+        self.deadline = deadline
+        self.streamID = streamID
+        self.outbox = outbox
+        self.maxMessageSize = maxMessageSize
+        var initial = State()
+        if let headers {
+            initial.open = headers
+            initial.queued = true
+        }
+        state = Mutex(initial)
+        if headers != nil { outbox.enqueue(self) }
+    }
+
+    // MARK: task side
+
+    /// The next inbound message; nil at the end of a successful stream.
+    func next() async throws -> ByteBuffer? {
+        enum Step { case message(ByteBuffer, release: Bool), end(Result<Void, RPCError>), wait }
+        let step = state.withLock { s -> Step in
+            if let message = s.messages.popFirst() {
+                s.queuedBytes -= message.readableBytes
+                return .message(message, release: releaseIfDrained(&s))
+            }
+            if let end = s.inboundEnd { return .end(end) }
+            return .wait
+        }
+        switch step {
+        case .message(let message, let release):
+            if release { outbox.enqueue(self) }
+            return message
+        case .end(let end):
+            try end.get()
+            return nil
+        case .wait:
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ByteBuffer?, any Error>) in
+                    let step = state.withLock { s -> Step in
+                        if let message = s.messages.popFirst() {
+                            s.queuedBytes -= message.readableBytes
+                            return .message(message, release: releaseIfDrained(&s))
+                        }
+                        if let end = s.inboundEnd { return .end(end) }
+                        if Task.isCancelled { return .end(.failure(RPCError(.cancelled, "the call was cancelled"))) }
+                        s.reader = continuation
+                        return .wait
+                    }
+                    switch step {
+                    case .message(let message, let release):
+                        if release { outbox.enqueue(self) }
+                        continuation.resume(returning: message)
+                    case .end(.success): continuation.resume(returning: nil)
+                    case .end(.failure(let error)): continuation.resume(throwing: error)
+                    case .wait: break
+                    }
+                }
+            } onCancel: {
+                let reader = state.withLock { s -> CheckedContinuation<ByteBuffer?, any Error>? in
+                    defer { s.reader = nil }
+                    return s.reader
+                }
+                reader?.resume(throwing: CancellationError())
+            }
+        }
+    }
+
+    /// Re-opens the window once a backlog that held it has drained. Returns true to enqueue.
+    private func releaseIfDrained(_ s: inout State) -> Bool {
+        guard s.heldWindow > 0, s.queuedBytes <= Self.inboundLowWater, !s.queued else { return false }
+        s.queued = true
+        return true
+    }
+
+    /// Frames and queues one message; suspends while too much waits for the peer's window.
+    func write(_ message: any RPCMessage) async throws {
+        let framed = try Wire.frame(message, maxSize: maxMessageSize)
+        let (enqueue, wait) = try state.withLock { s throws(RPCError) -> (Bool, Bool) in
+            if let closed = s.closed { throw closed }
+            guard !s.outboundEnded else { throw RPCError(.internalError, "a message was written after the stream ended") }
+            s.chunks.append(framed)
+            s.outboundBytes += framed.readableBytes
+            let enqueue = !s.queued
+            s.queued = true
+            return (enqueue, s.outboundBytes > Self.outboundHighWater)
+        }
+        if enqueue { outbox.enqueue(self) }
+        if wait { try await waitForDrain() }
+    }
+
+    private func waitForDrain() async throws {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let outcome = state.withLock { s -> Result<Bool, any Error> in
+                    if let closed = s.closed { return .failure(closed) }
+                    if s.outboundBytes <= Self.outboundLowWater { return .success(true) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    s.writer = continuation
+                    return .success(false)
+                }
+                switch outcome {
+                case .success(true): continuation.resume()
+                case .success(false): break
+                case .failure(let error): continuation.resume(throwing: error)
+                }
+            }
+        } onCancel: {
+            let writer = state.withLock { s -> CheckedContinuation<Void, any Error>? in
+                defer { s.writer = nil }
+                return s.writer
+            }
+            writer?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Client: no more requests (half-close).
+    func endOutbound() {
+        let enqueue = state.withLock { s -> Bool in
+            guard s.closed == nil, !s.outboundEnded else { return false }
+            s.outboundEnded = true
+            defer { s.queued = true }
+            return !s.queued
+        }
+        if enqueue { outbox.enqueue(self) }
+    }
+
+    /// Server: the handler returned (status nil) or threw.
+    func finishHandler(status: RPCError?) {
+        var stopWaiter: CheckedContinuation<Void, Never>?
+        let enqueue = state.withLock { s -> Bool in
+            s.mustStop = true
+            stopWaiter = s.stopWaiter
+            s.stopWaiter = nil
+            guard s.closed == nil, !s.outboundEnded else { return false }
+            s.outboundEnded = true
+            s.finish = .some(status)
+            defer { s.queued = true }
+            return !s.queued
+        }
+        stopWaiter?.resume()
+        if enqueue { outbox.enqueue(self) }
+    }
+
+    /// Server: returns once the handler finished or must be cancelled (reset, deadline, loss).
+    func handlerMustStop() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.mustStop { return true }
+                s.stopWaiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func addInitialMetadata(_ metadata: Metadata) {
+        state.withLock { s in for (key, value) in metadata { s.initialMetadata.append(key, value) } }
+    }
+
+    func addTrailingMetadata(_ metadata: Metadata) {
+        state.withLock { s in for (key, value) in metadata { s.trailingMetadata.append(key, value) } }
+    }
+
+    /// Client: the response headers, or the failure that came first.
+    func responseHead() async throws -> Metadata {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Metadata, any Error>) in
+                let head = state.withLock { s -> Result<Metadata, RPCError>? in
+                    if let head = s.head { return head }
+                    if Task.isCancelled { return .failure(RPCError(.cancelled, "the call was cancelled")) }
+                    s.headWaiter = continuation
+                    return nil
+                }
+                if let head { continuation.resume(with: head) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<Metadata, any Error>? in
+                defer { s.headWaiter = nil }
+                return s.headWaiter
+            }
+            waiter?.resume(throwing: RPCError(.cancelled, "the call was cancelled"))
+        }
+    }
+
+    /// Client: the caller is done (cancelled, failed, or returned early). Resets the stream if
+    /// it is still open; returns true if this ended the call.
+    @discardableResult
+    func cancelFromCaller(_ error: RPCError = RPCError(.cancelled, "the call was cancelled")) -> Bool {
+        abort(error, reset: true)
+    }
+
+    // MARK: event-loop side
+
+    func takeWork() -> StreamWork {
+        state.withLock { s in
+            var work = StreamWork()
+            s.queued = false
+            work.open = s.open
+            s.open = nil
+            if s.queuedBytes <= Self.inboundLowWater || s.closed != nil {
+                work.releaseWindow = s.heldWindow
+                s.heldWindow = 0
+            }
+            work.hasData = !s.chunks.isEmpty
+            work.ended = s.outboundEnded
+            if let status = s.finish {
+                work.finish = (status, s.initialMetadata, s.trailingMetadata)
+                s.finish = nil
+            }
+            work.initialMetadata = s.initialMetadata
+            work.reset = s.resetRequested
+            s.resetRequested = false
+            work.closed = s.closed != nil
+            return work
+        }
+    }
+
+    /// Queues received messages. Returns how many stream-window bytes may be acknowledged now.
+    func receive(_ messages: [ByteBuffer], wireBytes: Int) -> Int {
+        var reader: CheckedContinuation<ByteBuffer?, any Error>?
+        var first: ByteBuffer?
+        let ack = state.withLock { s -> Int in
+            guard s.closed == nil, s.inboundEnd == nil else { return wireBytes }
+            var index = messages.startIndex
+            if let waiting = s.reader, index < messages.endIndex {
+                reader = waiting
+                s.reader = nil
+                first = messages[index]
+                index += 1
+            }
+            while index < messages.endIndex {
+                s.messages.append(messages[index])
+                s.queuedBytes += messages[index].readableBytes
+                index += 1
+            }
+            if s.queuedBytes <= Self.inboundHighWater {
+                defer { s.heldWindow = 0 }
+                return wireBytes + s.heldWindow
+            }
+            s.heldWindow += wireBytes
+            return 0
+        }
+        reader?.resume(returning: first)
+        return ack
+    }
+
+    /// The peer half-closed (server) or the trailers carried this status (client).
+    func finishInbound(_ result: Result<Void, RPCError>) {
+        let reader = state.withLock { s -> CheckedContinuation<ByteBuffer?, any Error>? in
+            guard s.inboundEnd == nil else { return nil }
+            s.inboundEnd = result
+            defer { s.reader = nil }
+            return s.messages.isEmpty ? s.reader : nil
+        }
+        switch result {
+        case .success: reader?.resume(returning: nil)
+        case .failure(let error): reader?.resume(throwing: error)
+        }
+    }
+
+    /// Client: the response headers arrived.
+    func receiveHead(_ metadata: Metadata) {
+        let waiter = state.withLock { s -> CheckedContinuation<Metadata, any Error>? in
+            guard s.head == nil else { return nil }
+            s.head = .success(metadata)
+            defer { s.headWaiter = nil }
+            return s.headWaiter
+        }
+        waiter?.resume(returning: metadata)
+    }
+
+    /// Server: the trailers that end the body; the data source sends them after the last byte.
+    func setTrailers(_ trailers: [HeaderField]) {
+        state.withLock { $0.trailers = trailers }
+    }
+
+    /// Ends the stream for the task side: pending reads, writes and the head fail with `error`,
+    /// queued output is dropped, and a server handler is told to stop. Returns true if the
+    /// stream was still open.
+    @discardableResult
+    func abort(_ error: RPCError, reset: Bool = false) -> Bool {
+        var reader: CheckedContinuation<ByteBuffer?, any Error>?
+        var headWaiter: CheckedContinuation<Metadata, any Error>?
+        var writer: CheckedContinuation<Void, any Error>?
+        var stopWaiter: CheckedContinuation<Void, Never>?
+        let (wasOpen, enqueue) = state.withLock { s -> (Bool, Bool) in
+            guard s.closed == nil else { return (false, false) }
+            s.closed = error
+            if s.inboundEnd == nil {
+                s.inboundEnd = .failure(error)
+                s.messages.removeAll()
+                s.queuedBytes = 0
+                reader = s.reader
+                s.reader = nil
+            }
+            if s.head == nil {
+                s.head = .failure(error)
+                headWaiter = s.headWaiter
+                s.headWaiter = nil
+            }
+            writer = s.writer
+            s.writer = nil
+            s.chunks.removeAll()
+            s.outboundBytes = 0
+            s.mustStop = true
+            stopWaiter = s.stopWaiter
+            s.stopWaiter = nil
+            guard reset else { return (true, false) }
+            s.resetRequested = true
+            defer { s.queued = true }
+            return (true, !s.queued)
+        }
+        reader?.resume(throwing: error)
+        headWaiter?.resume(throwing: error)
+        writer?.resume(throwing: error)
+        stopWaiter?.resume()
+        if enqueue { outbox.enqueue(self) }
+        return wasOpen
+    }
+
+    /// True once the inbound side ended (successfully or not).
+    var inboundFinished: Bool { state.withLock { $0.inboundEnd != nil } }
+
+    func readBody(into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, end: Bool, trailers: [HeaderField]?)? {
+        var writer: CheckedContinuation<Void, any Error>?
+        let result = state.withLock { s -> (count: Int, end: Bool, trailers: [HeaderField]?)? in
+            var written = 0
+            while written < buffer.count, let index = s.chunks.indices.first {
+                let n = min(buffer.count - written, s.chunks[index].readableBytes)
+                s.chunks[index].withUnsafeReadableBytes { bytes in
+                    UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<n]))
+                }
+                s.chunks[index].moveReaderIndex(forwardBy: n)
+                if s.chunks[index].readableBytes == 0 { s.chunks.removeFirst() }
+                written += n
+            }
+            s.outboundBytes -= written
+            if s.writer != nil, s.outboundBytes <= Self.outboundLowWater {
+                writer = s.writer
+                s.writer = nil
+            }
+            let end = s.chunks.isEmpty && (isServer ? s.trailers != nil : s.outboundEnded && s.closed == nil)
+            if written == 0 && !end { return nil }
+            return (written, end, end ? s.trailers : nil)
+        }
+        writer?.resume()
+        return result
+    }
+}
+
+/// The inbound messages of a stream as the handler (server) or the caller (client) reads them.
+struct InboundMessages: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    typealias Failure = any Error
+    let io: H2StreamIO
+
+    func makeAsyncIterator() -> Iterator { Iterator(io: io) }
+
+    struct Iterator: AsyncIteratorProtocol {
+        let io: H2StreamIO
+        mutating func next() async throws -> ByteBuffer? { try await io.next() }
+        mutating func next(isolation actor: isolated (any Actor)?) async throws(any Error) -> ByteBuffer? { try await io.next() }
+    }
+}
+
+extension Metadata {
+    mutating func append(_ key: String, _ value: Value) {
+        switch value {
+        case .string(let string): addString(string, forKey: key)
+        case .binary(let bytes): addBinary(bytes, forKey: key)
+        }
+    }
+}

@@ -1,0 +1,405 @@
+import FaultlineRPC
+import Foundation
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+@Suite("Faultline client ↔ Faultline server")
+struct CallTests {
+    @Test func unary() async throws {
+        try await withServer { _, port in
+            try await withClient(port: port) { client in
+                let response: RawMessage = try await client.unary(Echo.get, RawMessage("hello"))
+                #expect(response.string == "hello")
+                let empty: RawMessage = try await client.unary(Echo.get, RawMessage([]))
+                #expect(empty.bytes.isEmpty)
+            }
+        }
+    }
+
+    @Test func serverStreaming() async throws {
+        try await withServer { _, port in
+            try await withClient(port: port) { client in
+                let responses = try await client.serverStreaming(
+                    Echo.expand, RawMessage("m"), options: CallOptions(metadata: ["x-count": "5"])
+                ) { (stream: RPCAsyncSequence<RawMessage>) in
+                    try await stream.reduce(into: [String]()) { $0.append($1.string) }
+                }
+                #expect(responses == ["m#0", "m#1", "m#2", "m#3", "m#4"])
+                let none = try await client.serverStreaming(
+                    Echo.expand, RawMessage("m"), options: CallOptions(metadata: ["x-count": "0"])
+                ) { (stream: RPCAsyncSequence<RawMessage>) in try await stream.reduce(0) { n, _ in n + 1 } }
+                #expect(none == 0)
+            }
+        }
+    }
+
+    @Test func clientStreaming() async throws {
+        try await withServer { _, port in
+            try await withClient(port: port) { client in
+                let response: RawMessage = try await client.clientStreaming(Echo.collect) { writer in
+                    for part in ["a", "b", "c"] { try await writer.write(RawMessage(part)) }
+                }
+                #expect(response.string == "abc")
+            }
+        }
+    }
+
+    @Test func bidirectional() async throws {
+        try await withServer { _, port in
+            try await withClient(port: port) { client in
+                let echoed = try await client.bidirectional(Echo.update) { (writer: RPCWriter<RawMessage>) in
+                    for index in 0..<100 { try await writer.write(RawMessage("message \(index)")) }
+                } responses: { (stream: RPCAsyncSequence<RawMessage>) in
+                    try await stream.reduce(into: [String]()) { $0.append($1.string) }
+                }
+                #expect(echoed == (0..<100).map { "message \($0)" })
+            }
+        }
+    }
+
+    @Test func bidirectionalPingPong() async throws {
+        // Each request is written only after the previous response arrived: proves messages
+        // flow both ways while the stream stays open.
+        try await withServer { _, port in
+            try await withClient(port: port) { client in
+                let (signals, signal) = AsyncStream.makeStream(of: Void.self)
+                let count = try await client.bidirectional(Echo.update) { (writer: RPCWriter<RawMessage>) in
+                    var iterator = signals.makeAsyncIterator()
+                    for index in 0..<10 {
+                        try await writer.write(RawMessage("ping \(index)"))
+                        _ = await iterator.next()
+                    }
+                } responses: { (stream: RPCAsyncSequence<RawMessage>) in
+                    var count = 0
+                    for try await message in stream {
+                        #expect(message.string == "ping \(count)")
+                        count += 1
+                        signal.yield()
+                    }
+                    return count
+                }
+                #expect(count == 10)
+            }
+        }
+    }
+
+    @Test func metadataBothWays() async throws {
+        try await withServer { _, port in
+            try await withClient(port: port) { client in
+                var metadata: Metadata = ["x-echo-name": "faultline"]
+                metadata.addBinary([0, 1, 2, 255], forKey: "x-echo-blob-bin")
+                let head = try await client.call(Echo.get, options: CallOptions(metadata: metadata)) { writer in
+                    try await writer.write(RawMessage("x"))
+                } responses: { response in
+                    _ = try await response.messages.singleElement(of: Echo.get)
+                    return response.metadata
+                }
+                #expect(head[stringValue: "x-echo-name"] == "faultline")
+                #expect(head["x-echo-blob-bin"] == [.binary([0, 1, 2, 255])])
+
+                // Trailing metadata reaches the client with a failure status.
+                metadata.addString("13", forKey: "x-fail-code")
+                let error = await expectStatus(.internalError) {
+                    let _: RawMessage = try await client.unary(Echo.get, RawMessage("x"), options: CallOptions(metadata: metadata))
+                }
+                #expect(error?.metadata[stringValue: "x-trailer-echo-name"] == "faultline")
+                #expect(error?.metadata["x-trailer-echo-blob-bin"] == [.binary([0, 1, 2, 255])])
+            }
+        }
+    }
+
+    @Test func errorStatusAndPercentEncodedMessage() async throws {
+        try await withServer { _, port in
+            try await withClient(port: port) { client in
+                let message = "100% kaputt: Grüße, 日本語, emoji 🚀, newline\nend"
+                let encoded = message.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+                let error = await expectStatus(.failedPrecondition) {
+                    let _: RawMessage = try await client.unary(
+                        Echo.get, RawMessage("x"),
+                        options: CallOptions(metadata: ["x-fail-code": "9", "x-fail-message": .string(encoded)]))
+                }
+                #expect(error?.message == message)
+                for code in [1, 2, 3, 5, 7, 8, 12, 14, 16] {
+                    let error = await expectStatus(RPCError.Code(rawValue: code)!) {
+                        try await client.serverStreaming(
+                            Echo.expand, RawMessage("x"), options: CallOptions(metadata: ["x-fail-code": .string("\(code)")])
+                        ) { (stream: RPCAsyncSequence<RawMessage>) in for try await _ in stream {} }
+                    }
+                    #expect(error?.message == "failed on request")
+                }
+            }
+        }
+    }
+
+    @Test func unknownMethodIsUnimplemented() async throws {
+        try await withServer { _, port in
+            try await withClient(port: port) { client in
+                _ = await expectStatus(.unimplemented) {
+                    let _: RawMessage = try await client.unary(MethodDescriptor(service: "faultline.testing.v1.Echo", method: "Nope"), RawMessage("x"))
+                }
+            }
+        }
+    }
+
+    @Test func serverEnforcesDeadline() async throws {
+        let probe = Probe()
+        try await withServer(services: [EchoService(probe: probe)]) { _, port in
+            try await withClient(port: port) { client in
+                // Collect runs its prologue (and the sleep) before reading any request, so the
+                // handler always starts, whatever the scheduling.
+                _ = await expectStatus(.deadlineExceeded) {
+                    let _: RawMessage = try await client.clientStreaming(
+                        Echo.collect, options: CallOptions(timeout: .milliseconds(200), metadata: ["x-delay-ms": "60000"])
+                    ) { (writer: RPCWriter<RawMessage>) in try await writer.write(RawMessage("slow")) }
+                }
+                // The handler was cancelled when its deadline expired.
+                let check1 = try await probe.wait { $0.cancelledCount == 1 }
+                #expect(check1)
+            }
+        }
+    }
+
+    @Test func clientPropagatesDeadlineFromTaskLocal() async throws {
+        let probe = Probe()
+        try await withServer(services: [EchoService(probe: probe)]) { _, port in
+            try await withClient(port: port) { client in
+                let outer = ContinuousClock.now + .seconds(30)
+                let _: RawMessage = try await RPCDeadline.$current.withValue(outer) {
+                    // The tighter of the task-local deadline and the option wins: here the task-local one.
+                    try await client.unary(Echo.get, RawMessage("x"), options: CallOptions(timeout: .seconds(3600)))
+                }
+                let seen = try #require(probe.lastDeadline ?? nil)
+                // grpc-timeout rounds up and the server starts its clock on arrival: allow slack,
+                // but far less than the hour the option asked for.
+                #expect(seen < outer + .seconds(5))
+                #expect(seen > outer - .seconds(10))
+
+                let _: RawMessage = try await client.unary(Echo.get, RawMessage("x"))
+                #expect(probe.lastDeadline! == nil)
+                // An already expired deadline fails without a round trip.
+                _ = await expectStatus(.deadlineExceeded) {
+                    let _: RawMessage = try await RPCDeadline.$current.withValue(.now - .seconds(1)) {
+                        try await client.unary(Echo.get, RawMessage("x"))
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func cancellingTheCallerCancelsTheHandler() async throws {
+        let probe = Probe()
+        try await withServer(services: [EchoService(probe: probe)]) { _, port in
+            try await withClient(port: port) { client in
+                let call = Task {
+                    let _: RawMessage = try await client.unary(Echo.get, RawMessage("x"), options: CallOptions(metadata: ["x-delay-ms": "60000"]))
+                }
+                let check2 = try await probe.wait { $0.started == 1 }
+                #expect(check2)
+                call.cancel()
+                let result = await call.result
+                #expect(throws: (any Error).self) { try result.get() }
+                let check3 = try await probe.wait { $0.cancelledCount == 1 }
+                #expect(check3)
+                // The connection is still good.
+                let response: RawMessage = try await client.unary(Echo.get, RawMessage("after"))
+                #expect(response.string == "after")
+            }
+        }
+    }
+
+    @Test func largeMessagesAndTheLimit() async throws {
+        try await withServer { _, port in
+            try await withClient(port: port) { client in
+                let big = RawMessage((0..<(3 * 1024 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+                let echoed: RawMessage = try await client.unary(Echo.get, big)
+                #expect(echoed == big)
+                let streamed = try await client.bidirectional(Echo.update) { (writer: RPCWriter<RawMessage>) in
+                    for _ in 0..<3 { try await writer.write(big) }
+                } responses: { (stream: RPCAsyncSequence<RawMessage>) in
+                    try await stream.reduce(0) { total, message in
+                        #expect(message == big)
+                        return total + 1
+                    }
+                }
+                #expect(streamed == 3)
+            }
+            // A client that allows bigger messages than the server: the server refuses.
+            var lenient = RPCClient.Configuration()
+            lenient.maxMessageSize = 16 * 1024 * 1024
+            try await withClient(port: port, configuration: lenient) { client in
+                _ = await expectStatus(.resourceExhausted) {
+                    let _: RawMessage = try await client.unary(Echo.get, RawMessage([UInt8](repeating: 7, count: 5 * 1024 * 1024)))
+                }
+                let ok: RawMessage = try await client.unary(Echo.get, RawMessage("still fine"))
+                #expect(ok.string == "still fine")
+            }
+            // The client refuses to send over its own limit.
+            try await withClient(port: port) { client in
+                _ = await expectStatus(.resourceExhausted) {
+                    let _: RawMessage = try await client.unary(Echo.get, RawMessage([UInt8](repeating: 7, count: 5 * 1024 * 1024)))
+                }
+            }
+        }
+    }
+
+    @Test func maxConcurrentStreams() async throws {
+        var configuration = RPCServer.Configuration()
+        configuration.maxConcurrentStreams = 4
+        let probe = Probe()
+        try await withServer(configuration, services: [EchoService(probe: probe)]) { _, port in
+            try await withClient(port: port) { client in
+                // 20 slow calls on one connection: never more than 4 run at once, all complete.
+                let results = try await withThrowingTaskGroup(of: String.self) { group in
+                    for index in 0..<20 {
+                        group.addTask {
+                            let response: RawMessage = try await client.unary(
+                                Echo.get, RawMessage("call \(index)"), options: CallOptions(metadata: ["x-delay-ms": "50"]))
+                            return response.string
+                        }
+                    }
+                    var seen: [String] = []
+                    for try await result in group { seen.append(result) }
+                    return seen
+                }
+                #expect(Set(results) == Set((0..<20).map { "call \($0)" }))
+            }
+        }
+        #expect(probe.started == 20)
+    }
+
+    @Test func concurrentStreamsLimitIsHonoured() async throws {
+        var configuration = RPCServer.Configuration()
+        configuration.maxConcurrentStreams = 3
+        let gauge = Gauge()
+        let service = GaugeService(gauge: gauge)
+        try await withServer(configuration, services: [service]) { _, port in
+            try await withClient(port: port) { client in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for _ in 0..<15 {
+                        group.addTask { let _: RawMessage = try await client.unary(GaugeService.method, RawMessage("x")) }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+        }
+        #expect(gauge.peak <= 3)
+        #expect(gauge.peak >= 1)
+    }
+
+    @Test func gracefulShutdownDrainsCallsInFlight() async throws {
+        let probe = Probe()
+        let server = RPCServer(configuration: .init(), services: [EchoService(probe: probe)], logger: testLogger)
+        let group = ServiceGroup(services: [server], logger: testLogger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let port = try await server.listeningPort
+            try await withClient(port: port) { client in
+                let slow = Task {
+                    let response: RawMessage = try await client.unary(Echo.get, RawMessage("drained"), options: CallOptions(metadata: ["x-delay-ms": "300"]))
+                    return response.string
+                }
+                let check4 = try await probe.wait { $0.started == 1 }
+                #expect(check4)
+                await group.triggerGracefulShutdown()
+                // The call in flight completes normally…
+                let check5 = try await slow.value == "drained"
+                #expect(check5)
+            }
+            // …and the server stops by itself.
+            try await tasks.next()
+            // New calls now fail: nothing listens.
+            try await withClient(port: port) { client in
+                _ = await expectStatus(.unavailable) {
+                    let _: RawMessage = try await client.unary(Echo.get, RawMessage("x"))
+                }
+            }
+        }
+        #expect(probe.cancelledCount == 0)
+    }
+
+    @Test func clientReconnectsAfterServerRestart() async throws {
+        var configuration = RPCClient.Configuration()
+        configuration.backoff = .init(initial: .milliseconds(20), maximum: .milliseconds(100))
+        let firstPort = try await withServer { _, port in port }
+        let client = RPCClient(host: "127.0.0.1", port: firstPort, configuration: configuration, logger: testLogger)
+        // Nothing listens on the port now: UNAVAILABLE.
+        _ = await expectStatus(.unavailable) {
+            let _: RawMessage = try await client.unary(Echo.get, RawMessage("x"))
+        }
+        // A server comes up on that port; the client reconnects (after its backoff).
+        try await withServer(.init(port: firstPort)) { _, _ in
+            let response = try await retryUnavailable { () -> RawMessage in try await client.unary(Echo.get, RawMessage("one")) }
+            #expect(response.string == "one")
+        }
+        // Restart it again while the client holds a (now dead) connection.
+        try await withServer(.init(port: firstPort)) { _, _ in
+            let response = try await retryUnavailable { () -> RawMessage in try await client.unary(Echo.get, RawMessage("two")) }
+            #expect(response.string == "two")
+        }
+        await client.close()
+    }
+
+    @Test func clientWithoutServerFailsUnavailable() async throws {
+        let port = try await withServer { _, port in port }
+        try await withClient(port: port) { client in
+            _ = await expectStatus(.unavailable) {
+                let _: RawMessage = try await client.unary(Echo.get, RawMessage("x"))
+            }
+        }
+    }
+
+    @Test func manyConcurrentCallsOnOneConnection() async throws {
+        try await withServer { _, port in
+            try await withClient(port: port) { client in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for index in 0..<500 {
+                        group.addTask {
+                            let response: RawMessage = try await client.unary(Echo.get, RawMessage("n\(index)"))
+                            #expect(response.string == "n\(index)")
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+        }
+    }
+}
+
+/// Retries while the client is UNAVAILABLE (reconnecting/backing off), a bounded number of times.
+func retryUnavailable<T>(_ body: () async throws -> T) async throws -> T {
+    for _ in 0..<200 {
+        do {
+            return try await body()
+        } catch let error as RPCError where error.code == .unavailable {
+            try await Task.sleep(for: .milliseconds(25))
+        }
+    }
+    return try await body()
+}
+
+/// Counts handlers running at once.
+final class Gauge: Sendable {
+    private let state = Mutex<(now: Int, peak: Int)>((0, 0))
+    func enter() { state.withLock { $0.now += 1; $0.peak = max($0.peak, $0.now) } }
+    func leave() { state.withLock { $0.now -= 1 } }
+    var peak: Int { state.withLock { $0.peak } }
+}
+
+struct GaugeService: RPCService {
+    static let method = MethodDescriptor(service: "faultline.testing.v1.Gauge", method: "Hold")
+    let gauge: Gauge
+
+    var methods: [RegisteredMethod] {
+        let gauge = gauge
+        return [
+            .unary(Self.method) { (request: RawMessage, _) -> RawMessage in
+                gauge.enter()
+                try? await Task.sleep(for: .milliseconds(30))
+                gauge.leave()
+                return request
+            }
+        ]
+    }
+}

@@ -1,0 +1,209 @@
+@testable import FaultlineRPC
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A raw TCP peer: writes exactly the bytes a test gives it and records what comes back.
+final class RawSocket: Sendable {
+    private final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let received = Mutex<(bytes: [UInt8], closed: Bool)>(([], false))
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            received.withLock { $0.bytes += buffer.readableBytesView }
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            received.withLock { $0.closed = true }
+        }
+    }
+
+    private let channel: any Channel
+    private let collector: Collector
+
+    init(port: Int) async throws {
+        let collector = Collector()
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { $0.pipeline.addHandler(collector) }
+            .connect(host: "127.0.0.1", port: port).get()
+        self.collector = collector
+    }
+
+    func send(_ bytes: [UInt8]) async throws {
+        try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+    }
+
+    var received: [UInt8] { collector.received.withLock { $0.bytes } }
+    var isClosed: Bool { collector.received.withLock { $0.closed } }
+
+    /// Polls until the server closed the connection (bounded; never asserts on time).
+    func waitUntilClosed() async throws -> Bool {
+        for _ in 0..<500 where !isClosed { try await Task.sleep(for: .milliseconds(20)) }
+        return isClosed
+    }
+
+    func close() async { try? await channel.close() }
+
+    /// The frame types in `received` (a best-effort walk over 9-byte HTTP/2 frame headers).
+    var frameTypes: [UInt8] {
+        let bytes = received
+        var types: [UInt8] = []
+        var index = 0
+        while index + 9 <= bytes.count {
+            let length = Int(bytes[index]) << 16 | Int(bytes[index + 1]) << 8 | Int(bytes[index + 2])
+            types.append(bytes[index + 3])
+            index += 9 + length
+        }
+        return types
+    }
+}
+
+/// Hand-built HTTP/2 frames, for input no well-behaved library would produce.
+enum Frames {
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    static let typeData: UInt8 = 0, typeHeaders: UInt8 = 1, typeRST: UInt8 = 3, typeSettings: UInt8 = 4, typeGoAway: UInt8 = 7
+
+    static func frame(type: UInt8, flags: UInt8 = 0, stream: UInt32 = 0, payload: [UInt8] = []) -> [UInt8] {
+        let length = payload.count
+        return [UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), type, flags,
+                UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
+    }
+
+    /// HPACK "literal header field without indexing, new name", no Huffman (lengths < 127).
+    static func headerBlock(_ fields: [(String, String)]) -> [UInt8] {
+        var block: [UInt8] = []
+        for (name, value) in fields {
+            block.append(0x00)
+            block.append(UInt8(name.utf8.count))
+            block += name.utf8
+            block.append(UInt8(value.utf8.count))
+            block += value.utf8
+        }
+        return block
+    }
+
+    static func grpcRequest(path: String) -> [(String, String)] {
+        [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+         ("te", "trailers"), ("content-type", "application/grpc")]
+    }
+
+    static var clientStart: [UInt8] { preface + frame(type: typeSettings) }
+}
+
+/// An HTTP/2 client that is correct at the HTTP/2 level (nghttp2 frames it) but sends whatever
+/// gRPC headers and body bytes a test wants, and reports the raw response.
+final class RawH2Client: Sendable {
+    struct Response: Sendable {
+        var headers: [String: String] = [:]
+        var trailers: [String: String] = [:]
+        var body: [UInt8] = []
+        var resetCode: UInt32?
+        /// grpc-status from the trailers, or from a Trailers-Only response.
+        var grpcStatus: Int? { (trailers["grpc-status"] ?? headers["grpc-status"]).flatMap(Int.init) }
+        var grpcMessage: String? { trailers["grpc-message"] ?? headers["grpc-message"] }
+    }
+
+    private final class Body: H2BodySource {
+        var bytes: [UInt8]
+        let end: Bool
+        init(_ bytes: [UInt8], end: Bool) { self.bytes = bytes; self.end = end }
+        func readBody(into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, end: Bool, trailers: [HeaderField]?)? {
+            let n = min(buffer.count, bytes.count)
+            buffer.copyBytes(from: bytes.prefix(n))
+            bytes.removeFirst(n)
+            if bytes.isEmpty && end { return (n, true, nil) }
+            return n == 0 ? nil : (n, false, nil)
+        }
+    }
+
+    private final class Handler: H2ChannelHandler {
+        var responses: [Int32: Response] = [:]
+        var waiters: [Int32: EventLoopPromise<Response>] = [:]
+        var bodies: [Int32: Body] = [:]
+
+        override func handle(_ event: H2Event) {
+            switch event {
+            case .headers(let stream, let fields, let initial, _):
+                var response = responses[stream] ?? Response()
+                for field in fields {
+                    if initial { response.headers[field.name] = field.value } else { response.trailers[field.name] = field.value }
+                }
+                responses[stream] = response
+            case .data(let stream, let chunk, _):
+                h2.consumeConnection(chunk.readableBytes)
+                h2.consumeStream(stream, chunk.readableBytes)
+                responses[stream, default: Response()].body += chunk.readableBytesView
+            case .streamClosed(let stream, let code):
+                var response = responses.removeValue(forKey: stream) ?? Response()
+                if code != 0 { response.resetCode = code }
+                bodies[stream] = nil
+                waiters.removeValue(forKey: stream)?.succeed(response)
+            default:
+                break
+            }
+        }
+
+        func request(_ headers: [HeaderField], body: [UInt8], end: Bool, promise: EventLoopPromise<Response>) {
+            let source = Body(body, end: end)
+            guard let stream = h2.submitRequest(headers: headers, body: source) else {
+                promise.fail(RPCError(.unavailable, "cannot open a stream"))
+                return
+            }
+            bodies[stream] = source
+            waiters[stream] = promise
+            flush()
+        }
+
+        override func connectionClosed() {
+            for (_, waiter) in waiters { waiter.fail(RPCError(.unavailable, "connection closed")) }
+            waiters = [:]
+        }
+    }
+
+    private let channel: any Channel
+    private let handler: NIOLoopBound<Handler>
+
+    init(port: Int) async throws {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let settings = H2Settings(maxConcurrentStreams: 100, initialWindowSize: 1 << 20, connectionWindowSize: 1 << 24, maxHeaderListSize: 1 << 16)
+                    let handler = Handler(h2: try H2Connection(server: false, settings: settings),
+                                          outbox: ConnectionOutbox(eventLoop: channel.eventLoop),
+                                          timers: .init(keepaliveInterval: nil, keepaliveTimeout: .seconds(1), idleTimeout: nil),
+                                          logger: testLogger)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        self.channel = channel
+        handler = try await channel.pipeline.handler(type: Handler.self).map { NIOLoopBound($0, eventLoop: channel.eventLoop) }.get()
+    }
+
+    /// Sends a request and waits for the stream to close.
+    func request(_ headers: [(String, String)], body: [UInt8] = [], end: Bool = true) async throws -> Response {
+        let promise = channel.eventLoop.makePromise(of: Response.self)
+        let handler = handler
+        let fields = headers.map { HeaderField(name: $0.0, value: $0.1) }
+        channel.eventLoop.execute { handler.value.request(fields, body: body, end: end, promise: promise) }
+        return try await promise.futureResult.get()
+    }
+
+    func close() async { try? await channel.close() }
+}
+
+/// gRPC framing for raw bodies.
+func grpcFrame(_ payload: [UInt8], flag: UInt8 = 0, length: UInt32? = nil) -> [UInt8] {
+    let length = length ?? UInt32(payload.count)
+    return [flag, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)] + payload
+}
+
+/// The resident set size of this process (the server runs in it), in bytes.
+func residentMemory() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let kilobytes = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        return kilobytes * 1024
+    }
+    return 0
+}
