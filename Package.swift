@@ -86,6 +86,8 @@ let package = Package(
                 "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/ExperimentService",
             exclude: ["SCORING.md"],
@@ -123,6 +125,15 @@ let package = Package(
             path: "Benchmarks/Postgres/Sources",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "EventsBenchmark",
+            dependencies: [
+                "ExperimentService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Events/Sources",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: tests (real sockets, real Postgres, real grpcio peers)
         .testTarget(
@@ -150,7 +161,11 @@ let package = Package(
         ),
         .testTarget(
             name: "ExperimentServiceTests",
-            dependencies: ["ExperimentService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC"],
+            dependencies: [
+                "ExperimentService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Tests/ExperimentServiceTests",
             swiftSettings: swiftSettings
         ),
