@@ -7,6 +7,7 @@ struct Faultline: AsyncParsableCommand {
         abstract: "A self-hosted chaos-engineering platform around Chaos Toolkit.",
         subcommands: [
             Up.self,
+            ExperimentServiceCommand.self,
 
         ]
     )

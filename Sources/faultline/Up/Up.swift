@@ -37,7 +37,7 @@ struct Up: AsyncParsableCommand {
             database = try await postgres.createDatabase("faultline")
             embedded = postgres
         }
-        print("postgres: \(database)")
+        announce("postgres: \(database)")
 
         var environment = ProcessInfo.processInfo.environment
         environment["DATABASE_URL"] = database.url
@@ -45,7 +45,7 @@ struct Up: AsyncParsableCommand {
         let executable = try Self.ownExecutable()
         let children = Self.services.map { name in
             ChildProcess(name: name, executable: executable, arguments: [name], environment: environment,
-                         logger: logger) { name, address in print("\(name): \(address)") }
+                         logger: logger) { name, address in announce("\(name): \(address)") }
         }
         let group = ServiceGroup(configuration: .init(
             services: children.map { .init(service: $0) },
@@ -64,4 +64,9 @@ struct Up: AsyncParsableCommand {
     static func ownExecutable() throws -> String {
         try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
     }
+}
+
+/// One line on standard output, unbuffered: scripts and people read these as they come.
+private func announce(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
