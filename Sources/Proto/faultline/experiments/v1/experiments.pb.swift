@@ -833,6 +833,9 @@ extension ExperimentsV1 {
         /// Idempotency key: retrying with the same key returns the execution the first call created.
         /// Runners use the plan run id or their own run id.
         public var requestId: String = ""
+        /// An execution that runs outside Faultline (a plain `chaos run` with the faultline control
+        /// reporting through the Gateway): no runner; it becomes RUNNING with its first event.
+        public var external: Bool = false
 
         public init() {}
 
@@ -845,7 +848,8 @@ extension ExperimentsV1 {
             environmentId: String = "",
             integrationIds: [String] = [],
             maxDurationUs: Int64 = 0,
-            requestId: String = ""
+            requestId: String = "",
+            external: Bool = false
         ) {
             self.experimentId = experimentId
             self.experimentRevision = experimentRevision
@@ -856,6 +860,7 @@ extension ExperimentsV1 {
             self.integrationIds = integrationIds
             self.maxDurationUs = maxDurationUs
             self.requestId = requestId
+            self.external = external
         }
     }
 }
@@ -1133,15 +1138,18 @@ extension ExperimentsV1 {
         /// 1-based, contiguous per execution. (execution_id, sequence) identifies an event: a repeat is
         /// ignored, so retries are safe.
         public var sequence: Int64 = 0
-        /// The hook or event, e.g. `before-experiment`, `after-hypothesis`, `before-activity`,
-        /// `after-activity`, `before-rollback`, `run-finished`, `pause`, `resume`, `log`.
+        /// The event type of the faultline control protocol (controls/chaosfaultline PROTOCOL.md):
+        /// `loading-before`, `loading-after`, `experiment-before`, `experiment-after`,
+        /// `hypothesis-before`, `hypothesis-after`, `method-before`, `method-after`, `rollbacks-before`,
+        /// `rollbacks-after`, `activity-before`, `activity-after`, `paused`, `resumed`,
+        /// `terminate-requested`; new types may be added.
         public var type: String = ""
         /// When the control saw it (its clock).
         public var occurredAtUs: Int64 = 0
         /// Set by ExperimentService when stored; ignored on input.
         public var receivedAtUs: Int64 = 0
-        /// The event as the control reported it: a JSON object text (outputs already truncated by the
-        /// control).
+        /// The event's `payload` as the control reported it: a JSON object text (outputs already
+        /// truncated by the control).
         public var payloadJson: String = ""
         /// The activity the event is about, when any (for filtering and display).
         public var activityName: String = ""
@@ -1171,8 +1179,9 @@ extension ExperimentsV1 {
 extension ExperimentsV1 {
     /// One message of the ReportEvents stream: a batch of events, possibly of several executions
     /// (all of the stream's organisation, from its metadata). An unknown execution id fails the
-    /// call with NOT_FOUND. Events arriving after their execution ended (late, from a runner's spool)
-    /// are still stored: nothing reported is lost.
+    /// call with NOT_FOUND; new events for an execution that already ended fail it with
+    /// FAILED_PRECONDITION (repeats of stored events are still just ignored): a runner delivers its
+    /// spool before it completes the execution.
     public struct ReportEventsRequest: Hashable, Sendable {
         public var events: [ExperimentsV1.ExecutionEvent] = []
 
@@ -3704,6 +3713,7 @@ extension ExperimentsV1.CreateExecutionRequest: ProtoMessage {
         }
         self.maxDurationUs = c.max_duration_us
         self.requestId = try ProtoC.string(c.request_id, field: "faultline.experiments.v1.CreateExecutionRequest.request_id")
+        self.external = c.external != 0
     }
 
     /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
@@ -3736,6 +3746,7 @@ extension ExperimentsV1.CreateExecutionRequest: ProtoMessage {
         }
         c.pointee.max_duration_us = self.maxDurationUs
         if !self.requestId.isEmpty { c.pointee.request_id = try ProtoC.cString(self.requestId, field: "faultline.experiments.v1.CreateExecutionRequest.request_id") }
+        c.pointee.external = self.external ? 1 : 0
     }
 }
 

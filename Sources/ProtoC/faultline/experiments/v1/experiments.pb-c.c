@@ -5596,7 +5596,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__execution__descript
   (ProtobufCMessageInit) faultline__experiments__v1__execution__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__create_execution_request__field_descriptors[9] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__create_execution_request__field_descriptors[10] =
 {
   {
     "experiment_id",
@@ -5706,11 +5706,24 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__create_executi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "external",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Experiments__V1__CreateExecutionRequest, external),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__experiments__v1__create_execution_request__field_indices_by_name[] = {
   5,   /* field[5] = environment_id */
   0,   /* field[0] = experiment_id */
   1,   /* field[1] = experiment_revision */
+  9,   /* field[9] = external */
   6,   /* field[6] = integration_ids */
   7,   /* field[7] = max_duration_us */
   2,   /* field[2] = plan_id */
@@ -5721,7 +5734,7 @@ static const unsigned faultline__experiments__v1__create_execution_request__fiel
 static const ProtobufCIntRange faultline__experiments__v1__create_execution_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__create_execution_request__descriptor =
 {
@@ -5731,7 +5744,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__create_execution_re
   "Faultline__Experiments__V1__CreateExecutionRequest",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__CreateExecutionRequest),
-  9,
+  10,
   faultline__experiments__v1__create_execution_request__field_descriptors,
   faultline__experiments__v1__create_execution_request__field_indices_by_name,
   1,  faultline__experiments__v1__create_execution_request__number_ranges,

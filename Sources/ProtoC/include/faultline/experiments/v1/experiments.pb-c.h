@@ -892,10 +892,15 @@ struct  Faultline__Experiments__V1__CreateExecutionRequest
    * Runners use the plan run id or their own run id.
    */
   char *request_id;
+  /*
+   * An execution that runs outside Faultline (a plain `chaos run` with the faultline control
+   * reporting through the Gateway): no runner; it becomes RUNNING with its first event.
+   */
+  protobuf_c_boolean external;
 };
 #define FAULTLINE__EXPERIMENTS__V1__CREATE_EXECUTION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__create_execution_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Faultline__Experiments__V1__CreateExecutionResponse
@@ -1121,8 +1126,11 @@ struct  Faultline__Experiments__V1__ExecutionEvent
    */
   int64_t sequence;
   /*
-   * The hook or event, e.g. `before-experiment`, `after-hypothesis`, `before-activity`,
-   * `after-activity`, `before-rollback`, `run-finished`, `pause`, `resume`, `log`.
+   * The event type of the faultline control protocol (controls/chaosfaultline PROTOCOL.md):
+   * `loading-before`, `loading-after`, `experiment-before`, `experiment-after`,
+   * `hypothesis-before`, `hypothesis-after`, `method-before`, `method-after`, `rollbacks-before`,
+   * `rollbacks-after`, `activity-before`, `activity-after`, `paused`, `resumed`,
+   * `terminate-requested`; new types may be added.
    */
   char *type;
   /*
@@ -1134,8 +1142,8 @@ struct  Faultline__Experiments__V1__ExecutionEvent
    */
   int64_t received_at_us;
   /*
-   * The event as the control reported it: a JSON object text (outputs already truncated by the
-   * control).
+   * The event's `payload` as the control reported it: a JSON object text (outputs already
+   * truncated by the control).
    */
   char *payload_json;
   /*
@@ -1151,8 +1159,9 @@ struct  Faultline__Experiments__V1__ExecutionEvent
 /*
  * One message of the ReportEvents stream: a batch of events, possibly of several executions
  * (all of the stream's organisation, from its metadata). An unknown execution id fails the
- * call with NOT_FOUND. Events arriving after their execution ended (late, from a runner's spool)
- * are still stored: nothing reported is lost.
+ * call with NOT_FOUND; new events for an execution that already ended fail it with
+ * FAILED_PRECONDITION (repeats of stored events are still just ignored): a runner delivers its
+ * spool before it completes the execution.
  */
 struct  Faultline__Experiments__V1__ReportEventsRequest
 {
