@@ -5,7 +5,8 @@ protoc-c parses the .proto files and this code works only on their descriptors
 text. The plugin writes, relative to its output directory:
 
   Proto/ProtoSupport.swift               the runtime the generated types share (copied verbatim)
-  Proto/Namespaces.pb.swift              one caseless enum per proto package
+  Proto/ContractMetadata.swift           metadata keys of the contract's conventions (copied verbatim)
+  Proto/Namespaces.pb.swift              one caseless enum per proto package, the type registry
   Proto/<path>.pb.swift                  messages, enums, service protocols and clients per file
   ProtoC/include/faultline_protoc.h      umbrella header: protoc-c headers + accessors below
   ProtoC/include/module.modulemap        the module over that header
@@ -897,6 +898,8 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
         out.name, out.content = name, content
 
     add("Proto/ProtoSupport.swift", HEADER + "// Source: scripts/protogen/ProtoSupport.swift\n\n" + template("ProtoSupport.swift"))
+    if "faultline.experiments.v1.ValidationReport" in reg.messages:
+        add("Proto/ContractMetadata.swift", HEADER + "// Source: scripts/protogen/ContractMetadata.swift\n\n" + template("ContractMetadata.swift"))
     add("Proto/Namespaces.pb.swift", namespaces_file(reg, wanted))
     for f in wanted:
         add(f"Proto/{f.name[:-len('.proto')]}.pb.swift", swift_file(reg, f))
