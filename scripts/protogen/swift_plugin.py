@@ -166,8 +166,12 @@ class Registry:
             for i, e in enumerate(f.enum_type):
                 self._add_enum(e, f.package, ns, [5, i])
 
+    RESERVED = {"Type", "Protocol", "Self", "Any", "Sendable", "Hashable"}
+
     def _add_message(self, f, m, scope, swift_scope, path):
         full = f"{scope}.{m.name}"
+        if m.name in self.RESERVED:
+            raise GenerationError(f"{full}: `{m.name}` cannot name a Swift type; rename the message")
         swift = f"{swift_scope}.{m.name}"
         self.messages[full] = MessageInfo(m, full, swift, c_type_name(full), c_lower_name(full), path, f)
         for i, n in enumerate(m.nested_type):
@@ -177,6 +181,8 @@ class Registry:
 
     def _add_enum(self, e, scope, swift_scope, path):
         full = f"{scope}.{e.name}"
+        if e.name in self.RESERVED:
+            raise GenerationError(f"{full}: `{e.name}` cannot name a Swift type; rename the enum")
         self.enums[full] = EnumInfo(e, full, f"{swift_scope}.{e.name}", path)
 
     def message(self, type_name: str) -> MessageInfo:
