@@ -170,3 +170,20 @@ struct ContractTests {
         }
     }
 }
+
+@Suite("Contract metadata")
+struct ContractMetadataTests {
+    @Test func validationReportTravelsInTheTrailer() throws {
+        let report = ExperimentsV1.ValidationReport(problems: [
+            .init(path: "$.method[0].provider", severity: .error, code: "activity.provider.missing", message: "no provider"),
+            .init(path: "$.secrets.k", severity: .warning, code: "secret.inline", message: "inline secret"),
+        ])
+        let error = RPCError.invalidExperiment(report, message: "the experiment has 1 error")
+        #expect(error.code == .invalidArgument)
+        #expect(error.validationReport == report)
+        #expect(RPCError(.invalidArgument, "no trailer").validationReport == nil)
+        var garbage = Metadata()
+        garbage.addBinary([0xFF], forKey: ContractMetadata.validationReport)
+        #expect(RPCError(.invalidArgument, "bad trailer", metadata: garbage).validationReport == nil)
+    }
+}

@@ -5,7 +5,8 @@ protoc-c parses the .proto files and this code works only on their descriptors
 text. The plugin writes, relative to its output directory:
 
   Proto/ProtoSupport.swift               the runtime the generated types share (copied verbatim)
-  Proto/Namespaces.pb.swift              one caseless enum per proto package
+  Proto/ContractMetadata.swift           metadata keys of the contract's conventions (copied verbatim)
+  Proto/Namespaces.pb.swift              one caseless enum per proto package, the type registry
   Proto/<path>.pb.swift                  messages, enums, service protocols and clients per file
   ProtoC/include/faultline_protoc.h      umbrella header: protoc-c headers + accessors below
   ProtoC/include/module.modulemap        the module over that header
@@ -165,8 +166,12 @@ class Registry:
             for i, e in enumerate(f.enum_type):
                 self._add_enum(e, f.package, ns, [5, i])
 
+    RESERVED = {"Type", "Protocol", "Self", "Any", "Sendable", "Hashable"}
+
     def _add_message(self, f, m, scope, swift_scope, path):
         full = f"{scope}.{m.name}"
+        if m.name in self.RESERVED:
+            raise GenerationError(f"{full}: `{m.name}` cannot name a Swift type; rename the message")
         swift = f"{swift_scope}.{m.name}"
         self.messages[full] = MessageInfo(m, full, swift, c_type_name(full), c_lower_name(full), path, f)
         for i, n in enumerate(m.nested_type):
@@ -176,6 +181,8 @@ class Registry:
 
     def _add_enum(self, e, scope, swift_scope, path):
         full = f"{scope}.{e.name}"
+        if e.name in self.RESERVED:
+            raise GenerationError(f"{full}: `{e.name}` cannot name a Swift type; rename the enum")
         self.enums[full] = EnumInfo(e, full, f"{swift_scope}.{e.name}", path)
 
     def message(self, type_name: str) -> MessageInfo:
@@ -897,6 +904,8 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
         out.name, out.content = name, content
 
     add("Proto/ProtoSupport.swift", HEADER + "// Source: scripts/protogen/ProtoSupport.swift\n\n" + template("ProtoSupport.swift"))
+    if "faultline.experiments.v1.ValidationReport" in reg.messages:
+        add("Proto/ContractMetadata.swift", HEADER + "// Source: scripts/protogen/ContractMetadata.swift\n\n" + template("ContractMetadata.swift"))
     add("Proto/Namespaces.pb.swift", namespaces_file(reg, wanted))
     for f in wanted:
         add(f"Proto/{f.name[:-len('.proto')]}.pb.swift", swift_file(reg, f))
