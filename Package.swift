@@ -111,6 +111,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/RPCTests",
+            exclude: ["peers"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -92,7 +92,8 @@ struct FlowControlTests {
         try await withServer(configuration) { _, port in
             // A peer that never acknowledges PINGs is disconnected.
             let socket = try await RawSocket(port: port)
-            try await socket.send(Frames.clientStart)
+            // Under load the server may already have closed the connection: same outcome.
+            try? await socket.send(Frames.clientStart)
             let closed = try await socket.waitUntilClosed()
             #expect(closed)
             #expect(socket.frameTypes.contains(6), "expected a PING, got frames \(socket.frameTypes)")
@@ -110,7 +111,8 @@ struct FlowControlTests {
         configuration.idleTimeout = .milliseconds(200)
         try await withServer(configuration) { _, port in
             let socket = try await RawSocket(port: port)
-            try await socket.send(Frames.clientStart)
+            // Under load the server may already have closed the connection: same outcome.
+            try? await socket.send(Frames.clientStart)
             let closed = try await socket.waitUntilClosed()
             #expect(closed)
             #expect(socket.frameTypes.contains(Frames.typeGoAway), "expected GOAWAY, got frames \(socket.frameTypes)")

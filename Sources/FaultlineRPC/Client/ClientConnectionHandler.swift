@@ -4,10 +4,16 @@ import Synchronization
 
 /// One client connection on its event loop: nghttp2 in client mode, many calls multiplexed.
 final class ClientConnectionHandler: H2ChannelHandler {
-    private struct Slot {
+    /// A class, so the hot path looks a stream up once and mutates it in place.
+    private final class Slot {
         var machine: ClientStreamStateMachine
         let io: H2StreamIO
         var deadlineTimer: Scheduled<Void>?
+
+        init(machine: ClientStreamStateMachine, io: H2StreamIO) {
+            self.machine = machine
+            self.io = io
+        }
     }
 
     private let maxMessageSize: Int
@@ -45,7 +51,7 @@ final class ClientConnectionHandler: H2ChannelHandler {
                     continue
                 }
                 io.streamID = stream
-                var slot = Slot(machine: ClientStreamStateMachine(maxMessageSize: maxMessageSize), io: io)
+                let slot = Slot(machine: ClientStreamStateMachine(maxMessageSize: maxMessageSize), io: io)
                 if let deadline = io.deadline, let eventLoop = context?.eventLoop {
                     slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: NIODeadline(deadline)) { [weak self] in
                         guard let self else { return }
@@ -72,7 +78,7 @@ final class ClientConnectionHandler: H2ChannelHandler {
     override func handle(_ event: H2Event) {
         switch event {
         case .headers(let stream, let fields, let initial, let endStream):
-            guard var slot = streams[stream] else { return }
+            guard let slot = streams[stream] else { return }
             if initial {
                 switch slot.machine.receiveHead(fields, endStream: endStream) {
                 case .head(let metadata):
@@ -87,22 +93,19 @@ final class ClientConnectionHandler: H2ChannelHandler {
             } else {
                 slot.io.finishInbound(slot.machine.receiveTrailers(fields))
             }
-            streams[stream] = slot
         case .data(let stream, let chunk, _):
             let bytes = chunk.readableBytes
             h2.consumeConnection(bytes)
             guard bytes > 0 else { return }
-            guard var slot = streams[stream] else {
+            guard let slot = streams[stream] else {
                 h2.consumeStream(stream, bytes)
                 return
             }
             var messages: [ByteBuffer] = []
             do {
                 try slot.machine.receiveData(chunk, into: &messages)
-                streams[stream] = slot
                 h2.consumeStream(stream, slot.io.receive(messages, wireBytes: bytes))
             } catch {
-                streams[stream] = slot
                 h2.consumeStream(stream, bytes)
                 slot.io.abort(error)
                 h2.resetStream(stream, errorCode: H2ErrorCode.cancel)

@@ -197,6 +197,12 @@ final class H2Connection {
         _ = nghttp2_submit_goaway(raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, nil, 0)
     }
 
+    /// Server: GOAWAY with the maximum stream id, announcing a shutdown without refusing
+    /// streams already on their way.
+    func submitShutdownNotice() {
+        _ = nghttp2_submit_shutdown_notice(raw)
+    }
+
     /// True when the peer may still send on `stream` (it has not sent END_STREAM).
     func isRemoteOpen(_ stream: Int32) -> Bool {
         nghttp2_session_find_stream(raw, stream) != nil && nghttp2_session_get_stream_remote_close(raw, stream) == 0
