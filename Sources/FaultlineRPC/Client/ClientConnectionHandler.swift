@@ -52,8 +52,8 @@ final class ClientConnectionHandler: H2ChannelHandler {
                 }
                 io.streamID = stream
                 let slot = Slot(machine: ClientStreamStateMachine(maxMessageSize: maxMessageSize), io: io)
-                if let deadline = io.deadline, let eventLoop = context?.eventLoop {
-                    slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: NIODeadline(deadline)) { [weak self] in
+                if let deadline = io.deadline, let at = NIODeadline.at(deadline), let eventLoop = context?.eventLoop {
+                    slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: at) { [weak self] in
                         guard let self else { return }
                         if io.abort(RPCError(.deadlineExceeded, "the deadline expired")) {
                             self.h2.resetStream(stream, errorCode: H2ErrorCode.cancel)
@@ -201,6 +201,12 @@ final class ClientConnection: Sendable {
     func closed() {
         markUnusable()
         onClose(self)
+        closedPromise.succeed()
+    }
+
+    /// The connection never came up: nothing will close it, so complete its promise here.
+    func abandon() {
+        markUnusable()
         closedPromise.succeed()
     }
 

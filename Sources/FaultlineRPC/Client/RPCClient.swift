@@ -246,6 +246,7 @@ public final class RPCClient: RPCCaller, Service, Sendable {
                         promise.fail(RPCError(.unavailable, "the client is closed"))
                     }
                 case .failure(let error):
+                    connection.abandon()
                     let count = failures + 1
                     let delay = configuration.backoff.delay(afterFailures: count)
                     self.state.withLock { state in

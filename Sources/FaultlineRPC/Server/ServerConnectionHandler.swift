@@ -137,8 +137,8 @@ final class ServerConnectionHandler: H2ChannelHandler {
                 method: method.descriptor, metadata: head.metadata, deadline: deadline, peer: peer, logger: callLogger)
             context.io = io
             let slot = Slot(machine: machine, io: io, method: method.descriptor)
-            if let deadline, let eventLoop = self.context?.eventLoop {
-                slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: NIODeadline(deadline)) { [weak self] in
+            if let deadline, let at = NIODeadline.at(deadline), let eventLoop = self.context?.eventLoop {
+                slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: at) { [weak self] in
                     self?.fail(stream, RPCError(.deadlineExceeded, "the deadline expired"))
                     self?.flush()
                 }
