@@ -200,6 +200,9 @@ final class ClientConnection: Sendable {
 
     func closed() {
         markUnusable()
+        // The handler and this object reference each other through these; let both go.
+        channelBox.withLock { $0 = nil }
+        handlerShutdown.withLock { $0 = nil }
         onClose(self)
         closedPromise.succeed()
     }

@@ -203,11 +203,6 @@ final class H2Connection {
         _ = nghttp2_submit_shutdown_notice(raw)
     }
 
-    /// True when the peer may still send on `stream` (it has not sent END_STREAM).
-    func isRemoteOpen(_ stream: Int32) -> Bool {
-        nghttp2_session_find_stream(raw, stream) != nil && nghttp2_session_get_stream_remote_close(raw, stream) == 0
-    }
-
     fileprivate func submitTrailer(stream: Int32, _ fields: [HeaderField]) -> Int32 {
         withNVs(fields) { nvs, count in nghttp2_submit_trailer(raw, stream, nvs, count) }
     }
