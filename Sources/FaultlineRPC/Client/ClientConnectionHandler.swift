@@ -39,11 +39,11 @@ final class ClientConnectionHandler: H2ChannelHandler {
             return
         }
         for io in ios {
-            let work = io.takeWork()
+            guard let work = io.takeWork(for: outbox) else { continue }
             if let headers = work.open {
                 if work.closed { continue }  // cancelled before it could open
                 guard !goingAway, context != nil else {
-                    io.abort(RPCError(.unavailable, "the connection is closing"))
+                    connection.orphaned(io, headers: headers)
                     continue
                 }
                 guard let stream = h2.submitRequest(headers: headers, body: io) else {
@@ -183,11 +183,20 @@ final class ClientConnection: Sendable {
     private let handlerShutdown = Mutex<(@Sendable () -> Void)?>(nil)
     private let closedPromise: EventLoopPromise<Void>
 
-    init(eventLoop: any EventLoop, maxMessageSize: Int, onClose: @escaping @Sendable (ClientConnection) -> Void) {
-        outbox = ConnectionOutbox(eventLoop: eventLoop)
+    private let onOrphan: @Sendable (H2StreamIO, [HeaderField]?) -> Void
+
+    init(eventLoop: any EventLoop, maxMessageSize: Int, onClose: @escaping @Sendable (ClientConnection) -> Void,
+         onOrphan: @escaping @Sendable (H2StreamIO, [HeaderField]?) -> Void) {
+        outbox = ConnectionOutbox(eventLoop: eventLoop, orphaned: { onOrphan($0, nil) })
         self.maxMessageSize = maxMessageSize
         self.onClose = onClose
+        self.onOrphan = onOrphan
         closedPromise = eventLoop.makePromise()
+    }
+
+    /// A stream that never opened here because the connection went away: the client moves it.
+    func orphaned(_ io: H2StreamIO, headers: [HeaderField]) {
+        onOrphan(io, headers)
     }
 
     func attach(channel: any Channel, shutdown: @escaping @Sendable () -> Void) {

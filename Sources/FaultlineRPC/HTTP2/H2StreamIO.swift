@@ -13,8 +13,14 @@ final class ConnectionOutbox: Sendable {
     private let pending = Mutex<(streams: [H2StreamIO], scheduled: Bool)>(([], false))
     private let processor: NIOLoopBoundBox<(any OutboxProcessor)?>
 
-    init(eventLoop: any EventLoop) {
+    /// What happens to streams queued after the connection's handler went away.
+    private let orphaned: @Sendable (H2StreamIO) -> Void
+
+    init(eventLoop: any EventLoop, orphaned: @escaping @Sendable (H2StreamIO) -> Void = {
+        $0.abort(RPCError(.unavailable, "the connection is closed"))
+    }) {
         self.eventLoop = eventLoop
+        self.orphaned = orphaned
         processor = .makeEmptyBox(valueType: (any OutboxProcessor).self, eventLoop: eventLoop)
     }
 
@@ -39,7 +45,7 @@ final class ConnectionOutbox: Sendable {
             if let processor = self.processor.value {
                 processor.processOutbox(streams)
             } else {
-                for stream in streams { stream.abort(RPCError(.unavailable, "the connection is closed")) }
+                for stream in streams where stream.outbox === self { self.orphaned(stream) }
             }
         }
     }
@@ -101,7 +107,10 @@ final class H2StreamIO: H2BodySource, Sendable {
         var stopWaiter: CheckedContinuation<Void, Never>?
     }
 
-    let outbox: ConnectionOutbox
+    /// The connection this stream lives on. A client stream that never got to open can move to
+    /// another connection (`rehome`); server streams never move.
+    private let home: Mutex<(outbox: ConnectionOutbox, moves: Int)>
+    var outbox: ConnectionOutbox { home.withLock { $0.outbox } }
     let isServer: Bool
     let maxMessageSize: Int
     /// Client: when the call gives up.
@@ -115,7 +124,7 @@ final class H2StreamIO: H2BodySource, Sendable {
         isServer = server
         self.deadline = deadline
         self.streamID = streamID
-        self.outbox = outbox
+        home = Mutex((outbox, 0))
         self.maxMessageSize = maxMessageSize
         var initial = State()
         if let headers {
@@ -304,8 +313,31 @@ final class H2StreamIO: H2BodySource, Sendable {
 
     // MARK: event-loop side
 
-    func takeWork() -> StreamWork {
-        state.withLock { s in
+    /// Client: the stream could not open on its connection (it was going away or closed before
+    /// the stream was sent), so nothing reached the server: try another connection. Returns
+    /// false when the stream is over or has moved too often.
+    func rehome(to outbox: ConnectionOutbox, headers: [HeaderField]?) -> Bool {
+        let moved = home.withLock { home -> Bool in
+            guard home.moves < 3 else { return false }
+            home.moves += 1
+            home.outbox = outbox
+            return true
+        }
+        guard moved else { return false }
+        let enqueue = state.withLock { s -> Bool in
+            guard s.closed == nil, headers != nil || s.open != nil else { return false }
+            if let headers { s.open = headers }
+            s.queued = true
+            return true
+        }
+        if enqueue { outbox.enqueue(self) }
+        return enqueue
+    }
+
+    /// The work for `outbox`'s event loop; nil if the stream has since moved to another one.
+    func takeWork(for outbox: ConnectionOutbox) -> StreamWork? {
+        guard self.outbox === outbox else { return nil }
+        return state.withLock { s in
             var work = StreamWork()
             s.queued = false
             work.open = s.open

@@ -199,8 +199,7 @@ final class ServerConnectionHandler: H2ChannelHandler {
     override func serve(_ ios: [H2StreamIO]) {
         for io in ios {
             let stream = io.streamID
-            let work = io.takeWork()
-            guard let slot = streams[stream], slot.io === io else { continue }
+            guard let work = io.takeWork(for: outbox), let slot = streams[stream], slot.io === io else { continue }
             h2.consumeStream(stream, work.releaseWindow)
             guard !slot.machine.isClosed else { continue }
             if let finish = work.finish {
