@@ -151,7 +151,8 @@ final class ClientConnectionHandler: H2ChannelHandler {
             slot.io.abort(error)
         }
         streams.removeAll()
-        for io in waitingForSettings { io.abort(error) }
+        // These were never sent: another connection may still carry them.
+        for io in waitingForSettings { connection.orphaned(io, headers: nil) }
         waitingForSettings = []
         connection.closed()
     }
@@ -195,7 +196,7 @@ final class ClientConnection: Sendable {
     }
 
     /// A stream that never opened here because the connection went away: the client moves it.
-    func orphaned(_ io: H2StreamIO, headers: [HeaderField]) {
+    func orphaned(_ io: H2StreamIO, headers: [HeaderField]?) {
         onOrphan(io, headers)
     }
 
