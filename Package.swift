@@ -39,6 +39,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/FaultlineRPC",
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .target(
