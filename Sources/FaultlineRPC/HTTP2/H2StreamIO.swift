@@ -100,6 +100,10 @@ final class H2StreamIO: H2BodySource, Sendable {
         var initialMetadata = Metadata()
         var trailingMetadata = Metadata()
         var resetRequested = false
+        /// Both directions ended on the wire: the peer's END_STREAM arrived and ours was handed
+        /// to nghttp2. Nothing is left to reset.
+        var peerEnded = false
+        var endSent = false
         // lifecycle
         var closed: RPCError?
         var queued = false
@@ -392,6 +396,7 @@ final class H2StreamIO: H2BodySource, Sendable {
     /// The peer half-closed (server) or the trailers carried this status (client).
     func finishInbound(_ result: Result<Void, RPCError>) {
         let reader = state.withLock { s -> CheckedContinuation<ByteBuffer?, any Error>? in
+            s.peerEnded = true
             guard s.inboundEnd == nil else { return nil }
             s.inboundEnd = result
             defer { s.reader = nil }
@@ -450,7 +455,8 @@ final class H2StreamIO: H2BodySource, Sendable {
             s.mustStop = true
             stopWaiter = s.stopWaiter
             s.stopWaiter = nil
-            guard reset else { return (true, false) }
+            // A finished call needs no RST_STREAM (and no extra event-loop hop to skip one).
+            guard reset, !(s.peerEnded && s.endSent) else { return (true, false) }
             s.resetRequested = true
             defer { s.queued = true }
             return (true, !s.queued)
@@ -486,6 +492,7 @@ final class H2StreamIO: H2BodySource, Sendable {
             }
             let end = s.chunks.isEmpty && (isServer ? s.trailers != nil : s.outboundEnded && s.closed == nil)
             if written == 0 && !end { return nil }
+            if end { s.endSent = true }
             return (written, end, end ? s.trailers : nil)
         }
         writer?.resume()
