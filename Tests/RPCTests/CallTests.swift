@@ -244,6 +244,25 @@ struct CallTests {
         }
     }
 
+    @Test func responsesOverTheLimitFailTheCall() async throws {
+        var configuration = RPCServer.Configuration()
+        configuration.maxMessageSize = 1024 * 1024
+        try await withServer(configuration) { _, port in
+            try await withClient(port: port) { client in
+                // Each request fits; the concatenated response does not.
+                let part = RawMessage([UInt8](repeating: 3, count: 900 * 1024))
+                _ = await expectStatus(.resourceExhausted) {
+                    let _: RawMessage = try await client.clientStreaming(Echo.collect) { writer in
+                        try await writer.write(part)
+                        try await writer.write(part)
+                    }
+                }
+                let fits: RawMessage = try await client.clientStreaming(Echo.collect) { writer in try await writer.write(part) }
+                #expect(fits == part)
+            }
+        }
+    }
+
     @Test func maxConcurrentStreams() async throws {
         var configuration = RPCServer.Configuration()
         configuration.maxConcurrentStreams = 4
