@@ -360,6 +360,24 @@ struct CallTests {
         await client.close()
     }
 
+    @Test func refusedStreamsAreReplayedOnANewConnection() async throws {
+        try await withServer { _, port in
+            let front = try await RefusingFrontDoor(upstream: port)
+            try await withClient(port: front.port) { client in
+                // The first connection refuses the stream unprocessed (GOAWAY, last stream 0):
+                // the client sends it again on a new connection, messages and all.
+                let response: RawMessage = try await client.clientStreaming(Echo.collect) { writer in
+                    for part in ["re", "play", "ed"] { try await writer.write(RawMessage(part)) }
+                }
+                #expect(response.string == "replayed")
+                let again: RawMessage = try await client.unary(Echo.get, RawMessage("steady"))
+                #expect(again.string == "steady")
+            }
+            #expect(front.refused.count == 1)
+            await front.close()
+        }
+    }
+
     @Test func clientWithoutServerFailsUnavailable() async throws {
         let port = try await withServer { _, port in port }
         try await withClient(port: port) { client in

@@ -113,6 +113,14 @@ final class ClientConnectionHandler: H2ChannelHandler {
         case .streamClosed(let stream, let errorCode):
             guard let slot = streams.removeValue(forKey: stream) else { return }
             slot.deadlineTimer?.cancel()
+            streamCountChanged()
+            // Refused unprocessed (RFC 9113 §8.7): safe to send again, on another connection.
+            // (After a GOAWAY this connection is already unusable, so it goes to a new one.)
+            if errorCode == H2ErrorCode.refusedStream, let headers = slot.io.rewindForReplay() {
+                connection.orphaned(slot.io, headers: headers)
+                if goingAway && streams.isEmpty { close() }
+                return
+            }
             let error: RPCError
             switch errorCode {
             case H2ErrorCode.noError: error = RPCError(.internalError, "the server closed the stream without a status")
@@ -126,7 +134,6 @@ final class ClientConnectionHandler: H2ChannelHandler {
             } else {
                 slot.io.abort(error)
             }
-            streamCountChanged()
             if goingAway && streams.isEmpty { close() }
         case .goAway:
             goingAway = true

@@ -192,8 +192,8 @@ final class H2Connection {
     }
 
     /// GOAWAY naming the last stream that will be processed; later streams are refused.
-    func submitGoAway(errorCode: UInt32 = H2ErrorCode.noError) {
-        let last = nghttp2_session_get_last_proc_stream_id(raw)
+    func submitGoAway(errorCode: UInt32 = H2ErrorCode.noError, lastStreamID: Int32? = nil) {
+        let last = lastStreamID ?? nghttp2_session_get_last_proc_stream_id(raw)
         _ = nghttp2_submit_goaway(raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, nil, 0)
     }
 

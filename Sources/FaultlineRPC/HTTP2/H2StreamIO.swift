@@ -78,6 +78,7 @@ final class H2StreamIO: H2BodySource, Sendable {
     static let inboundLowWater = 16 * 1024
     static let outboundHighWater = 64 * 1024
     static let outboundLowWater = 16 * 1024
+    static let replayLimit = 64 * 1024
 
     private struct State {
         // inbound
@@ -96,6 +97,12 @@ final class H2StreamIO: H2BodySource, Sendable {
         var outboundEnded = false
         var trailers: [HeaderField]?
         var open: [HeaderField]?
+        /// Client: what went on the wire so far, kept while the server has not answered, so a
+        /// stream the server refused unprocessed can be replayed on another connection. Nil once
+        /// replay is impossible (the server answered, or more than `replayLimit` was sent).
+        var replay: [ByteBuffer]? = []
+        var replayBytes = 0
+        var requestHeaders: [HeaderField]?
         var finish: RPCError??
         var initialMetadata = Metadata()
         var trailingMetadata = Metadata()
@@ -133,6 +140,7 @@ final class H2StreamIO: H2BodySource, Sendable {
         var initial = State()
         if let headers {
             initial.open = headers
+            initial.requestHeaders = headers
             initial.queued = true
         }
         state = Mutex(initial)
@@ -393,6 +401,25 @@ final class H2StreamIO: H2BodySource, Sendable {
         return ack
     }
 
+    /// Client: the server refused the stream without processing it (RST_STREAM REFUSED_STREAM,
+    /// or a GOAWAY that excludes it). If everything sent is still at hand and the server said
+    /// nothing, rewinds the stream so it can be sent again; returns the headers to open it with.
+    func rewindForReplay() -> [HeaderField]? {
+        state.withLock { s -> [HeaderField]? in
+            guard s.closed == nil, s.head == nil, s.inboundEnd == nil, let replay = s.replay, let headers = s.requestHeaders else { return nil }
+            var chunks = CircularBuffer<ByteBuffer>(initialCapacity: replay.count + s.chunks.count)
+            chunks.append(contentsOf: replay)
+            chunks.append(contentsOf: s.chunks)
+            s.chunks = chunks
+            s.outboundBytes += s.replayBytes
+            s.replay = []
+            s.replayBytes = 0
+            s.endSent = false
+            s.heldWindow = 0
+            return headers
+        }
+    }
+
     /// The peer half-closed (server) or the trailers carried this status (client).
     func finishInbound(_ result: Result<Void, RPCError>) {
         let reader = state.withLock { s -> CheckedContinuation<ByteBuffer?, any Error>? in
@@ -411,6 +438,7 @@ final class H2StreamIO: H2BodySource, Sendable {
     /// Client: the response headers arrived.
     func receiveHead(_ metadata: Metadata) {
         let waiter = state.withLock { s -> CheckedContinuation<Metadata, any Error>? in
+            s.replay = nil
             guard s.head == nil else { return nil }
             s.head = .success(metadata)
             defer { s.headWaiter = nil }
@@ -480,6 +508,14 @@ final class H2StreamIO: H2BodySource, Sendable {
                 let n = min(buffer.count - written, s.chunks[index].readableBytes)
                 s.chunks[index].withUnsafeReadableBytes { bytes in
                     UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<n]))
+                }
+                if !isServer, s.replay != nil {
+                    if s.replayBytes + n <= Self.replayLimit, let sent = s.chunks[index].getSlice(at: s.chunks[index].readerIndex, length: n) {
+                        s.replay!.append(sent)
+                        s.replayBytes += n
+                    } else {
+                        s.replay = nil
+                    }
                 }
                 s.chunks[index].moveReaderIndex(forwardBy: n)
                 if s.chunks[index].readableBytes == 0 { s.chunks.removeFirst() }
