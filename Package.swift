@@ -39,6 +39,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/FaultlineRPC",
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -146,6 +147,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/RPCTests",
+            exclude: ["peers"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
