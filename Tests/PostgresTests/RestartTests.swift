@@ -109,3 +109,16 @@ extension EmbeddedPostgres {
         return try await createDatabase(name)
     }
 }
+
+@Suite struct EmbeddedSetupTests {
+    @Test(.enabled(if: geteuid() == 0, "only root runs the server as another user"))
+    func unreachableDirectoryFailsClearly() async throws {
+        let parent = try TestPostgres.makeTemporaryDirectory("postgres-private")
+        chmod(parent, 0o700)  // root-only: the postgres user cannot pass
+        let server = EmbeddedPostgres(directory: parent + "/state")
+        let error = await expectDatabaseError { try await server.start() }
+        #expect(error?.code == .embeddedServer)
+        #expect(error?.reason?.contains("cannot reach") == true)
+        try? FileManager.default.removeItem(atPath: parent)
+    }
+}

@@ -81,6 +81,10 @@ public final class EmbeddedPostgres: Sendable, Service {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         try giveToServerUser(directory)
+        if asRoot, (try? Self.runProcess("/usr/bin/test", ["-w", directory, "-a", "-x", directory], asServerUser: true)) == nil {
+            throw DatabaseError(.embeddedServer, reason:
+                "the postgres OS user cannot reach \(directory): every parent directory must let it through (o+x)")
+        }
         let password = try loadOrCreatePassword()
         if !FileManager.default.fileExists(atPath: dataDirectory + "/PG_VERSION") {
             try initialise(password: password)
