@@ -120,8 +120,17 @@ def cmd_timed(args):
         "failed": summary["failed"] + summary["errored"] + summary["timeout"],
         "p50_us": percentile(latencies, 0.50), "p99_us": percentile(latencies, 0.99),
         "cpu_us_per_req": (cpu_seconds / args.cpu_wall) / summary["rps"] * 1e6 if summary["rps"] else None,
+        "client_cpu_pct": args.client_cpu_ticks / args.clock_ticks / args.cpu_wall * 100,
     }
     print(json.dumps(row))
+
+
+def median_or_none(values):
+    return statistics.median(values) if values else None
+
+
+def ratio(ours, theirs):
+    return f"{ours / theirs:.2f}x" if ours is not None and theirs else "n/a"
 
 
 def payload_name(size):
@@ -145,13 +154,14 @@ def cmd_table(args):
             rows = [r for r in runs if r["server"] == server and r["payload"] == payload]
             if rows:
                 medians[server, payload] = {
-                    key: statistics.median(r[key] for r in rows if r[key] is not None)
-                    for key in ("rps", "p50_us", "p99_us", "cpu_us_per_req")
+                    key: median_or_none([r[key] for r in rows if r[key] is not None])
+                    for key in ("rps", "p50_us", "p99_us", "cpu_us_per_req", "client_cpu_pct")
                 } | {"runs": [r["rps"] for r in rows], "failed": sum(r["failed"] for r in rows)}
 
     print(f"\nh2load -c {args.connections} -m {args.streams} -t 1, median of {args.run_count} x {args.duration} s "
           f"(after --warm-up-time {args.warmup} s), servers interleaved")
-    header = f"{'server':<12} {'payload':>8} {'req/s':>9} {'p50 µs':>9} {'p99 µs':>9} {'CPU µs/req':>11}  runs (req/s)"
+    header = (f"{'server':<12} {'payload':>8} {'req/s':>9} {'p50 µs':>9} {'p99 µs':>9} {'CPU µs/req':>11}"
+              f" {'h2load CPU':>10}  runs (req/s)")
     print(header)
     print("-" * len(header))
     for server in servers:
@@ -163,15 +173,16 @@ def cmd_table(args):
             runs_text = " ".join(fmt(r) for r in m["runs"])
             failed = f"  ({m['failed']} failed)" if m["failed"] else ""
             print(f"{server:<12} {payload_name(payload):>8} {fmt(m['rps']):>9} {fmt(m['p50_us']):>9} "
-                  f"{fmt(m['p99_us']):>9} {fmt(m['cpu_us_per_req'], '.1f'):>11}  {runs_text}{failed}")
+                  f"{fmt(m['p99_us']):>9} {fmt(m['cpu_us_per_req'], '.1f'):>11}"
+                  f" {fmt(m['client_cpu_pct'], '.0f') + '%':>10}  {runs_text}{failed}")
 
     print("\nFaultline / peer (throughput: higher is better; p99: lower is better)")
     for peer in [s for s in servers if s != "faultline"]:
         for payload in payloads:
             ours, theirs = medians.get(("faultline", payload)), medians.get((peer, payload))
             if ours and theirs:
-                print(f"  vs {peer:<11} {payload_name(payload):>8}  throughput {ours['rps'] / theirs['rps']:.2f}x"
-                      f"   p99 {ours['p99_us'] / theirs['p99_us']:.2f}x")
+                print(f"  vs {peer:<11} {payload_name(payload):>8}  throughput {ratio(ours['rps'], theirs['rps'])}"
+                      f"   p99 {ratio(ours['p99_us'], theirs['p99_us'])}")
             else:
                 print(f"  vs {peer:<11} {payload_name(payload):>8}  n/a (faultline: {status.get('faultline', '?')})")
 
@@ -203,6 +214,7 @@ def main():
     for name in ("payload", "run"):
         p.add_argument(f"--{name}", type=int, required=True)
     p.add_argument("--cpu-ticks", type=int, required=True)
+    p.add_argument("--client-cpu-ticks", type=int, required=True, help="h2load's CPU in the same window")
     p.add_argument("--clock-ticks", type=int, required=True)
     p.add_argument("--cpu-wall", type=float, required=True, help="seconds between the two CPU samples")
 
