@@ -176,13 +176,15 @@ def cmd_table(args):
                   f"{fmt(m['p99_us']):>9} {fmt(m['cpu_us_per_req'], '.1f'):>11}"
                   f" {fmt(m['client_cpu_pct'], '.0f') + '%':>10}  {runs_text}{failed}")
 
-    print("\nFaultline / peer (throughput: higher is better; p99: lower is better)")
+    print("\nFaultline / peer (throughput: higher is better; p99 and CPU per request: lower is better,"
+          "\nand CPU per request is the figure a busy machine disturbs least)")
     for peer in [s for s in servers if s != "faultline"]:
         for payload in payloads:
             ours, theirs = medians.get(("faultline", payload)), medians.get((peer, payload))
             if ours and theirs:
                 print(f"  vs {peer:<11} {payload_name(payload):>8}  throughput {ratio(ours['rps'], theirs['rps'])}"
-                      f"   p99 {ratio(ours['p99_us'], theirs['p99_us'])}")
+                      f"   p99 {ratio(ours['p99_us'], theirs['p99_us'])}"
+                      f"   CPU/req {ratio(ours['cpu_us_per_req'], theirs['cpu_us_per_req'])}")
             else:
                 print(f"  vs {peer:<11} {payload_name(payload):>8}  n/a (faultline: {status.get('faultline', '?')})")
 

@@ -140,6 +140,6 @@ def test_table_gives_medians_ratios_and_why_a_server_is_missing(tmp_path, capsys
                                        payloads="16", connections=8, streams=32, run_count=3, duration=10,
                                        warmup=2, status=["grpcio=not built"]))
     out = capsys.readouterr().out
-    assert "vs grpc-swift      16 B  throughput 2.00x   p99 0.50x" in out
+    assert "vs grpc-swift      16 B  throughput 2.00x   p99 0.50x   CPU/req 1.00x" in out
     assert "grpcio           16 B  not built" in out
     assert "300 100 200" in out
