@@ -23,14 +23,20 @@ struct Options {
     init(_ arguments: ArraySlice<String>) {
         var arguments = arguments
         while let name = arguments.popFirst() {
-            guard let text = arguments.popFirst(), let value = Int(text), value >= 0 else {
-                Options.fail("\(name) needs a non-negative integer")
+            // The ranges HTTP/2 allows (RFC 9113 section 6.5.2).
+            let range = switch name {
+            case "--port": 0...65535
+            case "--window": 1...Int(Int32.max)
+            case "--max-frame": (1 << 14)...((1 << 24) - 1)
+            default: Options.fail("unknown option \(name)")
+            }
+            guard let text = arguments.popFirst(), let value = Int(text), range.contains(value) else {
+                Options.fail("\(name) needs an integer in \(range)")
             }
             switch name {
             case "--port": port = value
             case "--window": window = value
-            case "--max-frame": maxFrame = value
-            default: Options.fail("unknown option \(name)")
+            default: maxFrame = value
             }
         }
     }
