@@ -136,6 +136,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: benchmarks (each run by one command under Benchmarks/)
+        .executableTarget(
+            name: "RPCBenchmarkServer",
+            dependencies: [
+                "FaultlineRPC", "FaultlineProto",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/RPC/FaultlineServer",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: tests (real sockets, real Postgres, real grpcio peers)
         .testTarget(
             name: "RPCTests",
