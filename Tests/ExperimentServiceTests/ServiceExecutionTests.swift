@@ -20,6 +20,7 @@ struct ServiceExecutionTests {
     func lifecycle() async throws {
         var configuration = ExperimentServiceConfiguration()
         configuration.maximumLogBytes = 100
+        configuration.journalLimits = DocumentLimits(maxBytes: 4096, maxDepth: 16)
         try await ServiceHarness.with(database: "svc_lifecycle", configuration: configuration) { h in
             let ctx = ServiceHarness.context()
             let experiment = try await h.createExperiment()
@@ -32,6 +33,11 @@ struct ServiceExecutionTests {
             #expect(started.execution?.state == .running && started.execution?.runnerId == "r-1" && (started.execution?.startedAtUs ?? 0) > 0)
             #expect(try await h.service.startExecution(.init(executionId: id), context: ctx).execution?.state == .running, "start again is a no-op")
 
+            let hugeJournal = "{\"status\": \"completed\", \"pad\": \"" + String(repeating: "x", count: 5000) + "\"}"
+            await expectRPCError(.resourceExhausted, "journal over the limit") {
+                try await h.service.completeExecution(.init(executionId: id, journalJson: hugeJournal), context: ctx)
+            }
+            #expect(try await h.service.getExecution(.init(executionId: id), context: ctx).execution?.state == .running)
             let journal = Self.journal()
             let log = String(repeating: "é", count: 200)  // 400 bytes, cut inside no character
             let request = ExperimentsV1.CompleteExecutionRequest(executionId: id, journalJson: journal, log: log, exit: .init(exitCode: 0))

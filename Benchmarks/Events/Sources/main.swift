@@ -62,20 +62,26 @@ try await ExperimentServer.migrations.apply(on: client)
 try await client.execute("CREATE SCHEMA events_ceiling")
 try await client.execute("CREATE TABLE events_ceiling.events (LIKE experiments.events INCLUDING ALL)")
 
-let experimentServer = ExperimentServer(database: client, logger: Logger(label: "bench"))
-let service = experimentServer.services.first as! any ExperimentsV1.ExperimentService
-var metadata = Metadata()
-metadata.addString("bench-org", forKey: "x-faultline-org")
-let context = ServerContext(method: ExperimentsV1.ExperimentMethods.reportEvents, metadata: metadata,
-                            deadline: nil, peer: "in-process", logger: Logger(label: "bench"))
+// The service on a real RPC server (loopback, free port), reached by the generated client.
+var quiet = Logger(label: "bench")
+quiet.logLevel = .critical
+let experimentServer = ExperimentServer(database: client, logger: quiet)
+let rpcServer = RPCServer(configuration: .init(), services: experimentServer.services, logger: quiet)
+let serverTask = Task { try await rpcServer.run() }
+let port = try await rpcServer.listeningPort
+let rpcClient = RPCClient(host: "127.0.0.1", port: port, logger: quiet)
+let service = ExperimentsV1.ExperimentClient(rpcClient)
+var callOptions = CallOptions(timeout: .seconds(600))
+callOptions.metadata.addString("bench-org", forKey: "x-faultline-org")
+let options_ = callOptions
 
 // Executions to report to, as a runner would have created them.
 let experiment = try await service.createExperiment(.init(source: .init(text: """
     {"title": "bench", "description": "d", "method": []}
-    """)), context: context).experiment!
+    """)), options: callOptions).experiment!
 var executionIDs: [String] = []
 for _ in 0..<options.executions {
-    let created = try await service.createExecution(.init(experimentId: experiment.id), context: context)
+    let created = try await service.createExecution(.init(experimentId: experiment.id), options: callOptions)
     executionIDs.append(created.execution!.id)
 }
 
@@ -114,17 +120,20 @@ do {
 }
 
 @MainActor func reportEvents() async throws -> Double {
-    let stream = AsyncThrowingStream<ExperimentsV1.ReportEventsRequest, any Error> { continuation in
-        for message in messages { continuation.yield(message) }
-        continuation.finish()
-    }
     let clock = ContinuousClock()
     var response = ExperimentsV1.ReportEventsResponse()
+    let messages = messages
     let elapsed = try await clock.measure {
-        response = try await service.reportEvents(RPCAsyncSequence(wrapping: stream), context: context)
+        response = try await service.reportEvents(options: options_) { writer in
+            for message in messages { try await writer.write(message) }
+        }
     }
-    precondition(response.accepted == Int64(events.count) && response.duplicates == 0)
-    precondition(response.progress.allSatisfy { $0.gaps.isEmpty })
+    guard response.accepted == Int64(events.count), response.duplicates == 0,
+          response.progress.allSatisfy({ $0.gaps.isEmpty && $0.contiguousSequence == Int64(events.count / executionIDs.count) })
+    else { fatalError("ReportEvents stored \(response.accepted), duplicates \(response.duplicates), progress \(response.progress)") }
+    // Outside the timing: the rows are really there.
+    let stored = try await client.query("SELECT count(*) FROM experiments.events")[0].decode(Int.self, at: 0)
+    guard stored == events.count else { fatalError("\(stored) rows persisted, expected \(events.count)") }
     return Double(events.count) / seconds(elapsed)
 }
 
@@ -147,7 +156,7 @@ do {
     return Double(events.count) / seconds(elapsed)
 }
 
-print("client: ReportEvents handler called in process (no RPC transport: the RPC runtime is not merged yet)")
+print("client: ReportEvents over a real RPC connection (FaultlineRPC client -> RPCServer on 127.0.0.1:\(port)), one call per run")
 print("server: \(server)  events: \(options.events) in messages of \(options.batch), \(options.executions) executions, runs: \(options.runs)")
 // Warm-up: one of each, not counted.
 try await reset(); _ = try await reportEvents()
@@ -165,8 +174,6 @@ for run in 0..<options.runs {
     serviceRates.append(s); ceilingRates.append(c); ratios.append(s / c)
     print("run \(run + 1): ReportEvents \(fmt(s)) events/s   psql \\copy \(fmt(c)) rows/s   ratio \(String(format: "%.2f", s / c))")
 }
-let stored = try await client.query("SELECT count(*) FROM experiments.events")[0].decode(Int.self, at: 0)
-precondition(stored == options.events, "every event persisted")
 
 print("")
 print("ReportEvents -> rows   \(fmt(median(serviceRates))) events/s (median of \(serviceRates.count))")
@@ -174,6 +181,9 @@ print("psql \\copy (ceiling)   \(fmt(median(ceilingRates))) rows/s (median of \(
 print("ratio                  \(String(format: "%.2f", median(ratios))) (median of per-run ratios; target >= 0.50)")
 
 try await client.execute("DROP SCHEMA events_ceiling CASCADE")
+await rpcClient.close()
+serverTask.cancel()
+_ = await serverTask.result
 await client.close()
 try? FileManager.default.removeItem(atPath: file)
 if let embedded {

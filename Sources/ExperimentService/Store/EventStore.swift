@@ -74,21 +74,22 @@ struct EventStore {
                 """)
             var result = BatchResult()
             for row in rows { result.accepted += try row.decode(Int64.self, at: 1) }
-            for row in rows { try await advanceContiguous(tx, org, try row.decode(String.self, at: 0)) }
+            try await advanceContiguous(tx, org, try rows.map { try $0.decode(String.self, at: 0) })
             result.duplicates = Int64(events.count) - result.accepted
             return result
         }
     }
 
-    /// Moves `contiguous_seq` past every event now stored right after it.
-    private func advanceContiguous(_ tx: PostgresConnection, _ org: OrganizationID, _ id: String) async throws {
+    /// Moves each execution's `contiguous_seq` past every event now stored right after it.
+    private func advanceContiguous(_ tx: PostgresConnection, _ org: OrganizationID, _ ids: [String]) async throws {
+        guard !ids.isEmpty else { return }
         try await tx.execute("""
             UPDATE experiments.executions x SET contiguous_seq = (
                 SELECT coalesce(min(s.seq), x.contiguous_seq) FROM (
                     SELECT seq, lead(seq) OVER (ORDER BY seq) AS next
                     FROM experiments.events WHERE execution_id = x.id AND seq > x.contiguous_seq
                 ) s WHERE s.next IS NULL OR s.next <> s.seq + 1)
-            WHERE x.org = \(org.rawValue) AND x.id = \(id)
+            WHERE x.org = \(org.rawValue) AND x.id = ANY(\(ids))
               AND EXISTS (SELECT 1 FROM experiments.events WHERE execution_id = x.id AND seq = x.contiguous_seq + 1)
             """)
     }

@@ -33,11 +33,18 @@ struct ExperimentStore {
                 let rows = try await tx.query("SELECT id FROM experiments.experiments WHERE org = \(org.rawValue) AND request_id = \(requestID) FOR UPDATE")
                 if let row = rows.first { return try row.decode(String.self, at: 0) }
             }
-            try await tx.execute("""
+            // A concurrent retry with the same key loses the unique index race and reads the winner.
+            let inserted = try await tx.query("""
                 INSERT INTO experiments.experiments (org, id, title, description, tags, latest_revision, created_us, updated_us, actor_kind, actor_id, request_id)
                 VALUES (\(org.rawValue), \(id), \(imported.title), \(imported.description), \(imported.tags), 1, \(now), \(now),
                         \(writer.actor.kind.rawValue), \(writer.actor.id), \(requestID))
+                ON CONFLICT (org, request_id) WHERE request_id IS NOT NULL DO NOTHING
+                RETURNING id
                 """)
+            if inserted.isEmpty, let requestID {
+                let rows = try await tx.query("SELECT id FROM experiments.experiments WHERE org = \(org.rawValue) AND request_id = \(requestID)")
+                if let row = rows.first { return try row.decode(String.self, at: 0) }
+            }
             try await insertRevision(tx, org, id, 1, imported, writer.actor, now)
             return nil
         }
