@@ -10,18 +10,21 @@ struct Options {
     var batch = 1_000
     var runs = 5
     var executions = 10
+    /// Call the handler in the benchmark's process instead of over RPC (isolates the transport).
+    var inProcess = false
 
     init(_ arguments: [String]) {
         var i = 0
         while i < arguments.count {
             let value = i + 1 < arguments.count ? Int(arguments[i + 1]) : nil
+            if arguments[i] == "--in-process" { inProcess = true; i += 1; continue }
             switch (arguments[i], value) {
             case ("--events", let v?) where v > 0: events = v
             case ("--batch", let v?) where v > 0: batch = v
             case ("--runs", let v?) where v > 0: runs = v
             case ("--executions", let v?) where v > 0: executions = v
             default:
-                FileHandle.standardError.write(Data("usage: EventsBenchmark [--events N] [--batch N] [--runs N] [--executions N]\n".utf8))
+                FileHandle.standardError.write(Data("usage: EventsBenchmark [--events N] [--batch N] [--runs N] [--executions N] [--in-process]\n".utf8))
                 exit(2)
             }
             i += 2
@@ -101,6 +104,11 @@ let messages = stride(from: 0, to: events.count, by: options.batch).map {
     ExperimentsV1.ReportEventsRequest(events: Array(events[$0..<min(events.count, $0 + options.batch)]))
 }
 
+if ProcessInfo.processInfo.environment["EVENTS_BENCH_PARSE"] != nil {
+    let clock = ContinuousClock()
+    let t = try clock.measure { for e in events { _ = try JSONValue.parse(jsonBytes: Array(e.payloadJson.utf8)) } }
+    print("parse only: \(Double(events.count) / seconds(t)) payloads/s")
+}
 let file = NSTemporaryDirectory() + "faultline-eventsbench-\(getpid()).copy"
 do {
     var out = ""
@@ -124,8 +132,21 @@ do {
     var response = ExperimentsV1.ReportEventsResponse()
     let messages = messages
     let elapsed = try await clock.measure {
-        response = try await service.reportEvents(options: options_) { writer in
-            for message in messages { try await writer.write(message) }
+        if options.inProcess {
+            let stream = AsyncThrowingStream<ExperimentsV1.ReportEventsRequest, any Error> { continuation in
+                for message in messages { continuation.yield(message) }
+                continuation.finish()
+            }
+            var metadata = Metadata()
+            metadata.addString("bench-org", forKey: "x-faultline-org")
+            let context = ServerContext(method: ExperimentsV1.ExperimentMethods.reportEvents, metadata: metadata,
+                                        deadline: nil, peer: "in-process", logger: quiet)
+            let handlers = experimentServer.services.first as! any ExperimentsV1.ExperimentService
+            response = try await handlers.reportEvents(RPCAsyncSequence(wrapping: stream), context: context)
+        } else {
+            response = try await service.reportEvents(options: options_) { writer in
+                for message in messages { try await writer.write(message) }
+            }
         }
     }
     guard response.accepted == Int64(events.count), response.duplicates == 0,
@@ -156,7 +177,9 @@ do {
     return Double(events.count) / seconds(elapsed)
 }
 
-print("client: ReportEvents over a real RPC connection (FaultlineRPC client -> RPCServer on 127.0.0.1:\(port)), one call per run")
+print(options.inProcess
+      ? "client: ReportEvents handler called in process (--in-process: no RPC transport), one call per run"
+      : "client: ReportEvents over a real RPC connection (FaultlineRPC client -> RPCServer on 127.0.0.1:\(port)), one call per run")
 print("server: \(server)  events: \(options.events) in messages of \(options.batch), \(options.executions) executions, runs: \(options.runs)")
 // Warm-up: one of each, not counted.
 try await reset(); _ = try await reportEvents()
