@@ -43,7 +43,7 @@ struct EventStore {
         var seen = Set<EventKey>(minimumCapacity: batch.count)
         let events = batch.filter { seen.insert(EventKey(execution: $0.executionID, sequence: $0.sequence)).inserted }
         guard !events.isEmpty else { return BatchResult() }
-        let received = Clock.nowMicros()
+        let received = WallClock.nowMicros()
         var result = try await database.withTransaction { tx in
             try await tx.execute("SAVEPOINT direct_copy")
             do {
@@ -171,11 +171,5 @@ struct EventStore {
             return ExperimentsV1.ExecutionEvent(executionId: id, sequence: seq, type: type, occurredAtUs: occurred,
                                                 receivedAtUs: received, payloadJson: payload, activityName: activity)
         }
-    }
-
-    /// The highest stored sequence of an execution (0 when none).
-    func head(_ id: String) async throws -> Int64 {
-        let rows = try await database.query("SELECT coalesce(max(seq), 0) FROM experiments.events WHERE execution_id = \(id)")
-        return try rows.first?.decode(Int64.self, at: 0) ?? 0
     }
 }
