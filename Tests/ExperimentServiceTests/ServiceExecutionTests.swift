@@ -185,6 +185,43 @@ struct ServiceExecutionTests {
         }
     }
 
+    @Test("executions and events page by cursor; a token only works for the query that made it")
+    func paging() async throws {
+        try await ServiceHarness.with(database: "svc_exec_paging") { h in
+            let ctx = ServiceHarness.context()
+            let experiment = try await h.createExperiment()
+            var created: [String] = []
+            for _ in 0..<7 {
+                created.append(try #require(try await h.service.createExecution(.init(experimentId: experiment.id), context: ctx).execution?.id))
+            }
+            var seen: [String] = [], token = ""
+            repeat {
+                let page = try await h.service.listExecutions(.init(pageSize: 3, pageToken: token, experimentId: experiment.id), context: ctx)
+                seen += page.executions.map(\.id)
+                token = page.nextPageToken
+                _ = try await h.service.createExecution(.init(experimentId: experiment.id), context: ctx)  // newer than any cursor
+            } while !token.isEmpty
+            #expect(seen == created.reversed())
+            let experimentsToken = try await h.service.listExperiments(.init(pageSize: 1), context: ctx).nextPageToken
+            let executionsToken = try await h.service.listExecutions(.init(pageSize: 1), context: ctx).nextPageToken
+            #expect(!executionsToken.isEmpty)
+            await expectRPCError(.invalidArgument, "an executions token on another filter") {
+                try await h.service.listExecutions(.init(pageSize: 1, pageToken: executionsToken, planId: "p"), context: ctx)
+            }
+            await expectRPCError(.invalidArgument, "an executions token on events") {
+                try await h.service.listExecutionEvents(.init(executionId: created[0], pageToken: executionsToken), context: ctx)
+            }
+            if !experimentsToken.isEmpty {
+                await expectRPCError(.invalidArgument, "an experiments token on executions") {
+                    try await h.service.listExecutions(.init(pageToken: experimentsToken), context: ctx)
+                }
+            }
+            await expectRPCError(.invalidArgument, "unspecified state filter") {
+                try await h.service.listExecutions(.init(states: [.unspecified]), context: ctx)
+            }
+        }
+    }
+
     @Test("another organisation's ids are NOT_FOUND on every RPC kind, and its data never shows")
     func crossOrganisation() async throws {
         try await ServiceHarness.with(database: "svc_orgs") { h in
