@@ -39,6 +39,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/FaultlineRPC",
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -73,6 +74,7 @@ let package = Package(
                 "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Sources/ServiceKit",
             swiftSettings: swiftSettings
@@ -89,6 +91,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/ExperimentService",
+            exclude: ["SCORING.md"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -98,6 +101,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/ScheduleService",
+            exclude: ["SCHEDULING.md"],
             swiftSettings: swiftSettings
         ),
 
@@ -105,8 +109,9 @@ let package = Package(
         .executableTarget(
             name: "faultline",
             dependencies: [
-                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit", "ExperimentService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -142,6 +147,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/RPCTests",
+            exclude: ["peers"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -28,12 +28,18 @@ public protocol ProtoMessage: RPCMessage, Hashable {
 }
 
 extension ProtoMessage {
+    /// `protobuf_c_message_unpack` (through `flpc_unpack`, which also refuses strings holding NUL),
+    /// then the fields are copied out and the C message freed.
     public init(serializedBytes bytes: ByteBuffer) throws(RPCError) {
+        var status: Int32 = 0
         let message = bytes.withUnsafeReadableBytes { raw in
-            protobuf_c_message_unpack(Self.descriptor, nil, raw.count, raw.baseAddress?.assumingMemoryBound(to: UInt8.self))
+            flpc_unpack(Self.descriptor, raw.count, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), &status)
         }
-        guard let message else { throw RPCError(.invalidArgument, "cannot decode \(Self.protoName)") }
-        defer { protobuf_c_message_free_unpacked(message, nil) }
+        guard let message else {
+            let detail = status == Int32(FLPC_UNPACK_NUL_IN_STRING) ? ": a string field contains a NUL character" : ""
+            throw RPCError(.invalidArgument, "cannot decode \(Self.protoName)\(detail)")
+        }
+        defer { flpc_free_unpacked(message) }
         try self.init(unpacked: message)
     }
 

@@ -22,6 +22,11 @@ import FaultlineRPC
         let sql: SQL = "SELECT 1 WHERE a = \(1) AND \(filter) AND c = \(3)"
         #expect(sql.render().text == "SELECT 1 WHERE a = $1 AND b = $2 AND c = $3")
         #expect(("x = \(1)" as SQL + " AND y = \(2)").render().text == "x = $1 AND y = $2")
+        var built: SQL = "SELECT 1 WHERE true"
+        for i in 0..<3 { built += " AND c\(unescaped: String(i)) = \(i)" }
+        #expect(built.render().text == "SELECT 1 WHERE true AND c0 = $1 AND c1 = $2 AND c2 = $3")
+        #expect(("id IN (\(list: [7, 8, 9]))" as SQL).render().text == "id IN ($1, $2, $3)")
+        #expect(("id IN (\(list: [Int]()))" as SQL).render().text == "id IN ()")
     }
 
     @Test func timestampsRoundTripThroughText() throws {

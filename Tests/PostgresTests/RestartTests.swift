@@ -44,6 +44,7 @@ import FaultlinePostgres
             #expect(text?.contains(password) == false)
         }
         await client.close()
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     @Test func listenerListensAgainAfterRestart() async throws {
@@ -77,6 +78,7 @@ import FaultlinePostgres
         #expect(payload == "after")
         await client.close()
         try await server.stop(immediate: true)
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     @Test func embeddedDataSurvivesStopAndStart() async throws {
@@ -97,6 +99,7 @@ import FaultlinePostgres
         #expect(try await reopened.query("SELECT note FROM kept")[0].decode(String.self, at: 0) == "survives")
         await reopened.close()
         try await second.stop()
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 
@@ -104,5 +107,18 @@ extension EmbeddedPostgres {
     func createDatabaseAfterStart(_ name: String) async throws -> PostgresConfiguration {
         try await start()
         return try await createDatabase(name)
+    }
+}
+
+@Suite struct EmbeddedSetupTests {
+    @Test(.enabled(if: geteuid() == 0, "only root runs the server as another user"))
+    func unreachableDirectoryFailsClearly() async throws {
+        let parent = try TestPostgres.makeTemporaryDirectory("postgres-private")
+        chmod(parent, 0o700)  // root-only: the postgres user cannot pass
+        let server = EmbeddedPostgres(directory: parent + "/state")
+        let error = await expectDatabaseError { try await server.start() }
+        #expect(error?.code == .embeddedServer)
+        #expect(error?.reason?.contains("cannot reach") == true)
+        try? FileManager.default.removeItem(atPath: parent)
     }
 }

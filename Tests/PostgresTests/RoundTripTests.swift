@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import FaultlineRPC
-import FaultlinePostgres
+@testable import FaultlinePostgres
 
 @Suite struct RoundTripTests {
     static let table = """
@@ -191,6 +191,50 @@ import FaultlinePostgres
             }
             // One connection in the pool: it survived all of the above.
             #expect(try await client.query("SELECT count(*) FROM events")[0].decode(Int.self, at: 0) == kinds.count + 2)
+        }
+    }
+}
+
+@Suite struct HostileInputTests {
+    @Test func limitsAndOddInputsFailClearlyAndLeaveTheConnectionUsable() async throws {
+        try await TestPostgres.withClient(database: "pg_hostile", maximumConnections: 1) { client in
+            // More parameters than the protocol can carry.
+            let tooMany: SQL = "SELECT 1 WHERE 1 IN (\(list: Array(0...65_535)))"
+            #expect(tooMany.render().binds.count == 65_536)
+            #expect(await expectDatabaseError { try await client.execute(tooMany) }?.code == .invalidParameter)
+            // Empty statements, several statements in one extended-protocol call, COPY through query().
+            #expect(try await client.query("").isEmpty)
+            #expect(await expectDatabaseError { try await client.execute("SELECT 1; SELECT 2") }?.sqlState == "42601")
+            #expect(await expectDatabaseError { try await client.execute("COPY (SELECT 1) TO STDOUT") }?.code == .invalidParameter)
+            // Identifiers holding quotes, NUL and unicode stay one name.
+            let odd = "a\"b\u{0}c 🚀"
+            try await client.execute("CREATE TABLE \(identifier: odd) (\(identifier: "x\"y") int)")
+            try await client.execute("INSERT INTO \(identifier: odd) VALUES (\(Int32(7)))")
+            #expect(try await client.query("SELECT * FROM \(identifier: odd)")[0].decode(Int16.self, column: "x\"y") == 7)
+            // A very long text value.
+            let long = String(repeating: "ü", count: 2_000_000)
+            #expect(try await client.query("SELECT length(\(long))")[0].decode(Int.self, at: 0) == 2_000_000)
+            // A statement cancelled before it starts never reaches the server.
+            let task = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await client.execute("CREATE TABLE never (x int)")
+            }
+            await #expect(throws: CancellationError.self) { try await task.value }
+            #expect(try await client.query("SELECT to_regclass('never') IS NULL")[0].decode(Bool.self, at: 0))
+            #expect(try await client.query("SELECT 1").count == 1)
+        }
+    }
+
+    @Test func hostileChannelNamesAreQuoted() async throws {
+        try await TestPostgres.withClient(database: "pg_hostile_listen") { client in
+            let channel = "ch\"; DROP TABLE x; --"
+            let received = try await client.listen(to: [channel]) { notifications in
+                try await client.notify(channel: channel, payload: "'; SELECT 1; --")
+                var iterator = notifications.makeAsyncIterator()
+                return await iterator.next()
+            }
+            #expect(received?.channel == channel)
+            #expect(received?.payload == "'; SELECT 1; --")
         }
     }
 }

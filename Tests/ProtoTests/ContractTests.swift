@@ -91,11 +91,11 @@ struct ContractTests {
         """
 
     @Test func pythonReadsAContractMessageFieldByField() throws {
-        let dir = try InteropTests.scratch()
+        let dir = try Tools.scratch()
         defer { try? FileManager.default.removeItem(at: dir) }
-        try InteropTests.run(["-m", "grpc_tools.protoc", "-I", "protos", "--python_out=\(dir.path)",
+        try Tools.python(["-m", "grpc_tools.protoc", "-I", "protos", "--python_out=\(dir.path)",
                               "faultline/common/v1/common.proto", "faultline/experiments/v1/experiments.proto",
-                              "faultline/schedules/v1/schedules.proto"], in: InteropTests.repo)
+                              "faultline/schedules/v1/schedules.proto"], in: Tools.repo)
         let file = dir.appendingPathComponent("plan.bin")
         try Data(Array(buffer: try Self.plan.serializedBytes())).write(to: file)
         let program = """
@@ -108,7 +108,7 @@ struct ContractTests {
             sys.stdout.write(text_format.MessageToString(m))
             open(sys.argv[2] + ".py", "wb").write(m.SerializeToString(deterministic=True))
             """
-        let text = try InteropTests.run(["-c", program, dir.path, file.path])
+        let text = try Tools.python(["-c", program, dir.path, file.path])
         #expect(text == Self.planText)
         let back = try Data(contentsOf: URL(fileURLWithPath: file.path + ".py"))
         #expect(try SchedulesV1.CreatePlanRequest(serializedBytes: [UInt8](back)) == Self.plan)
@@ -168,5 +168,22 @@ struct ContractTests {
             let message = SecretsV1.IntegrationConfig(kind: kind)
             #expect(try SecretsV1.IntegrationConfig(serializedBytes: message.serializedBytes()) == message)
         }
+    }
+}
+
+@Suite("Contract metadata")
+struct ContractMetadataTests {
+    @Test func validationReportTravelsInTheTrailer() throws {
+        let report = ExperimentsV1.ValidationReport(problems: [
+            .init(path: "$.method[0].provider", severity: .error, code: "activity.provider.missing", message: "no provider"),
+            .init(path: "$.secrets.k", severity: .warning, code: "secret.inline", message: "inline secret"),
+        ])
+        let error = RPCError.invalidExperiment(report, message: "the experiment has 1 error")
+        #expect(error.code == .invalidArgument)
+        #expect(error.validationReport == report)
+        #expect(RPCError(.invalidArgument, "no trailer").validationReport == nil)
+        var garbage = Metadata()
+        garbage.addBinary([0xFF], forKey: ContractMetadata.validationReport)
+        #expect(RPCError(.invalidArgument, "bad trailer", metadata: garbage).validationReport == nil)
     }
 }

@@ -54,6 +54,28 @@ struct HostileInputTests {
         expectInvalid([0xC2, 0x02, 0x05, 0x0A, 0x01, 0xC0, 0x12, 0x00])  // m_string key = C0
     }
 
+    @Test func stringsHoldingNULAreRefusedNotCutShort() throws {
+        // protobuf-c keeps strings NUL-terminated: "a\0b" would silently read as "a".
+        let cases: [[UInt8]] = [
+            [0x72, 0x03, 0x61, 0x00, 0x62],  // f_string
+            [0x72, 0x01, 0x00],  // f_string, only NUL
+            [0xCA, 0x01, 0x01, 0x61, 0xCA, 0x01, 0x02, 0x62, 0x00],  // second r_string element
+            [0x92, 0x01, 0x03, 0x1A, 0x01, 0x00],  // point.label
+            [0xC2, 0x02, 0x06, 0x0A, 0x01, 0x6B, 0x12, 0x01, 0x00],  // m_string value
+            [0xC2, 0x02, 0x03, 0x0A, 0x01, 0x00],  // m_string key
+            [0x92, 0x03, 0x02, 0x00, 0x61],  // oneof c_text
+            [0xE2, 0x01, 0x03, 0x1A, 0x01, 0x00],  // r_point[0].label
+        ]
+        for bytes in cases {
+            let error = #expect(throws: RPCError.self) { try Kinds(serializedBytes: bytes) }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.message == "cannot decode faultline.testing.v1.FieldKinds: a string field contains a NUL character")
+        }
+        // The same shapes without NUL decode.
+        #expect(try Kinds(serializedBytes: [0x72, 0x03, 0x61, 0x01, 0x62]).fString == "a\u{1}b")
+        #expect(try Kinds(serializedBytes: [0xC2, 0x02, 0x06, 0x0A, 0x01, 0x6B, 0x12, 0x01, 0x76]).mString == ["k": "v"])
+    }
+
     @Test func fieldNumberZeroAndOversizedTags() {
         expectInvalid([0x00, 0x01])  // field 0
         expectInvalid([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])  // tag varint past 32 bits

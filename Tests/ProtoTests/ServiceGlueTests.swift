@@ -99,7 +99,32 @@ struct ServiceGlueTests {
         }
     }
 
+    /// The example of protos/README.md.
+    struct Health: HealthV1.HealthService {
+        func check(_ request: HealthV1.HealthCheckRequest, context: ServerContext) async throws -> HealthV1.HealthCheckResponse {
+            HealthV1.HealthCheckResponse(status: request.service.isEmpty ? .serving : .serviceUnknown)
+        }
+
+        func watch(_ request: HealthV1.HealthCheckRequest, responses: RPCWriter<HealthV1.HealthCheckResponse>,
+                   context: ServerContext) async throws {
+            try await responses.write(HealthV1.HealthCheckResponse(status: .serving))
+            try await responses.write(HealthV1.HealthCheckResponse(status: .notServing))
+        }
+    }
+
     let client = TestingV1.EchoClient(LoopbackCaller(Echo()))
+
+    @Test func health() async throws {
+        let health = HealthV1.HealthClient(LoopbackCaller(Health()))
+        #expect(try await health.check(.init()).status == .serving)
+        #expect(try await health.check(.init(service: "faultline.experiments.v1.ExperimentService")).status == .serviceUnknown)
+        let statuses = try await health.watch(.init()) { stream in
+            var statuses: [HealthV1.HealthCheckResponse.ServingStatus] = []
+            for try await response in stream { statuses.append(response.status) }
+            return statuses
+        }
+        #expect(statuses == [.serving, .notServing])
+    }
 
     @Test func methodsAreRegisteredUnderTheirPaths() {
         #expect(Echo().methods.map(\.descriptor.path) == ["/faultline.testing.v1.Echo/Get", "/faultline.testing.v1.Echo/Expand",

@@ -244,6 +244,25 @@ struct CallTests {
         }
     }
 
+    @Test func responsesOverTheLimitFailTheCall() async throws {
+        var configuration = RPCServer.Configuration()
+        configuration.maxMessageSize = 1024 * 1024
+        try await withServer(configuration) { _, port in
+            try await withClient(port: port) { client in
+                // Each request fits; the concatenated response does not.
+                let part = RawMessage([UInt8](repeating: 3, count: 900 * 1024))
+                _ = await expectStatus(.resourceExhausted) {
+                    let _: RawMessage = try await client.clientStreaming(Echo.collect) { writer in
+                        try await writer.write(part)
+                        try await writer.write(part)
+                    }
+                }
+                let fits: RawMessage = try await client.clientStreaming(Echo.collect) { writer in try await writer.write(part) }
+                #expect(fits == part)
+            }
+        }
+    }
+
     @Test func maxConcurrentStreams() async throws {
         var configuration = RPCServer.Configuration()
         configuration.maxConcurrentStreams = 4
@@ -339,6 +358,24 @@ struct CallTests {
             #expect(response.string == "two")
         }
         await client.close()
+    }
+
+    @Test func refusedStreamsAreReplayedOnANewConnection() async throws {
+        try await withServer { _, port in
+            let front = try await RefusingFrontDoor(upstream: port)
+            try await withClient(port: front.port) { client in
+                // The first connection refuses the stream unprocessed (GOAWAY, last stream 0):
+                // the client sends it again on a new connection, messages and all.
+                let response: RawMessage = try await client.clientStreaming(Echo.collect) { writer in
+                    for part in ["re", "play", "ed"] { try await writer.write(RawMessage(part)) }
+                }
+                #expect(response.string == "replayed")
+                let again: RawMessage = try await client.unary(Echo.get, RawMessage("steady"))
+                #expect(again.string == "steady")
+            }
+            #expect(front.refused.count == 1)
+            await front.close()
+        }
     }
 
     @Test func clientWithoutServerFailsUnavailable() async throws {

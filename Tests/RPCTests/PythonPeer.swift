@@ -28,7 +28,7 @@ enum PythonPeer {
         process.currentDirectoryURL = peers
         let stdout = Pipe()
         let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("rpc-peer-\(UUID().uuidString).err")
-        FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: errorFile) }
         process.standardOutput = stdout
         process.standardError = try FileHandle(forWritingTo: errorFile)

@@ -207,3 +207,86 @@ func residentMemory() -> Int {
     }
     return 0
 }
+
+/// A front door for a real server: its first connection is answered by a server that refuses
+/// every stream unprocessed (GOAWAY with last stream 0); later connections are relayed byte for
+/// byte to `upstream`.
+final class RefusingFrontDoor: Sendable {
+    /// Relays bytes to the partner channel. Both channels share one event loop, so `partner` is
+    /// only touched there.
+    private final class Relay: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        var partner: (any Channel)?
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            partner?.writeAndFlush(data, promise: nil)
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            partner?.close(promise: nil)
+        }
+    }
+
+    private final class Refuser: H2ChannelHandler {
+        let refused: Counter
+        init(refused: Counter, eventLoop: any EventLoop) throws {
+            self.refused = refused
+            let settings = H2Settings(maxConcurrentStreams: 100, initialWindowSize: 65_535, connectionWindowSize: 65_535, maxHeaderListSize: 1 << 16)
+            super.init(h2: try H2Connection(server: true, settings: settings), outbox: ConnectionOutbox(eventLoop: eventLoop),
+                       timers: .init(keepaliveInterval: nil, keepaliveTimeout: .seconds(1), idleTimeout: nil), logger: testLogger)
+        }
+        override func handle(_ event: H2Event) {
+            switch event {
+            case .headers(_, _, true, _):
+                refused.increment()
+                h2.submitGoAway(lastStreamID: 0)
+            case .data(let stream, let chunk, _):
+                h2.consumeConnection(chunk.readableBytes)
+                h2.consumeStream(stream, chunk.readableBytes)
+            default:
+                break
+            }
+        }
+    }
+
+    let port: Int
+    let refused = Counter()
+    private let listener: any Channel
+
+    init(upstream: Int) async throws {
+        let accepted = Counter()
+        let refused = refused
+        listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    accepted.increment()
+                    if accepted.count == 1 {
+                        try channel.pipeline.syncOperations.addHandler(Refuser(refused: refused, eventLoop: channel.eventLoop))
+                        return
+                    }
+                    let inbound = Relay()
+                    try channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+                    try channel.pipeline.syncOperations.addHandler(inbound)
+                    ClientBootstrap(group: channel.eventLoop)
+                        .channelInitializer { upstreamChannel in
+                            let outbound = Relay()
+                            outbound.partner = channel
+                            return upstreamChannel.pipeline.addHandler(outbound)
+                        }
+                        .connect(host: "127.0.0.1", port: upstream)
+                        .whenComplete { result in
+                            switch result {
+                            case .success(let upstreamChannel):
+                                inbound.partner = upstreamChannel
+                                try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+                                channel.read()
+                            case .failure:
+                                channel.close(promise: nil)
+                            }
+                        }
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        port = listener.localAddress?.port ?? 0
+    }
+
+    func close() async { try? await listener.close() }
+}

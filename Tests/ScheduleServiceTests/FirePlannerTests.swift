@@ -194,3 +194,58 @@ import Testing
         #expect { try FirePolicy(lateness: lateness) } throws: { ($0 as? ScheduleError)?.code == .invalidPolicy }
     }
 }
+
+/// The loop the dispatcher will run, driven by a manual clock: wake at the next due time (a few
+/// seconds late), decide, record the run, store the watermark.
+@Suite struct DispatchLoopTests {
+    static func run(_ planner: FirePlanner, clock: ManualClock, until end: Date, downtime: ClosedRange<Date>? = nil,
+                    rng: inout SeededRandom) -> [Fire] {
+        var fires: [Fire] = []
+        var watermark: Date?
+        for _ in 0..<10_000 {
+            let decision = planner.decide(handledThrough: watermark, now: clock.now())
+            if let fire = decision.fire { fires.append(fire) }
+            watermark = decision.handledThrough
+            guard let next = decision.next, next.due < end else { break }
+            var wake = max(next.due, clock.now()).addingTimeInterval(Double.random(in: 0...20, using: &rng))
+            if let downtime, downtime.contains(wake) { wake = downtime.upperBound }
+            clock.set(wake)
+        }
+        return fires
+    }
+
+    @Test(arguments: [("30 1 * * *", "America/New_York"), ("0 * * * *", "America/New_York"), ("*/20 2 * * *", "Europe/Paris"),
+                      ("45 1 * * *", "Australia/Lord_Howe"), ("0 2 * * *", "Australia/Lord_Howe")])
+    func runsEveryOccurrenceOnceAcrossDaylightSaving(_ expression: String, _ zoneID: String) throws {
+        var rng = SeededRandom(state: 3)
+        let schedule = try cron(expression, zoneID)
+        for start in [utc("2026-03-06T00:00Z"), utc("2026-03-27T00:00Z"), utc("2026-10-23T00:00Z"), utc("2026-10-29T00:00Z"),
+                      utc("2026-04-02T00:00Z"), utc("2026-10-01T00:00Z")] {
+            let end = start.addingTimeInterval(5 * 86_400)
+            let planner = FirePlanner(schedule: .cron(schedule), policy: try FirePolicy(), activeSince: start)
+            let fires = Self.run(planner, clock: ManualClock(start), until: end, rng: &rng)
+            let expected = Array(schedule.fires(after: start.addingTimeInterval(-1)).prefix { $0 < end })
+            #expect(fires.map(\.occurrence) == expected)
+            #expect(fires.allSatisfy { $0.kind == .onTime })
+        }
+    }
+
+    @Test func downtimeWithRunOnceCatchesUpOnceThenContinues() throws {
+        var rng = SeededRandom(state: 5)
+        let start = utc("2026-05-04T00:00Z")
+        let planner = try FirePlannerTests.planner("0 * * * *", missed: .runOnce, activeSince: "2026-05-04T00:00Z")
+        let down = utc("2026-05-04T05:30Z")...utc("2026-05-04T09:40Z")
+        let fires = Self.run(planner, clock: ManualClock(start), until: utc("2026-05-04T12:30Z"), downtime: down, rng: &rng)
+        #expect(fires.map(\.occurrence).map(iso) == [
+            "2026-05-04T00:00:00Z", "2026-05-04T01:00:00Z", "2026-05-04T02:00:00Z", "2026-05-04T03:00:00Z", "2026-05-04T04:00:00Z",
+            "2026-05-04T05:00:00Z", "2026-05-04T09:00:00Z", "2026-05-04T10:00:00Z", "2026-05-04T11:00:00Z", "2026-05-04T12:00:00Z",
+        ])
+        #expect(fires.filter { $0.kind == .catchUp }.map(\.occurrence) == [utc("2026-05-04T09:00Z")])
+    }
+
+    @Test func clockMovingBackwardsNeverRefires() throws {
+        let p = try FirePlannerTests.planner("0 * * * *")
+        let d = p.decide(handledThrough: utc("2026-05-04T12:00Z"), now: utc("2026-05-04T11:00Z"))
+        #expect(d.fire == nil && d.handledThrough == utc("2026-05-04T12:00Z") && d.next?.scheduled == utc("2026-05-04T13:00Z"))
+    }
+}

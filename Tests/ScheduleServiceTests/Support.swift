@@ -51,3 +51,11 @@ func bruteForce(_ schedule: CronSchedule, from: Int64, to: Int64) -> [Int64] {
     }
     return fires
 }
+
+/// Nil when equal; otherwise where two fire lists first part, short enough to read.
+func firstDifference(_ got: [Int64], _ expected: [Int64]) -> String? {
+    guard got != expected else { return nil }
+    let i = zip(got, expected).prefix { $0 == $1 }.count
+    let show = { (list: [Int64]) in i < list.count ? iso(Date(timeIntervalSince1970: Double(list[i]))) : "end" }
+    return "fire #\(i): got \(show(got)), expected \(show(expected)) (\(got.count) vs \(expected.count) fires)"
+}

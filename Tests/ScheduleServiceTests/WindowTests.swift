@@ -109,6 +109,11 @@ import Testing
         #expect { try Blackout.period(from: utc("2026-01-02T00:00Z"), to: utc("2026-01-02T00:00Z")) } throws: {
             ($0 as? ScheduleError)?.code == .invalidBlackout
         }
+        #expect { try RunWindow(days: .monday, from: time("09:00"), to: time("17:00"), timeZoneIdentifier: "GMT+2") } throws: {
+            ($0 as? ScheduleError)?.code == .unknownTimeZone
+        }
+        let paris = try RunWindow(days: .monday, from: time("09:00"), to: time("17:00"), timeZoneIdentifier: "Europe/Paris")
+        #expect(paris.timeZone.identifier == "Europe/Paris")
         #expect(try LocalTime(parsing: "24:00").description == "24:00")
         #expect(try LocalTime(parsing: "07:05").description == "07:05")
     }

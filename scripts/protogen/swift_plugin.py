@@ -5,7 +5,8 @@ protoc-c parses the .proto files and this code works only on their descriptors
 text. The plugin writes, relative to its output directory:
 
   Proto/ProtoSupport.swift               the runtime the generated types share (copied verbatim)
-  Proto/Namespaces.pb.swift              one caseless enum per proto package
+  Proto/ContractMetadata.swift           metadata keys of the contract's conventions (copied verbatim)
+  Proto/Namespaces.pb.swift              one caseless enum per proto package, the type registry
   Proto/<path>.pb.swift                  messages, enums, service protocols and clients per file
   ProtoC/include/faultline_protoc.h      umbrella header: protoc-c headers + accessors below
   ProtoC/include/module.modulemap        the module over that header
@@ -17,6 +18,7 @@ Output depends only on the request, so regenerating is byte-for-byte stable.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 
@@ -164,8 +166,12 @@ class Registry:
             for i, e in enumerate(f.enum_type):
                 self._add_enum(e, f.package, ns, [5, i])
 
+    RESERVED = {"Type", "Protocol", "Self", "Any", "Sendable", "Hashable"}
+
     def _add_message(self, f, m, scope, swift_scope, path):
         full = f"{scope}.{m.name}"
+        if m.name in self.RESERVED:
+            raise GenerationError(f"{full}: `{m.name}` cannot name a Swift type; rename the message")
         swift = f"{swift_scope}.{m.name}"
         self.messages[full] = MessageInfo(m, full, swift, c_type_name(full), c_lower_name(full), path, f)
         for i, n in enumerate(m.nested_type):
@@ -175,6 +181,8 @@ class Registry:
 
     def _add_enum(self, e, scope, swift_scope, path):
         full = f"{scope}.{e.name}"
+        if e.name in self.RESERVED:
+            raise GenerationError(f"{full}: `{e.name}` cannot name a Swift type; rename the enum")
         self.enums[full] = EnumInfo(e, full, f"{swift_scope}.{e.name}", path)
 
     def message(self, type_name: str) -> MessageInfo:
@@ -337,13 +345,13 @@ class MessageGen:
 
     # -- C -> Swift expressions
 
-    def read(self, f, cexpr: str) -> str:
+    def read(self, f, cexpr: str, label: str | None = None) -> str:
         """Swift expression for one (non-repeated) value of `f` held in C as `cexpr`."""
-        t = f.type
+        t, label = f.type, label or self.field_label(f)
         if t == F.TYPE_BOOL:
             return f"{cexpr} != 0"
         if t == F.TYPE_STRING:
-            return f'try ProtoC.string({cexpr}, field: "{self.field_label(f)}")'
+            return f'try ProtoC.string({cexpr}, field: "{label}")'
         if t == F.TYPE_BYTES:
             return f"ProtoC.bytes({cexpr})"
         if t == F.TYPE_ENUM:
@@ -352,13 +360,13 @@ class MessageGen:
             return f"try {self.element_type(f)}(c: {cexpr})"
         return cexpr
 
-    def write(self, f, value: str) -> str:
+    def write(self, f, value: str, label: str | None = None) -> str:
         """C value for one (non-repeated) Swift value of `f`: malloc'd where it is a pointer."""
-        t = f.type
+        t, label = f.type, label or self.field_label(f)
         if t == F.TYPE_BOOL:
             return f"{value} ? 1 : 0"
         if t == F.TYPE_STRING:
-            return f'try ProtoC.cString({value}, field: "{self.field_label(f)}")'
+            return f'try ProtoC.cString({value}, field: "{label}")'
         if t == F.TYPE_BYTES:
             return f"try ProtoC.cBytes({value})"
         if t == F.TYPE_ENUM:
@@ -510,8 +518,8 @@ class MessageGen:
             if v.type == F.TYPE_MESSAGE:
                 value = f"try e.value.map {{ p throws(RPCError) in {self.read(v, 'p')} }} ?? {self.element_default(v)}"
             else:
-                value = self.read(v, "e.value")
-            w(f"{me}[{self.read(k, 'e.key')}] = {value}", ind + 1)
+                value = self.read(v, "e.value", self.field_label(p) + " value")
+            w(f"{me}[{self.read(k, 'e.key', self.field_label(p) + ' key')}] = {value}", ind + 1)
             w("}", ind)
         elif p.label == F.LABEL_REPEATED:
             if p.type in (F.TYPE_STRING, F.TYPE_BYTES, F.TYPE_MESSAGE, F.TYPE_ENUM, F.TYPE_BOOL):
@@ -542,16 +550,16 @@ class MessageGen:
             w(f"if !{me}.isEmpty {{", ind)
             w(f"c.pointee.{f.c} = try ProtoC.array(count: {me}.count)", ind + 1)
             w(f"let entries = c.pointee.{f.c}!", ind + 1)
-            w(f"// Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.", ind + 1)
+            w(f"// Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).", ind + 1)
             w(f"for (key, value) in {me}.sorted(by: {order}) {{", ind + 1)
             w(f"let e: UnsafeMutablePointer<{entry.c_type}> = try ProtoC.message {{ {entry.c_lower}__init($0) }}", ind + 2)
             w(f"entries[{n}] = e", ind + 2)
             w(f"{n} += 1", ind + 2)
-            self.emit_write_singular(w, k, "e.pointee.key", "key", ind + 2)
+            self.emit_write_singular(w, k, "e.pointee.key", "key", ind + 2, self.field_label(p) + " key")
             if v.type == F.TYPE_MESSAGE:
                 w(f"e.pointee.value = {self.write(v, 'value')}", ind + 2)
             else:
-                self.emit_write_singular(w, v, "e.pointee.value", "value", ind + 2)
+                self.emit_write_singular(w, v, "e.pointee.value", "value", ind + 2, self.field_label(p) + " value")
             w("}", ind + 1)
             w("}", ind)
         elif p.label == F.LABEL_REPEATED:
@@ -572,12 +580,12 @@ class MessageGen:
         else:
             self.emit_write_singular(w, p, f"c.pointee.{f.c}", me, ind)
 
-    def emit_write_singular(self, w, p, target, value, ind):
+    def emit_write_singular(self, w, p, target, value, ind, label=None):
         if p.type in (F.TYPE_STRING, F.TYPE_BYTES):
             # Empty keeps the descriptor default (not packed, not freed).
-            w(f"if !{value}.isEmpty {{ {target} = {self.write(p, value)} }}", ind)
+            w(f"if !{value}.isEmpty {{ {target} = {self.write(p, value, label)} }}", ind)
         else:
-            w(f"{target} = {self.write(p, value)}", ind)
+            w(f"{target} = {self.write(p, value, label)}", ind)
 
 
 def enum_case_names(e: d.EnumDescriptorProto) -> list[tuple[str, int, int]]:
@@ -665,7 +673,8 @@ def emit_service(w: Writer, reg: Registry, f: d.FileDescriptorProto, index: int,
     w(f"public static let all: [MethodDescriptor] = [{', '.join(n for n, *_ in methods)}]", 2)
     w("}", 1)
     w()
-    w.raw(comments.doc(path, "    "))
+    doc = comments.doc(path, "    ")
+    w.raw(doc + ("    ///\n" if doc else ""))
     w(f"/// The server side of `{full}`: implement one requirement per RPC; `methods` is provided.", 1)
     w(f"public protocol {base}Service: RPCService {{", 1)
     for name, m, req, resp, kind, mpath in methods:
@@ -681,7 +690,7 @@ def emit_service(w: Writer, reg: Registry, f: d.FileDescriptorProto, index: int,
         w(sig, 2)
     w("}", 1)
     w()
-    w.raw(comments.doc(path, "    "))
+    w.raw(doc + ("    ///\n" if doc else ""))
     w(f"/// A typed client of `{full}` over any `RPCCaller` (normally an `RPCClient`).", 1)
     w(f"public struct {base}Client: Sendable {{", 1)
     w("public let caller: any RPCCaller", 2)
@@ -763,6 +772,38 @@ def check_no_recursion(reg: Registry):
         visit(name, [])
 
 
+def lint_contract(reg: Registry, files) -> None:
+    """The conventions of faultline/common/v1/common.proto, enforced for every `faultline.*`
+    package so that they hold as the contract grows. Reports every violation at once."""
+    problems = []
+    for info in reg.enums.values():
+        if info.full_name.startswith("faultline.") and not info.proto.value[0].name.endswith("_UNSPECIFIED"):
+            problems.append(f"enum {info.full_name}: the zero value must be named *_UNSPECIFIED")
+    for info in reg.messages.values():
+        if not info.full_name.startswith("faultline.") or info.is_map_entry:
+            continue
+        for f in info.proto.field:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", f.name):
+                problems.append(f"{info.full_name}.{f.name}: field names are lower_snake_case")
+            if f.name.endswith("_us") and (f.type != F.TYPE_INT64 or f.label == F.LABEL_REPEATED):
+                problems.append(f"{info.full_name}.{f.name}: `_us` fields are singular int64 microseconds")
+    for f in files:
+        if not f.package.startswith("faultline."):
+            continue
+        for service in f.service:
+            for m in service.method:
+                if not m.name.startswith("List"):
+                    continue
+                request = {x.name: x.type for x in reg.message(m.input_type).proto.field}
+                response = {x.name: x.type for x in reg.message(m.output_type).proto.field}
+                if request.get("page_size") != F.TYPE_INT32 or request.get("page_token") != F.TYPE_STRING:
+                    problems.append(f"{f.package}.{service.name}.{m.name}: list requests take int32 page_size and string page_token")
+                if response.get("next_page_token") != F.TYPE_STRING:
+                    problems.append(f"{f.package}.{service.name}.{m.name}: list responses return string next_page_token")
+    if problems:
+        raise GenerationError("the contract breaks its conventions:\n  " + "\n  ".join(problems))
+
+
 def swift_file(reg: Registry, f: d.FileDescriptorProto) -> str:
     comments = Comments(f)
     ns = namespace_for(f.package)
@@ -810,6 +851,11 @@ def namespaces_file(reg: Registry, files) -> str:
     return w.text()
 
 
+def template(name: str) -> str:
+    with open(os.path.join(HERE, name), encoding="utf-8") as f:
+        return f.read()
+
+
 def c_files(reg: Registry, files) -> tuple[str, str]:
     h = Writer()
     h.raw("/* Generated by scripts/generate-protos from protos/. Do not edit. */")
@@ -822,28 +868,15 @@ def c_files(reg: Registry, files) -> tuple[str, str]:
     for f in files:
         h(f'#include "{f.name[:-len(".proto")]}.pb-c.h"')
     h()
-    h("/* Zeroed memory, or NULL when out of memory. */")
-    h("void *flpc_calloc(size_t count, size_t size);")
-    h("/* A NUL-terminated copy of `len` bytes, or NULL when out of memory. */")
-    h("char *flpc_strndup(const char *bytes, size_t len);")
+    h.raw(template("support.h"))
     h()
     h("/* Each message's descriptor, by address: Swift cannot take a stable address of a C global")
     h("   (in -O builds `withUnsafePointer(to:)` may hand out a copy). */")
     c = Writer()
     c.raw("/* Generated by scripts/generate-protos from protos/. Do not edit. */")
+    c("/* Source: scripts/protogen/support.c and the descriptors of protos/. */")
     c('#include "faultline_protoc.h"')
-    c("#include <stdlib.h>")
-    c("#include <string.h>")
-    c()
-    c("void *flpc_calloc(size_t count, size_t size) { return calloc(count ? count : 1, size ? size : 1); }")
-    c()
-    c("char *flpc_strndup(const char *bytes, size_t len) {")
-    c("    char *s = malloc(len + 1);")
-    c("    if (s == NULL) return NULL;")
-    c("    if (len > 0) memcpy(s, bytes, len);")
-    c("    s[len] = 0;")
-    c("    return s;")
-    c("}")
+    c.raw(template("support.c"))
     for info in reg.messages.values():
         if info.is_map_entry or info.file not in files:
             continue
@@ -864,13 +897,15 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
             raise GenerationError(f"{f.name}: only proto3 files are supported")
     reg = Registry(all_files)
     check_no_recursion(reg)
+    lint_contract(reg, wanted)
 
     def add(name: str, content: str):
         out = response.file.add()
         out.name, out.content = name, content
 
-    with open(os.path.join(HERE, "ProtoSupport.swift"), encoding="utf-8") as support:
-        add("Proto/ProtoSupport.swift", HEADER + "// Source: scripts/protogen/ProtoSupport.swift\n\n" + support.read())
+    add("Proto/ProtoSupport.swift", HEADER + "// Source: scripts/protogen/ProtoSupport.swift\n\n" + template("ProtoSupport.swift"))
+    if "faultline.experiments.v1.ValidationReport" in reg.messages:
+        add("Proto/ContractMetadata.swift", HEADER + "// Source: scripts/protogen/ContractMetadata.swift\n\n" + template("ContractMetadata.swift"))
     add("Proto/Namespaces.pb.swift", namespaces_file(reg, wanted))
     for f in wanted:
         add(f"Proto/{f.name[:-len('.proto')]}.pb.swift", swift_file(reg, f))

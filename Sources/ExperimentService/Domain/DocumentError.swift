@@ -63,4 +63,8 @@ public struct DocumentLimits: Sendable, Hashable {
     }
 
     public static let `default` = DocumentLimits()
+
+    /// For journals: activity outputs (HTTP bodies, process output, API objects) make them far
+    /// larger and deeper than the experiment they record.
+    public static let journal = DocumentLimits(maxBytes: 64 << 20, maxDepth: 256, maxExpandedBytes: 64 << 20)
 }

@@ -57,6 +57,11 @@ public struct IllegalTransition: Error, Sendable, Hashable, CustomStringConverti
     public let from: ExecutionStatus
     public let to: ExecutionStatus
 
+    public init(from: ExecutionStatus, to: ExecutionStatus) {
+        self.from = from
+        self.to = to
+    }
+
     public var description: String {
         from.isTerminal
             ? "execution is already \(from.rawValue); it cannot become \(to.rawValue)"

@@ -74,9 +74,26 @@ extension JSONValue {
     /// YAML text that reads back (here and with PyYAML) as this same value.
     public func yamlText() -> String { YAMLConverter.render(self) }
 
+    /// What to do with Python's `NaN`, `Infinity` and `-Infinity`, which are not JSON.
+    public enum NonFiniteNumbers: Sendable, Hashable {
+        case reject
+        /// Read them as `null` (as JavaScript's JSON.stringify writes them). Chaos Toolkit writes
+        /// its journal and events with Python's default `allow_nan=True`, so a probe returning
+        /// `float("nan")` puts a bare `NaN` in the journal; Postgres jsonb has no NaN either.
+        case readAsNull
+    }
+
     /// Parses any JSON value (not only an object) under `limits`.
-    public static func parse(jsonBytes: [UInt8], limits: DocumentLimits = .default) throws(DocumentError) -> JSONValue {
-        try JSONParser.parse(jsonBytes, limits: limits)
+    public static func parse(
+        jsonBytes: [UInt8], limits: DocumentLimits = .default, nonFiniteNumbers: NonFiniteNumbers = .reject
+    ) throws(DocumentError) -> JSONValue {
+        try JSONParser.parse(jsonBytes, limits: limits, nonFinite: nonFiniteNumbers)
+    }
+
+    /// Parses a journal (or an events line) written by `chaos run`: larger and deeper than an
+    /// experiment (activity outputs are arbitrary), with Python's non-finite numbers read as null.
+    public static func parse(journalBytes: [UInt8], limits: DocumentLimits = .journal) throws(DocumentError) -> JSONValue {
+        try JSONParser.parse(journalBytes, limits: limits, nonFinite: .readAsNull)
     }
 
     /// Parses any YAML value, read as PyYAML `safe_load` would, under `limits`.

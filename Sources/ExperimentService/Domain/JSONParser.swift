@@ -8,21 +8,25 @@ struct JSONParser {
 
     private let bytes: [UInt8]
     private let limits: DocumentLimits
+    private let nonFinite: JSONValue.NonFiniteNumbers
     private var position = 0
 
-    private init(bytes: [UInt8], limits: DocumentLimits) {
+    private init(bytes: [UInt8], limits: DocumentLimits, nonFinite: JSONValue.NonFiniteNumbers) {
         self.bytes = bytes
         self.limits = limits
+        self.nonFinite = nonFinite
     }
 
-    static func parse(_ bytes: [UInt8], limits: DocumentLimits = .default) throws(DocumentError) -> JSONValue {
+    static func parse(
+        _ bytes: [UInt8], limits: DocumentLimits = .default, nonFinite: JSONValue.NonFiniteNumbers = .reject
+    ) throws(DocumentError) -> JSONValue {
         guard bytes.count <= limits.maxBytes else {
             throw DocumentError(.tooLarge, "document is \(bytes.count) bytes; the limit is \(limits.maxBytes)")
         }
         if let bad = UTF8Check.firstInvalidOffset(in: bytes) {
             throw DocumentError(.invalidUTF8, "invalid UTF-8", at: location(of: bad, in: bytes))
         }
-        var parser = JSONParser(bytes: bytes, limits: limits)
+        var parser = JSONParser(bytes: bytes, limits: limits, nonFinite: nonFinite)
         if bytes.starts(with: UTF8Check.byteOrderMark) { parser.position = 3 }
         parser.skipWhitespace()
         guard parser.position < bytes.count else { throw DocumentError(.empty, "the document is empty") }
@@ -68,6 +72,10 @@ struct JSONParser {
         case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
         case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
         case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "N") where nonFinite == .readAsNull: try expectLiteral("NaN"); return .null
+        case UInt8(ascii: "I") where nonFinite == .readAsNull: try expectLiteral("Infinity"); return .null
+        case UInt8(ascii: "-") where nonFinite == .readAsNull && position + 1 < bytes.count && bytes[position + 1] == UInt8(ascii: "I"):
+            try expectLiteral("-Infinity"); return .null
         case let b? where b == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b):
             return .number(try parseNumber())
         default:
@@ -260,7 +268,7 @@ struct JSONParser {
         let literal = String(decoding: bytes[start..<position], as: UTF8.self)
         switch kind {
         case .integer:
-            guard literal.utf8.count <= Self.maxIntegerDigits + 1 else {
+            guard literal.utf8.count - (literal.hasPrefix("-") ? 1 : 0) <= Self.maxIntegerDigits else {
                 throw error(.jsonNumber, "integer longer than \(Self.maxIntegerDigits) digits", at: start)
             }
         case .float:

@@ -42,6 +42,15 @@ enum YAMLConverter {
         }
         var body = bytes[...]
         if body.starts(with: UTF8Check.byteOrderMark) { body = body.dropFirst(3) }
+        if let offset = flowNestingExceeds(body, limit: limits.maxDepth) {
+            throw DocumentError(.tooDeep, "nesting deeper than \(limits.maxDepth) levels",
+                                at: JSONParser.location(of: offset, in: bytes))
+        }
+        if let offset = tabOutsideScalars(body) {
+            throw DocumentError(.yamlSyntax,
+                                "a tab outside quotes or block scalars: Chaos Toolkit's YAML reader (PyYAML) refuses it; use spaces",
+                                at: JSONParser.location(of: offset, in: bytes))
+        }
         let text = String(decoding: body, as: UTF8.self)
         let result = onLargeStack { () -> Result<JSONValue, DocumentError> in
             Result { () throws(DocumentError) -> JSONValue in
@@ -59,6 +68,115 @@ enum YAMLConverter {
             }
         }
         return try result.get()
+    }
+
+    /// libyaml checks every open flow level on every token, so `[[[[…` costs quadratic time
+    /// before any node exists: count unclosed `[`/`{` outside quotes, comments and block-level
+    /// plain scalars first. Flow depth never exceeds the real depth, so this refuses no document
+    /// within the limit (short of block-scalar lines starting with dozens of unmatched brackets).
+    static func flowNestingExceeds(_ bytes: ArraySlice<UInt8>, limit: Int) -> Int? {
+        enum State { case structure, single, double, comment }
+        var state = State.structure
+        var depth = 0
+        var inPlainScalar = false  // block context only: `a: x[0` holds no flow collection
+        var previous: UInt8 = 0x0A
+        var escaped = false
+        func isBlank(_ b: UInt8?) -> Bool { b == nil || b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
+        for i in bytes.indices {
+            let b = bytes[i]
+            let next: UInt8? = i + 1 < bytes.endIndex ? bytes[i + 1] : nil
+            defer { previous = b }
+            if b == 0x0A { inPlainScalar = false }
+            switch state {
+            case .comment:
+                if b == 0x0A { state = .structure }
+            case .double:
+                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == 0x22 { state = .structure }
+            case .single:
+                // A doubled '' is an escaped quote: leaving and re-entering gives the same result.
+                if b == 0x27 { state = .structure }
+            case .structure:
+                let startsScalar = isBlank(previous) || "[{,:-?".utf8.contains(previous)
+                switch b {
+                case UInt8(ascii: "#") where isBlank(previous):
+                    state = .comment
+                    inPlainScalar = false
+                case UInt8(ascii: ":") where isBlank(next), UInt8(ascii: "-") where isBlank(next) && !inPlainScalar,
+                    UInt8(ascii: "?") where isBlank(next) && !inPlainScalar:
+                    inPlainScalar = false  // an indicator: a new node follows
+                case _ where inPlainScalar:
+                    break
+                case 0x22 where startsScalar: state = .double
+                case 0x27 where startsScalar: state = .single
+                case UInt8(ascii: "["), UInt8(ascii: "{"):
+                    depth += 1
+                    if depth > limit { return i }  // slice indices are offsets into the whole input
+                case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                    depth = max(0, depth - 1)
+                case 0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: ","), UInt8(ascii: "&"), UInt8(ascii: "!"), UInt8(ascii: "*"):
+                    break  // blanks, separators, and node properties that precede a node
+                default:
+                    // Anchors, tags and aliases run to the next blank and precede a node; anything
+                    // else starts a plain scalar, which in block context may hold brackets.
+                    if depth == 0, isBlank(previous) || previous == UInt8(ascii: ":") { inPlainScalar = true }
+                }
+            }
+        }
+        return nil
+    }
+
+    /// PyYAML never skips a tab between tokens and ends plain scalars at one, so it refuses any
+    /// tab outside quoted scalars, comments and block scalar content; libyaml accepts many of
+    /// them. Refuse them here too, or an experiment would import and then fail to load in chaos.
+    static func tabOutsideScalars(_ bytes: ArraySlice<UInt8>) -> Int? {
+        var quote: UInt8? = nil  // the open quote, kept across lines
+        var escaped = false
+        var blockScalarIndent: Int? = nil
+        var lineStart = bytes.startIndex
+        while lineStart < bytes.endIndex {
+            let lineEnd = bytes[lineStart...].firstIndex(of: 0x0A) ?? bytes.endIndex
+            let line = bytes[lineStart..<lineEnd]
+            defer { lineStart = lineEnd + 1 }
+            let indent = line.prefix { $0 == 0x20 }.count
+            let blank = line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+            if let parent = blockScalarIndent, quote == nil {
+                if blank || indent > parent { continue }
+                blockScalarIndent = nil
+            }
+            var previous: UInt8 = 0x20
+            var contentEnd = lineEnd  // end of the line before any comment
+            for i in line.indices {
+                let b = bytes[i]
+                defer { previous = b }
+                if let q = quote {
+                    if escaped { escaped = false } else if q == 0x22, b == UInt8(ascii: "\\") { escaped = true } else if b == q { quote = nil }
+                    continue
+                }
+                let afterBlank = previous == 0x20 || previous == 0x09
+                if b == UInt8(ascii: "#"), afterBlank || i == line.startIndex {
+                    contentEnd = i
+                    break
+                }
+                if b == 0x09 { return i }
+                if (b == 0x22 || b == 0x27), afterBlank || "[{,:-?".utf8.contains(previous) { quote = b }
+            }
+            if quote == nil, isBlockScalarHeader(bytes[lineStart..<contentEnd]) { blockScalarIndent = indent }
+        }
+        return nil
+    }
+
+    /// `key: |`, `- >-`, `|2` … at the end of a line: the lines after it are block scalar text.
+    private static func isBlockScalarHeader(_ content: ArraySlice<UInt8>) -> Bool {
+        var text = content
+        while let last = text.last, last == 0x20 || last == 0x0D { text = text.dropLast() }
+        let modifiers = text.reversed().prefix { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) }
+        text = text.dropLast(modifiers.count)
+        guard let indicator = text.last, indicator == UInt8(ascii: "|") || indicator == UInt8(ascii: ">") else { return false }
+        var before = text.dropLast()
+        guard before.isEmpty || before.last == 0x20 else { return false }
+        while let last = before.last, last == 0x20 { before = before.dropLast() }
+        guard let lead = before.last else { return true }
+        return lead == UInt8(ascii: ":") || lead == UInt8(ascii: "-") || lead == UInt8(ascii: "?")
     }
 
     private static func onLargeStack<T: Sendable>(_ work: @escaping @Sendable () -> T) -> T {
@@ -294,7 +412,8 @@ enum YAMLConverter {
     }
 
     private static func stringNode(_ s: String) -> Node {
-        scalar(s, .str, quoted: plainTag(s) != Tag.Name.str.rawValue)
+        // PyYAML refuses tabs in plain scalars, so never leave a tab to the emitter's choice.
+        scalar(s, .str, quoted: s.contains("\t") || plainTag(s) != Tag.Name.str.rawValue)
     }
 
     private static func yamlNode(_ value: JSONValue) -> Node {

@@ -4,10 +4,16 @@ import Synchronization
 
 /// One client connection on its event loop: nghttp2 in client mode, many calls multiplexed.
 final class ClientConnectionHandler: H2ChannelHandler {
-    private struct Slot {
+    /// A class, so the hot path looks a stream up once and mutates it in place.
+    private final class Slot {
         var machine: ClientStreamStateMachine
         let io: H2StreamIO
         var deadlineTimer: Scheduled<Void>?
+
+        init(machine: ClientStreamStateMachine, io: H2StreamIO) {
+            self.machine = machine
+            self.io = io
+        }
     }
 
     private let maxMessageSize: Int
@@ -33,11 +39,11 @@ final class ClientConnectionHandler: H2ChannelHandler {
             return
         }
         for io in ios {
-            let work = io.takeWork()
+            guard let work = io.takeWork(for: outbox) else { continue }
             if let headers = work.open {
                 if work.closed { continue }  // cancelled before it could open
                 guard !goingAway, context != nil else {
-                    io.abort(RPCError(.unavailable, "the connection is closing"))
+                    connection.orphaned(io, headers: headers)
                     continue
                 }
                 guard let stream = h2.submitRequest(headers: headers, body: io) else {
@@ -45,9 +51,9 @@ final class ClientConnectionHandler: H2ChannelHandler {
                     continue
                 }
                 io.streamID = stream
-                var slot = Slot(machine: ClientStreamStateMachine(maxMessageSize: maxMessageSize), io: io)
-                if let deadline = io.deadline, let eventLoop = context?.eventLoop {
-                    slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: NIODeadline(deadline)) { [weak self] in
+                let slot = Slot(machine: ClientStreamStateMachine(maxMessageSize: maxMessageSize), io: io)
+                if let deadline = io.deadline, let at = NIODeadline.at(deadline), let eventLoop = context?.eventLoop {
+                    slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: at) { [weak self] in
                         guard let self else { return }
                         if io.abort(RPCError(.deadlineExceeded, "the deadline expired")) {
                             self.h2.resetStream(stream, errorCode: H2ErrorCode.cancel)
@@ -72,7 +78,7 @@ final class ClientConnectionHandler: H2ChannelHandler {
     override func handle(_ event: H2Event) {
         switch event {
         case .headers(let stream, let fields, let initial, let endStream):
-            guard var slot = streams[stream] else { return }
+            guard let slot = streams[stream] else { return }
             if initial {
                 switch slot.machine.receiveHead(fields, endStream: endStream) {
                 case .head(let metadata):
@@ -87,22 +93,19 @@ final class ClientConnectionHandler: H2ChannelHandler {
             } else {
                 slot.io.finishInbound(slot.machine.receiveTrailers(fields))
             }
-            streams[stream] = slot
         case .data(let stream, let chunk, _):
             let bytes = chunk.readableBytes
             h2.consumeConnection(bytes)
             guard bytes > 0 else { return }
-            guard var slot = streams[stream] else {
+            guard let slot = streams[stream] else {
                 h2.consumeStream(stream, bytes)
                 return
             }
             var messages: [ByteBuffer] = []
             do {
                 try slot.machine.receiveData(chunk, into: &messages)
-                streams[stream] = slot
                 h2.consumeStream(stream, slot.io.receive(messages, wireBytes: bytes))
             } catch {
-                streams[stream] = slot
                 h2.consumeStream(stream, bytes)
                 slot.io.abort(error)
                 h2.resetStream(stream, errorCode: H2ErrorCode.cancel)
@@ -110,6 +113,14 @@ final class ClientConnectionHandler: H2ChannelHandler {
         case .streamClosed(let stream, let errorCode):
             guard let slot = streams.removeValue(forKey: stream) else { return }
             slot.deadlineTimer?.cancel()
+            streamCountChanged()
+            // Refused unprocessed (RFC 9113 §8.7): safe to send again, on another connection.
+            // (After a GOAWAY this connection is already unusable, so it goes to a new one.)
+            if errorCode == H2ErrorCode.refusedStream, let headers = slot.io.rewindForReplay() {
+                connection.orphaned(slot.io, headers: headers)
+                if goingAway && streams.isEmpty { close() }
+                return
+            }
             let error: RPCError
             switch errorCode {
             case H2ErrorCode.noError: error = RPCError(.internalError, "the server closed the stream without a status")
@@ -123,7 +134,6 @@ final class ClientConnectionHandler: H2ChannelHandler {
             } else {
                 slot.io.abort(error)
             }
-            streamCountChanged()
             if goingAway && streams.isEmpty { close() }
         case .goAway:
             goingAway = true
@@ -148,7 +158,8 @@ final class ClientConnectionHandler: H2ChannelHandler {
             slot.io.abort(error)
         }
         streams.removeAll()
-        for io in waitingForSettings { io.abort(error) }
+        // These were never sent: another connection may still carry them.
+        for io in waitingForSettings { connection.orphaned(io, headers: nil) }
         waitingForSettings = []
         connection.closed()
     }
@@ -180,11 +191,20 @@ final class ClientConnection: Sendable {
     private let handlerShutdown = Mutex<(@Sendable () -> Void)?>(nil)
     private let closedPromise: EventLoopPromise<Void>
 
-    init(eventLoop: any EventLoop, maxMessageSize: Int, onClose: @escaping @Sendable (ClientConnection) -> Void) {
-        outbox = ConnectionOutbox(eventLoop: eventLoop)
+    private let onOrphan: @Sendable (H2StreamIO, [HeaderField]?) -> Void
+
+    init(eventLoop: any EventLoop, maxMessageSize: Int, onClose: @escaping @Sendable (ClientConnection) -> Void,
+         onOrphan: @escaping @Sendable (H2StreamIO, [HeaderField]?) -> Void) {
+        outbox = ConnectionOutbox(eventLoop: eventLoop, orphaned: { onOrphan($0, nil) })
         self.maxMessageSize = maxMessageSize
         self.onClose = onClose
+        self.onOrphan = onOrphan
         closedPromise = eventLoop.makePromise()
+    }
+
+    /// A stream that never opened here because the connection went away: the client moves it.
+    func orphaned(_ io: H2StreamIO, headers: [HeaderField]?) {
+        onOrphan(io, headers)
     }
 
     func attach(channel: any Channel, shutdown: @escaping @Sendable () -> Void) {
@@ -197,7 +217,16 @@ final class ClientConnection: Sendable {
 
     func closed() {
         markUnusable()
+        // The handler and this object reference each other through these; let both go.
+        channelBox.withLock { $0 = nil }
+        handlerShutdown.withLock { $0 = nil }
         onClose(self)
+        closedPromise.succeed()
+    }
+
+    /// The connection never came up: nothing will close it, so complete its promise here.
+    func abandon() {
+        markUnusable()
         closedPromise.succeed()
     }
 

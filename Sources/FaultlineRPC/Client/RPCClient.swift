@@ -166,6 +166,10 @@ public final class RPCClient: RPCCaller, Service, Sendable {
     }
 
     private func connection() async throws -> ClientConnection {
+        try await connectionFuture().get()
+    }
+
+    private func connectionFuture() throws(RPCError) -> EventLoopFuture<ClientConnection> {
         let step = state.withLock { state -> Step in
             let failures: Int
             switch state {
@@ -191,22 +195,47 @@ public final class RPCClient: RPCCaller, Service, Sendable {
         }
         switch step {
         case .use(let connection):
-            return connection
+            return connection.outbox.eventLoop.makeSucceededFuture(connection)
         case .fail(let error):
             throw error
         case .wait(let future):
-            return try await future.get()
+            return future
         case .connect(let promise, let failures):
             connect(promise, failures: failures)
-            return try await promise.futureResult.get()
+            return promise.futureResult
+        }
+    }
+
+    /// Moves a stream that never reached the server (its connection went away first) to the
+    /// current connection, so a call does not fail for a race it could not see.
+    private func rehome(_ io: H2StreamIO, headers: [HeaderField]?) {
+        let future: EventLoopFuture<ClientConnection>
+        do {
+            future = try connectionFuture()
+        } catch {
+            io.abort(error)
+            return
+        }
+        future.whenComplete { result in
+            switch result {
+            case .success(let connection):
+                if !io.rehome(to: connection.outbox, headers: headers) {
+                    io.abort(RPCError(.unavailable, "the connection was lost before the call started"))
+                }
+            case .failure(let error):
+                io.abort(error as? RPCError ?? RPCError(.unavailable, "cannot connect to \(self.authority)", cause: error))
+            }
         }
     }
 
     private func connect(_ promise: EventLoopPromise<ClientConnection>, failures: Int) {
         let eventLoop = promise.futureResult.eventLoop
-        let connection = ClientConnection(eventLoop: eventLoop, maxMessageSize: configuration.maxMessageSize) { [weak self] closed in
-            self?.connectionClosed(closed)
-        }
+        let connection = ClientConnection(
+            eventLoop: eventLoop, maxMessageSize: configuration.maxMessageSize,
+            onClose: { [weak self] closed in self?.connectionClosed(closed) },
+            onOrphan: { [weak self] io, headers in
+                if let self { self.rehome(io, headers: headers) } else { io.abort(RPCError(.unavailable, "the client is gone")) }
+            })
         let configuration = configuration
         let logger = logger
         let settings = H2Settings(
@@ -246,6 +275,7 @@ public final class RPCClient: RPCCaller, Service, Sendable {
                         promise.fail(RPCError(.unavailable, "the client is closed"))
                     }
                 case .failure(let error):
+                    connection.abandon()
                     let count = failures + 1
                     let delay = configuration.backoff.delay(afterFailures: count)
                     self.state.withLock { state in

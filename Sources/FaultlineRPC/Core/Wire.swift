@@ -36,7 +36,7 @@ enum Wire {
         let total = nanos.overflow ? Int64.max : nanos.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
         let limit: Int64 = 99_999_999
         for (divisor, unit) in [(Int64(1), "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"), (3_600_000_000_000, "H")] {
-            let amount = (total + divisor - 1) / divisor
+            let amount = total / divisor + (total % divisor == 0 ? 0 : 1)
             if amount <= limit { return "\(max(amount, 1))\(unit)" }
         }
         return "\(limit)H"

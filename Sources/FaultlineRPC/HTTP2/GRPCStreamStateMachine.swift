@@ -8,7 +8,6 @@ struct ServerStreamStateMachine {
         var path: String
         var metadata: Metadata
         var timeout: Duration?
-        var fields: [HeaderField]
     }
 
     enum HeadAction {
@@ -42,7 +41,7 @@ struct ServerStreamStateMachine {
             default: break
             }
         }
-        phase = .closed
+        phase = .closed  // until the head proves acceptable
         guard let contentType, contentType.hasPrefix("application/grpc") else { return .rejectHTTP(status: 415) }
         guard method == "POST" else { return .reject(RPCError(.internalError, "gRPC requests must use POST"), extra: []) }
         guard let path, path.hasPrefix("/") else { return .reject(RPCError(.unimplemented, "the request has no :path"), extra: []) }
@@ -60,7 +59,7 @@ struct ServerStreamStateMachine {
                 extra: [("grpc-accept-encoding", "identity")])
         }
         phase = .open
-        return .accept(RequestHead(path: path, metadata: Wire.metadata(from: fields), timeout: deadline, fields: fields))
+        return .accept(RequestHead(path: path, metadata: Wire.metadata(from: fields), timeout: deadline))
     }
 
     /// Reassembles request messages; a thrown status fails the stream.

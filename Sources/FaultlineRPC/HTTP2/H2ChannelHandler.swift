@@ -196,15 +196,22 @@ class H2ChannelHandler: ChannelInboundHandler, OutboxProcessor {
 }
 
 extension TimeAmount {
+    /// Saturates instead of overflowing: `grpc-timeout` allows 99,999,999 hours.
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds.multipliedReportingOverflow(by: 1_000_000_000).partialValue &+ attoseconds / 1_000_000_000)
+        let (nanos, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { self = .nanoseconds(seconds < 0 ? 0 : Int64.max / 2); return }
+        let (total, overflow2) = nanos.addingReportingOverflow(attoseconds / 1_000_000_000)
+        self = .nanoseconds(overflow2 ? Int64.max / 2 : max(total, 0))
     }
 }
 
 extension NIODeadline {
-    /// The NIO deadline at a `ContinuousClock` instant.
-    init(_ instant: ContinuousClock.Instant) {
-        self = .now() + TimeAmount(ContinuousClock.now.duration(to: instant))
+    /// The NIO deadline at a `ContinuousClock` instant; nil when it is too far away to be worth a
+    /// timer (over a year), which also keeps the arithmetic far from overflow.
+    static func at(_ instant: ContinuousClock.Instant) -> NIODeadline? {
+        let remaining = ContinuousClock.now.duration(to: instant)
+        guard remaining < .seconds(365 * 24 * 3600) else { return nil }
+        return .now() + TimeAmount(remaining)
     }
 }

@@ -192,14 +192,15 @@ final class H2Connection {
     }
 
     /// GOAWAY naming the last stream that will be processed; later streams are refused.
-    func submitGoAway(errorCode: UInt32 = H2ErrorCode.noError) {
-        let last = nghttp2_session_get_last_proc_stream_id(raw)
+    func submitGoAway(errorCode: UInt32 = H2ErrorCode.noError, lastStreamID: Int32? = nil) {
+        let last = lastStreamID ?? nghttp2_session_get_last_proc_stream_id(raw)
         _ = nghttp2_submit_goaway(raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, nil, 0)
     }
 
-    /// True when the peer may still send on `stream` (it has not sent END_STREAM).
-    func isRemoteOpen(_ stream: Int32) -> Bool {
-        nghttp2_session_find_stream(raw, stream) != nil && nghttp2_session_get_stream_remote_close(raw, stream) == 0
+    /// Server: GOAWAY with the maximum stream id, announcing a shutdown without refusing
+    /// streams already on their way.
+    func submitShutdownNotice() {
+        _ = nghttp2_submit_shutdown_notice(raw)
     }
 
     fileprivate func submitTrailer(stream: Int32, _ fields: [HeaderField]) -> Int32 {

@@ -13,8 +13,14 @@ final class ConnectionOutbox: Sendable {
     private let pending = Mutex<(streams: [H2StreamIO], scheduled: Bool)>(([], false))
     private let processor: NIOLoopBoundBox<(any OutboxProcessor)?>
 
-    init(eventLoop: any EventLoop) {
+    /// What happens to streams queued after the connection's handler went away.
+    private let orphaned: @Sendable (H2StreamIO) -> Void
+
+    init(eventLoop: any EventLoop, orphaned: @escaping @Sendable (H2StreamIO) -> Void = {
+        $0.abort(RPCError(.unavailable, "the connection is closed"))
+    }) {
         self.eventLoop = eventLoop
+        self.orphaned = orphaned
         processor = .makeEmptyBox(valueType: (any OutboxProcessor).self, eventLoop: eventLoop)
     }
 
@@ -39,7 +45,7 @@ final class ConnectionOutbox: Sendable {
             if let processor = self.processor.value {
                 processor.processOutbox(streams)
             } else {
-                for stream in streams { stream.abort(RPCError(.unavailable, "the connection is closed")) }
+                for stream in streams where stream.outbox === self { self.orphaned(stream) }
             }
         }
     }
@@ -72,6 +78,7 @@ final class H2StreamIO: H2BodySource, Sendable {
     static let inboundLowWater = 16 * 1024
     static let outboundHighWater = 64 * 1024
     static let outboundLowWater = 16 * 1024
+    static let replayLimit = 64 * 1024
 
     private struct State {
         // inbound
@@ -90,10 +97,20 @@ final class H2StreamIO: H2BodySource, Sendable {
         var outboundEnded = false
         var trailers: [HeaderField]?
         var open: [HeaderField]?
+        /// Client: what went on the wire so far, kept while the server has not answered, so a
+        /// stream the server refused unprocessed can be replayed on another connection. Nil once
+        /// replay is impossible (the server answered, or more than `replayLimit` was sent).
+        var replay: [ByteBuffer]? = []
+        var replayBytes = 0
+        var requestHeaders: [HeaderField]?
         var finish: RPCError??
         var initialMetadata = Metadata()
         var trailingMetadata = Metadata()
         var resetRequested = false
+        /// Both directions ended on the wire: the peer's END_STREAM arrived and ours was handed
+        /// to nghttp2. Nothing is left to reset.
+        var peerEnded = false
+        var endSent = false
         // lifecycle
         var closed: RPCError?
         var queued = false
@@ -101,7 +118,10 @@ final class H2StreamIO: H2BodySource, Sendable {
         var stopWaiter: CheckedContinuation<Void, Never>?
     }
 
-    let outbox: ConnectionOutbox
+    /// The connection this stream lives on. A client stream that never got to open can move to
+    /// another connection (`rehome`); server streams never move.
+    private let home: Mutex<(outbox: ConnectionOutbox, moves: Int)>
+    var outbox: ConnectionOutbox { home.withLock { $0.outbox } }
     let isServer: Bool
     let maxMessageSize: Int
     /// Client: when the call gives up.
@@ -115,11 +135,12 @@ final class H2StreamIO: H2BodySource, Sendable {
         isServer = server
         self.deadline = deadline
         self.streamID = streamID
-        self.outbox = outbox
+        home = Mutex((outbox, 0))
         self.maxMessageSize = maxMessageSize
         var initial = State()
         if let headers {
             initial.open = headers
+            initial.requestHeaders = headers
             initial.queued = true
         }
         state = Mutex(initial)
@@ -304,8 +325,31 @@ final class H2StreamIO: H2BodySource, Sendable {
 
     // MARK: event-loop side
 
-    func takeWork() -> StreamWork {
-        state.withLock { s in
+    /// Client: the stream could not open on its connection (it was going away or closed before
+    /// the stream was sent), so nothing reached the server: try another connection. Returns
+    /// false when the stream is over or has moved too often.
+    func rehome(to outbox: ConnectionOutbox, headers: [HeaderField]?) -> Bool {
+        let moved = home.withLock { home -> Bool in
+            guard home.moves < 3 else { return false }
+            home.moves += 1
+            home.outbox = outbox
+            return true
+        }
+        guard moved else { return false }
+        let enqueue = state.withLock { s -> Bool in
+            guard s.closed == nil, headers != nil || s.open != nil else { return false }
+            if let headers { s.open = headers }
+            s.queued = true
+            return true
+        }
+        if enqueue { outbox.enqueue(self) }
+        return enqueue
+    }
+
+    /// The work for `outbox`'s event loop; nil if the stream has since moved to another one.
+    func takeWork(for outbox: ConnectionOutbox) -> StreamWork? {
+        guard self.outbox === outbox else { return nil }
+        return state.withLock { s in
             var work = StreamWork()
             s.queued = false
             work.open = s.open
@@ -357,9 +401,29 @@ final class H2StreamIO: H2BodySource, Sendable {
         return ack
     }
 
+    /// Client: the server refused the stream without processing it (RST_STREAM REFUSED_STREAM,
+    /// or a GOAWAY that excludes it). If everything sent is still at hand and the server said
+    /// nothing, rewinds the stream so it can be sent again; returns the headers to open it with.
+    func rewindForReplay() -> [HeaderField]? {
+        state.withLock { s -> [HeaderField]? in
+            guard s.closed == nil, s.head == nil, s.inboundEnd == nil, let replay = s.replay, let headers = s.requestHeaders else { return nil }
+            var chunks = CircularBuffer<ByteBuffer>(initialCapacity: replay.count + s.chunks.count)
+            chunks.append(contentsOf: replay)
+            chunks.append(contentsOf: s.chunks)
+            s.chunks = chunks
+            s.outboundBytes += s.replayBytes
+            s.replay = []
+            s.replayBytes = 0
+            s.endSent = false
+            s.heldWindow = 0
+            return headers
+        }
+    }
+
     /// The peer half-closed (server) or the trailers carried this status (client).
     func finishInbound(_ result: Result<Void, RPCError>) {
         let reader = state.withLock { s -> CheckedContinuation<ByteBuffer?, any Error>? in
+            s.peerEnded = true
             guard s.inboundEnd == nil else { return nil }
             s.inboundEnd = result
             defer { s.reader = nil }
@@ -374,6 +438,7 @@ final class H2StreamIO: H2BodySource, Sendable {
     /// Client: the response headers arrived.
     func receiveHead(_ metadata: Metadata) {
         let waiter = state.withLock { s -> CheckedContinuation<Metadata, any Error>? in
+            s.replay = nil
             guard s.head == nil else { return nil }
             s.head = .success(metadata)
             defer { s.headWaiter = nil }
@@ -418,7 +483,8 @@ final class H2StreamIO: H2BodySource, Sendable {
             s.mustStop = true
             stopWaiter = s.stopWaiter
             s.stopWaiter = nil
-            guard reset else { return (true, false) }
+            // A finished call needs no RST_STREAM (and no extra event-loop hop to skip one).
+            guard reset, !(s.peerEnded && s.endSent) else { return (true, false) }
             s.resetRequested = true
             defer { s.queued = true }
             return (true, !s.queued)
@@ -443,6 +509,14 @@ final class H2StreamIO: H2BodySource, Sendable {
                 s.chunks[index].withUnsafeReadableBytes { bytes in
                     UnsafeMutableRawBufferPointer(rebasing: buffer[written..<(written + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<n]))
                 }
+                if !isServer, s.replay != nil {
+                    if s.replayBytes + n <= Self.replayLimit, let sent = s.chunks[index].getSlice(at: s.chunks[index].readerIndex, length: n) {
+                        s.replay!.append(sent)
+                        s.replayBytes += n
+                    } else {
+                        s.replay = nil
+                    }
+                }
                 s.chunks[index].moveReaderIndex(forwardBy: n)
                 if s.chunks[index].readableBytes == 0 { s.chunks.removeFirst() }
                 written += n
@@ -454,6 +528,7 @@ final class H2StreamIO: H2BodySource, Sendable {
             }
             let end = s.chunks.isEmpty && (isServer ? s.trailers != nil : s.outboundEnded && s.closed == nil)
             if written == 0 && !end { return nil }
+            if end { s.endSent = true }
             return (written, end, end ? s.trailers : nil)
         }
         writer?.resume()

@@ -50,7 +50,9 @@ public final class RPCServer: Service, Sendable {
     private let methods: [String: RegisteredMethod]
     private let logger: Logger
     private let state = Mutex<State>(.idle([]))
-    private let connections = Mutex<[ObjectIdentifier: ServerConnection]>([:])
+    /// Open connections, so graceful shutdown can reach them; once draining, new ones are told
+    /// to drain as soon as they register.
+    private let connections = Mutex<(open: [ObjectIdentifier: ServerConnection], draining: Bool)>(([:], false))
 
     public init(configuration: Configuration, services: [any RPCService], logger: Logger) {
         self.configuration = configuration
@@ -136,10 +138,14 @@ public final class RPCServer: Service, Sendable {
                 try await listener.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await connection in inbound {
+                            let draining = self.connections.withLock { connections -> Bool in
+                                connections.open[ObjectIdentifier(connection)] = connection
+                                return connections.draining
+                            }
+                            if draining { connection.beginGracefulShutdown() }
                             group.addTask {
-                                self.connections.withLock { $0[ObjectIdentifier(connection)] = connection }
                                 await connection.run()
-                                self.connections.withLock { $0[ObjectIdentifier(connection)] = nil }
+                                self.connections.withLock { _ = $0.open.removeValue(forKey: ObjectIdentifier(connection)) }
                             }
                         }
                     }
@@ -149,7 +155,7 @@ public final class RPCServer: Service, Sendable {
             }
         } onCancel: {
             listener.channel.close(promise: nil)
-            for connection in self.connections.withLock({ Array($0.values) }) { connection.channel.close(promise: nil) }
+            for connection in self.connections.withLock({ Array($0.open.values) }) { connection.channel.close(promise: nil) }
         }
         logger.info("RPC server stopped")
     }
@@ -157,7 +163,11 @@ public final class RPCServer: Service, Sendable {
     private func beginGracefulShutdown(listener: any Channel) {
         logger.info("RPC server shutting down gracefully")
         listener.close(promise: nil)
-        for connection in connections.withLock({ Array($0.values) }) { connection.beginGracefulShutdown() }
+        let open = connections.withLock { connections -> [ServerConnection] in
+            connections.draining = true
+            return Array(connections.open.values)
+        }
+        for connection in open { connection.beginGracefulShutdown() }
     }
 
     private func finish(_ error: (any Error)?) {

@@ -2,18 +2,25 @@ import Logging
 import NIOCore
 
 /// A call accepted by a connection, handed to the connection's task to run its handler.
-struct ServerCall: Sendable {
+/// A class: it is captured by two tasks, and copying a context per capture costs.
+final class ServerCall: Sendable {
     let io: H2StreamIO
     let method: RegisteredMethod
     let context: ServerContext
 
+    init(io: H2StreamIO, method: RegisteredMethod, context: ServerContext) {
+        self.io = io
+        self.method = method
+        self.context = context
+    }
+
     /// Runs the handler in a child task so a reset, an expired deadline or a lost connection
     /// can cancel it; returns when the handler has returned.
     func run() async {
+        let io = io, method = method, context = context
         await withDiscardingTaskGroup { group in
             group.addTask {
                 let requests = RPCAsyncSequence<ByteBuffer>(wrapping: InboundMessages(io: io))
-                let io = io
                 let responses = RPCWriter<any RPCMessage> { try await io.write($0) }
                 var status: RPCError?
                 do {
@@ -34,11 +41,18 @@ struct ServerCall: Sendable {
 /// One server connection on its event loop: nghttp2 in server mode, a gRPC state machine per
 /// stream, handlers started through `calls` (the connection's task runs them).
 final class ServerConnectionHandler: H2ChannelHandler {
-    private struct Slot {
+    /// A class, so the hot path looks a stream up once and mutates it in place.
+    private final class Slot {
         var machine: ServerStreamStateMachine
-        var io: H2StreamIO?
-        var method: MethodDescriptor?
+        let io: H2StreamIO?
+        let method: MethodDescriptor?
         var deadlineTimer: Scheduled<Void>?
+
+        init(machine: ServerStreamStateMachine, io: H2StreamIO?, method: MethodDescriptor?) {
+            self.machine = machine
+            self.io = io
+            self.method = method
+        }
     }
 
     private let methods: [String: RegisteredMethod]
@@ -47,6 +61,7 @@ final class ServerConnectionHandler: H2ChannelHandler {
     private let gracePeriod: Duration
     private var streams: [Int32: Slot] = [:]
     private var draining = false
+    private var finalGoAwaySent = false
     private var peer = "unknown"
 
     init(h2: H2Connection, outbox: ConnectionOutbox, methods: [String: RegisteredMethod], maxMessageSize: Int,
@@ -90,8 +105,10 @@ final class ServerConnectionHandler: H2ChannelHandler {
                 ])
             }
             streamCountChanged()
-            if draining && streams.isEmpty { close() }
-        case .goAway, .pingAck, .remoteSettings:
+            if finalGoAwaySent && streams.isEmpty { close() }
+        case .pingAck:
+            sendFinalGoAway()
+        case .goAway, .remoteSettings:
             break
         }
     }
@@ -119,9 +136,9 @@ final class ServerConnectionHandler: H2ChannelHandler {
             var context = ServerContext(
                 method: method.descriptor, metadata: head.metadata, deadline: deadline, peer: peer, logger: callLogger)
             context.io = io
-            var slot = Slot(machine: machine, io: io, method: method.descriptor)
-            if let deadline, let eventLoop = self.context?.eventLoop {
-                slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: NIODeadline(deadline)) { [weak self] in
+            let slot = Slot(machine: machine, io: io, method: method.descriptor)
+            if let deadline, let at = NIODeadline.at(deadline), let eventLoop = self.context?.eventLoop {
+                slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: at) { [weak self] in
                     self?.fail(stream, RPCError(.deadlineExceeded, "the deadline expired"))
                     self?.flush()
                 }
@@ -137,7 +154,7 @@ final class ServerConnectionHandler: H2ChannelHandler {
         let bytes = chunk.readableBytes
         h2.consumeConnection(bytes)
         guard bytes > 0 else { return }
-        guard var slot = streams[stream], let io = slot.io, !slot.machine.isClosed else {
+        guard let slot = streams[stream], let io = slot.io, !slot.machine.isClosed else {
             h2.consumeStream(stream, bytes)  // the call is over: discard, but keep the peer flowing
             return
         }
@@ -145,30 +162,26 @@ final class ServerConnectionHandler: H2ChannelHandler {
         do {
             try slot.machine.receiveData(chunk, into: &messages)
         } catch {
-            streams[stream] = slot
             h2.consumeStream(stream, bytes)
             fail(stream, error)
             return
         }
-        streams[stream] = slot
         h2.consumeStream(stream, io.receive(messages, wireBytes: bytes))
     }
 
     private func endRequest(_ stream: Int32) {
-        guard var slot = streams[stream], let io = slot.io, !slot.machine.isClosed else { return }
+        guard let slot = streams[stream], let io = slot.io, !slot.machine.isClosed else { return }
         do {
             try slot.machine.receiveEnd()
-            streams[stream] = slot
             io.finishInbound(.success(()))
         } catch {
-            streams[stream] = slot
             fail(stream, error)
         }
     }
 
     /// Ends a call from the server side with `error`: stops the handler and sends the status.
     private func fail(_ stream: Int32, _ error: RPCError) {
-        guard var slot = streams[stream], !slot.machine.isClosed else { return }
+        guard let slot = streams[stream], !slot.machine.isClosed else { return }
         slot.deadlineTimer?.cancel()
         slot.deadlineTimer = nil
         slot.io?.abort(error)
@@ -179,7 +192,6 @@ final class ServerConnectionHandler: H2ChannelHandler {
         } else {
             _ = h2.submitResponse(stream: stream, headers: slot.machine.trailersOnly(status: error, metadata: [:]), body: nil)
         }
-        streams[stream] = slot
     }
 
     // MARK: work from handlers
@@ -187,19 +199,14 @@ final class ServerConnectionHandler: H2ChannelHandler {
     override func serve(_ ios: [H2StreamIO]) {
         for io in ios {
             let stream = io.streamID
-            let work = io.takeWork()
-            guard var slot = streams[stream], slot.io === io else { continue }
+            guard let work = io.takeWork(for: outbox), let slot = streams[stream], slot.io === io else { continue }
             h2.consumeStream(stream, work.releaseWindow)
             guard !slot.machine.isClosed else { continue }
             if let finish = work.finish {
                 slot.deadlineTimer?.cancel()
                 slot.deadlineTimer = nil
                 var trailing = finish.trailing
-                if let status = finish.status {
-                    logger.debug("call failed", metadata: [
-                        "rpc.method": "\(slot.method?.path ?? "?")", "grpc.status": "\(status.code)", "error": "\(status.message)",
-                    ])
-                }
+                log(finish.status, method: slot.method)
                 if !slot.machine.hasResponded && !work.hasData {
                     for (key, value) in finish.initial { trailing.append(key, value) }
                     _ = h2.submitResponse(stream: stream, headers: slot.machine.trailersOnly(status: finish.status, metadata: trailing), body: nil)
@@ -217,24 +224,48 @@ final class ServerConnectionHandler: H2ChannelHandler {
                     h2.resumeData(stream: stream)
                 }
             }
-            streams[stream] = slot
+        }
+    }
+
+    /// One line per finished call. A handler error that no one mapped to a status (UNKNOWN with
+    /// a cause) is a bug in the service, so it is logged louder, with its cause.
+    private func log(_ status: RPCError?, method: MethodDescriptor?) {
+        let path = method?.path ?? "?"
+        guard let status else {
+            logger.debug("call finished", metadata: ["rpc.method": "\(path)", "grpc.status": "OK"])
+            return
+        }
+        if status.code == .unknown, let cause = status.cause {
+            logger.warning("handler failed with an unmapped error", metadata: [
+                "rpc.method": "\(path)", "grpc.status": "\(status.code)", "error": "\(String(reflecting: cause))",
+            ])
+        } else {
+            logger.debug("call failed", metadata: ["rpc.method": "\(path)", "grpc.status": "\(status.code)", "error": "\(status.message)"])
         }
     }
 
     // MARK: shutdown
 
-    /// GOAWAY: streams already received finish, new ones are refused; closes when none remain,
-    /// or when the grace period runs out.
+    /// Two-phase GOAWAY (RFC 9113 §6.8): a notice first, so the client stops opening streams,
+    /// then, one PING round trip later, the GOAWAY naming the last stream processed, so a stream
+    /// already in flight is served instead of refused. Closes when no stream remains, or when
+    /// the grace period runs out.
     func beginGracefulShutdown() {
         guard !draining, let context else { return }
         draining = true
-        h2.submitGoAway()
+        h2.submitShutdownNotice()
+        h2.submitPing()
         flush()
-        if streams.isEmpty {
-            close()
-        } else {
-            context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(gracePeriod)) { [weak self] in self?.close() }
-        }
+        let eventLoop = context.eventLoop.assumeIsolated()
+        eventLoop.scheduleTask(in: .seconds(1)) { [weak self] in self?.sendFinalGoAway() }
+        eventLoop.scheduleTask(in: TimeAmount(gracePeriod)) { [weak self] in self?.close() }
+    }
+
+    private func sendFinalGoAway() {
+        guard draining, !finalGoAwaySent else { return }
+        finalGoAwaySent = true
+        h2.submitGoAway()
+        if streams.isEmpty { close() } else { flush() }
     }
 
     override func idleTimedOut() {

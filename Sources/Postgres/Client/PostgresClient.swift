@@ -97,7 +97,8 @@ public final class PostgresClient: Sendable, Service {
     // MARK: pool
 
     private func checkout() async throws -> PostgresConnection {
-        // Fast path first, so an uncontended checkout schedules no timer.
+        // Only a queued checkout gets a timer (on a NIO event loop, which it never blocks). A timer
+        // is not cancelled when its waiter is served: firing then finds nothing to fail.
         let id = Mutex<Int?>(nil)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: Waiter) in

@@ -54,7 +54,7 @@ final class LibPQConnection {
             PQfinish(connection)
             var error = DatabaseError(.connectionFailed, reason: "cannot connect to \(configuration.host):\(configuration.port)")
             error.serverMessage = message?.trimmingCharacters(in: .whitespacesAndNewlines)
-            logger.warning("postgres connect failed", metadata: ["db.url": "\(configuration)"])
+            logger.warning("postgres connect failed", metadata: ["db.url": "\(configuration)", "db.error": "\(message ?? "")"])
             throw error
         }
         raw = connection
@@ -170,9 +170,13 @@ final class LibPQConnection {
             case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
                 result.affectedRows = Int(String(cString: PQcmdTuples(res))) ?? 0
             case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
-                // COPY through query(): end it, so the connection stays usable.
-                PQputCopyEnd(raw, "COPY is only supported through copyIn")
-                failure = failure ?? DatabaseError(.invalidParameter, reason: "use copyIn for COPY")
+                // COPY through query(): libpq repeats this result until the COPY ends, so end it
+                // (or drop the connection) rather than loop forever.
+                failure = failure ?? DatabaseError(.invalidParameter, reason: "COPY runs only through copyIn")
+                if !abandonCopy(raw, PQresultStatus(res)) {
+                    close()
+                    throw failure!
+                }
             default:
                 failure = failure ?? serverError(res)
             }
@@ -185,6 +189,24 @@ final class LibPQConnection {
         }
         if let failure { throw failure }
         return result
+    }
+
+    /// Ends a COPY nobody asked for: refuses COPY IN, discards COPY OUT. False if it cannot.
+    private func abandonCopy(_ raw: OpaquePointer, _ status: ExecStatusType) -> Bool {
+        switch status {
+        case PGRES_COPY_IN:
+            return PQputCopyEnd(raw, "COPY is only supported through copyIn") == 1
+        case PGRES_COPY_OUT:
+            while true {
+                var buffer: UnsafeMutablePointer<CChar>?
+                let length = PQgetCopyData(raw, &buffer, 0)
+                if let buffer { PQfreemem(buffer) }
+                if length == -1 { return true }
+                if length < -1 { return false }
+            }
+        default:
+            return false
+        }
     }
 
     private func serverError(_ res: OpaquePointer) -> DatabaseError {

@@ -83,11 +83,6 @@ public struct DatabaseError: Error, Sendable, CustomStringConvertible, CustomDeb
         guard let serverMessage else { return description }
         return "\(description): \(serverMessage)"
     }
-
-    /// True when the connection this error came from can no longer be used.
-    var breaksConnection: Bool {
-        code == .connectionLost || code == .connectionFailed
-    }
 }
 
 extension DatabaseError: RPCErrorConvertible {

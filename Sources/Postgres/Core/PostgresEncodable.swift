@@ -79,12 +79,11 @@ extension Date: PostgresEncodable {
 extension UUID: PostgresEncodable {
     public static var postgresType: PostgresType { .uuid }
     public func encode(into buffer: inout [UInt8]) {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
         withUnsafeBytes(of: uuid) { bytes in
             for (i, byte) in bytes.enumerated() {
                 if i == 4 || i == 6 || i == 8 || i == 10 { buffer.append(UInt8(ascii: "-")) }
-                buffer.append(hex[Int(byte >> 4)])
-                buffer.append(hex[Int(byte & 0xF)])
+                buffer.append(hexDigit(byte >> 4))
+                buffer.append(hexDigit(byte & 0xF))
             }
         }
     }
@@ -128,13 +127,12 @@ extension Array: PostgresEncodable where Element: PostgresArrayElement {
 extension UInt8: PostgresArrayElement {
     public static var arrayType: PostgresType { .bytea }
     public static func encodeArray(_ elements: [UInt8], into buffer: inout [UInt8]) {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
         buffer.reserveCapacity(buffer.count + 2 + elements.count * 2)
         buffer.append(UInt8(ascii: "\\"))
         buffer.append(UInt8(ascii: "x"))
         for byte in elements {
-            buffer.append(hex[Int(byte >> 4)])
-            buffer.append(hex[Int(byte & 0xF)])
+            buffer.append(hexDigit(byte >> 4))
+            buffer.append(hexDigit(byte & 0xF))
         }
     }
 }
@@ -155,4 +153,10 @@ extension String: PostgresArrayElement {
         }
         buffer.append(UInt8(ascii: "}"))
     }
+}
+
+/// Lower-case hex digit of a nibble, without a lookup table to allocate or guard.
+@inline(__always)
+func hexDigit(_ nibble: UInt8) -> UInt8 {
+    nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") - 10 + nibble
 }

@@ -48,6 +48,14 @@ public struct SQL: Sendable, ExpressibleByStringInterpolation, CustomStringConve
             appendInterpolation(value)
         }
 
+        /// One bind per element, comma-separated: `IN (\(list: ids))` becomes `IN ($1, $2, $3)`.
+        public mutating func appendInterpolation<T: PostgresEncodable>(list values: some Sequence<T>) {
+            for (i, value) in values.enumerated() {
+                if i > 0 { segments.append(.text(", ")) }
+                appendInterpolation(value)
+            }
+        }
+
         /// A quoted identifier: `"name"`, with embedded quotes doubled.
         public mutating func appendInterpolation(identifier: String) {
             segments.append(.text(SQL.quoteIdentifier(identifier)))
@@ -63,6 +71,10 @@ public struct SQL: Sendable, ExpressibleByStringInterpolation, CustomStringConve
 
         /// Another statement fragment, with its binds renumbered into this one.
         public mutating func appendInterpolation(_ fragment: SQL) { segments.append(contentsOf: fragment.segments) }
+    }
+
+    public static func += (lhs: inout SQL, rhs: SQL) {
+        lhs.segments.append(contentsOf: rhs.segments)
     }
 
     public static func + (lhs: SQL, rhs: SQL) -> SQL {

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// Postgres' ISO text form of `timestamptz` (`2024-05-06 07:08:09.123456+00`), written and read
 /// by hand: Foundation's formatters are far too slow for the batch path and depend on locale.

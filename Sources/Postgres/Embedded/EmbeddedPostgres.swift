@@ -1,6 +1,7 @@
 import Foundation
 public import Logging
 import NIOPosix
+public import ServiceLifecycle
 import Synchronization
 
 /// A Postgres cluster this process owns: `initdb` into a directory, `pg_ctl start` on a free port
@@ -10,7 +11,10 @@ import Synchronization
 /// Layout of `directory`: `data/` (PGDATA), `password` (0600, generated once), `server.log`.
 /// Postgres refuses to run as root, so as root every command runs as the `postgres` OS user
 /// (via `runuser`) and the directory is owned by it; its parents must let that user through.
-public final class EmbeddedPostgres: Sendable {
+///
+/// As a `Service` (for `faultline up`), `run()` starts the server if needed and stops it on
+/// graceful shutdown; call `start()` first to get the configuration the other services need.
+public final class EmbeddedPostgres: Sendable, Service {
     public let directory: String
     /// Off for throwaway test clusters: no fsync, no synchronous commit, no full-page writes.
     public let durable: Bool
@@ -38,6 +42,12 @@ public final class EmbeddedPostgres: Sendable {
     @discardableResult
     public func start() async throws -> PostgresConfiguration {
         try await NIOThreadPool.singleton.runIfActive { try self.startBlocking() }
+    }
+
+    public func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        try await stop()
     }
 
     /// Stops the server (`pg_ctl stop -m fast`, or `immediate` when the data does not matter).
@@ -71,6 +81,10 @@ public final class EmbeddedPostgres: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         try giveToServerUser(directory)
+        if asRoot, (try? Self.runProcess("/usr/bin/test", ["-w", directory, "-a", "-x", directory], asServerUser: true)) == nil {
+            throw DatabaseError(.embeddedServer, reason:
+                "the postgres OS user cannot reach \(directory): every parent directory must let it through (o+x)")
+        }
         let password = try loadOrCreatePassword()
         if !FileManager.default.fileExists(atPath: dataDirectory + "/PG_VERSION") {
             try initialise(password: password)
@@ -287,3 +301,17 @@ enum DatabaseAdmin {
 private func posix_spawn_file_actions_addclosefrom_np(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32
 @_silgen_name("posix_spawn_file_actions_addchdir_np")
 private func posix_spawn_file_actions_addchdir_np(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ path: UnsafePointer<CChar>) -> Int32
+
+extension EmbeddedPostgres {
+    /// The server a process should use: the one `variable` (default `DATABASE_URL`) names, or
+    /// else an embedded cluster in `directory`, started now (data kept across restarts). The
+    /// embedded server is returned so its owner can stop it (or run it as a `Service`).
+    public static func resolveServer(directory: String, variable: String = "DATABASE_URL",
+                                     logger: Logger = Logger(label: "faultline.postgres.embedded"))
+        async throws -> (configuration: PostgresConfiguration, embedded: EmbeddedPostgres?)
+    {
+        if let configuration = try PostgresConfiguration.fromEnvironment(variable) { return (configuration, nil) }
+        let embedded = EmbeddedPostgres(directory: directory, logger: logger)
+        return (try await embedded.start(), embedded)
+    }
+}

@@ -51,22 +51,27 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         guard text.utf8.count <= Self.maximumLength else {
             throw CronParseError(.tooLong, "expression is \(text.utf8.count) bytes; the limit is \(Self.maximumLength)")
         }
-        if let bad = text.unicodeScalars.firstIndex(where: { !($0.isASCII && ($0.value >= 0x20 && $0.value < 0x7F || $0 == "\t")) }) {
+        // Works on bytes from here on: only printable ASCII and tab are allowed.
+        if !text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F || $0 == 0x09 }),
+           let bad = text.unicodeScalars.firstIndex(where: { !($0.isASCII && ($0.value >= 0x20 && $0.value < 0x7F || $0 == "\t")) }) {
             let position = text.unicodeScalars.distance(from: text.unicodeScalars.startIndex, to: bad)
             let scalar = text.unicodeScalars[bad].value
             throw CronParseError(.invalidCharacter, "character U+\(String(scalar, radix: 16, uppercase: true)) at position \(position) is not allowed")
         }
-        let trimmed = text.drop(while: Self.isBlank).reversed().drop(while: Self.isBlank).reversed()
-        let source = String(trimmed)
-        guard !source.isEmpty else { throw CronParseError(.empty, "expression is empty") }
+        let bytes = Array(text.utf8)
+        var (low, high) = (0, bytes.count)
+        while low < high, Self.isBlank(bytes[low]) { low += 1 }
+        while high > low, Self.isBlank(bytes[high - 1]) { high -= 1 }
+        var body = bytes[low..<high]
+        guard !body.isEmpty else { throw CronParseError(.empty, "expression is empty") }
+        let source = Self.string(body)
 
-        var body = Substring(source)
-        if source.hasPrefix("@") {
+        if body.first == UInt8(ascii: "@") {
             guard let expanded = Self.aliases[source.lowercased()] else {
-                throw CronParseError(.unknownAlias, token: body,
+                throw CronParseError(.unknownAlias, token: source,
                                      "unknown alias; expected one of @yearly @annually @monthly @weekly @daily @midnight @hourly")
             }
-            body = Substring(expanded)
+            body = Array(expanded.utf8)[...]
         }
         let fields = body.split(whereSeparator: Self.isBlank)
         guard fields.count == 5 else {
@@ -81,53 +86,58 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         var dow = try Self.parse(fields[4], .dayOfWeek)
         if dow.contains(7) { dow.bits &= ~(1 << 7); dow.insert(0) }
         daysOfWeek = dow
-        dayOfMonthStar = fields[2].hasPrefix("*")
-        dayOfWeekStar = fields[4].hasPrefix("*")
+        dayOfMonthStar = fields[2].first == UInt8(ascii: "*")
+        dayOfWeekStar = fields[4].first == UInt8(ascii: "*")
     }
 
-    private static func isBlank(_ c: Character) -> Bool { c == " " || c == "\t" }
+    private typealias Bytes = ArraySlice<UInt8>
+
+    private static func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+    private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+    private static func string(_ bytes: Bytes) -> String { String(decoding: bytes, as: UTF8.self) }
 
     private static let monthNames = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
     private static let weekdayNames = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
 
-    private static func parse(_ text: Substring, _ field: CronField) throws(CronParseError) -> FieldSet {
+    private static func parse(_ text: Bytes, _ field: CronField) throws(CronParseError) -> FieldSet {
         var set = FieldSet()
-        for element in text.split(separator: ",", omittingEmptySubsequences: false) {
+        for element in text.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
             guard !element.isEmpty else {
-                throw CronParseError(.emptyElement, field: field, token: text, "list has an empty element")
+                throw CronParseError(.emptyElement, field: field, token: string(text), "list has an empty element")
             }
-            let pieces = element.split(separator: "/", omittingEmptySubsequences: false)
+            let token = string(element)
+            let pieces = element.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
             guard pieces.count <= 2 else {
-                throw CronParseError(.invalidToken, field: field, token: element, "more than one '/'")
+                throw CronParseError(.invalidToken, field: field, token: token, "more than one '/'")
             }
             let base = pieces[0]
+            let star = base.count == 1 && base.first == UInt8(ascii: "*")
             var low: Int, high: Int
-            if base == "*" {
+            if star {
                 (low, high) = (field.range.lowerBound, field.range.upperBound)
             } else {
-                let ends = base.split(separator: "-", omittingEmptySubsequences: false)
+                let ends = base.split(separator: UInt8(ascii: "-"), omittingEmptySubsequences: false)
                 guard ends.count <= 2, !ends.contains(where: \.isEmpty) else {
-                    throw CronParseError(.invalidToken, field: field, token: element,
-                                         "expected *, a value or a range a-b")
+                    throw CronParseError(.invalidToken, field: field, token: token, "expected *, a value or a range a-b")
                 }
-                low = try value(ends[0], field, element)
-                high = ends.count == 2 ? try value(ends[1], field, element) : low
+                low = try value(ends[0], field, token)
+                high = ends.count == 2 ? try value(ends[1], field, token) : low
                 guard low <= high else {
-                    throw CronParseError(.reversedRange, field: field, token: element,
-                                         "range start \(low) is after its end \(high)")
+                    throw CronParseError(.reversedRange, field: field, token: token, "range start \(low) is after its end \(high)")
                 }
             }
             var step = 1
             if pieces.count == 2 {
-                guard base == "*" || base.contains("-") else {
-                    throw CronParseError(.stepWithoutRange, field: field, token: element,
-                                         "a step needs * or a range before it (write \(base)-\(field.range.upperBound)/\(pieces[1]) or */\(pieces[1]))")
+                guard star || base.contains(UInt8(ascii: "-")) else {
+                    let (b, s) = (string(base), string(pieces[1]))
+                    throw CronParseError(.stepWithoutRange, field: field, token: token,
+                                         "a step needs * or a range before it (write \(b)-\(field.range.upperBound)/\(s) or */\(s))")
                 }
-                step = try number(pieces[1], field, element, what: "step")
-                guard step > 0 else { throw CronParseError(.zeroStep, field: field, token: element, "step must be at least 1") }
+                step = try number(pieces[1], field, token, what: "step")
+                guard step > 0 else { throw CronParseError(.zeroStep, field: field, token: token, "step must be at least 1") }
                 let span = field.range.count
                 guard step <= span else {
-                    throw CronParseError(.outOfRange, field: field, token: element, "step \(step) is larger than the field's span \(span)")
+                    throw CronParseError(.outOfRange, field: field, token: token, "step \(step) is larger than the field's span \(span)")
                 }
             }
             for v in stride(from: low, through: high, by: step) { set.insert(v) }
@@ -135,38 +145,38 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         return set
     }
 
-    private static func value(_ text: Substring, _ field: CronField, _ element: Substring) throws(CronParseError) -> Int {
-        if let first = text.first, first.isLetter {
+    private static func value(_ text: Bytes, _ field: CronField, _ token: String) throws(CronParseError) -> Int {
+        if let first = text.first, (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(first & 0xDF) {
             let names: [String] = switch field {
             case .month: monthNames
             case .dayOfWeek: weekdayNames
             default: []
             }
             guard !names.isEmpty else {
-                throw CronParseError(.invalidToken, field: field, token: element, "names are only allowed in the month and day-of-week fields")
+                throw CronParseError(.invalidToken, field: field, token: token, "names are only allowed in the month and day-of-week fields")
             }
-            guard let index = names.firstIndex(of: text.uppercased()) else {
-                throw CronParseError(.invalidToken, field: field, token: element,
-                                     "unknown name \"\(text.prefix(16))\"; expected one of \(names.joined(separator: " "))")
+            guard let index = names.firstIndex(of: string(text).uppercased()) else {
+                throw CronParseError(.invalidToken, field: field, token: token,
+                                     "unknown name \"\(string(text.prefix(16)))\"; expected one of \(names.joined(separator: " "))")
             }
             return field == .month ? index + 1 : index
         }
-        let v = try number(text, field, element, what: "value")
+        let v = try number(text, field, token, what: "value")
         guard field.range.contains(v) else {
-            throw CronParseError(.outOfRange, field: field, token: element,
+            throw CronParseError(.outOfRange, field: field, token: token,
                                  "\(v) is out of range \(field.range.lowerBound)-\(field.range.upperBound)")
         }
         return v
     }
 
-    private static func number(_ text: Substring, _ field: CronField, _ element: Substring, what: String) throws(CronParseError) -> Int {
-        guard !text.isEmpty, text.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-            throw CronParseError(.invalidToken, field: field, token: element, "\(what) \"\(text.prefix(16))\" is not a number")
+    private static func number(_ text: Bytes, _ field: CronField, _ token: String, what: String) throws(CronParseError) -> Int {
+        guard !text.isEmpty, text.allSatisfy(isDigit) else {
+            throw CronParseError(.invalidToken, field: field, token: token, "\(what) \"\(string(text.prefix(16)))\" is not a number")
         }
-        guard text.count <= 4, let v = Int(text) else {
-            throw CronParseError(.outOfRange, field: field, token: element, "\(what) \(text.prefix(16)) is out of range")
+        guard text.count <= 4 else {
+            throw CronParseError(.outOfRange, field: field, token: token, "\(what) \(string(text.prefix(16))) is out of range")
         }
-        return v
+        return text.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
     }
 
     // MARK: matching wall-clock time

@@ -51,10 +51,10 @@ public struct CronParseError: Error, Sendable, Hashable, CustomStringConvertible
     public let token: String?
     public let reason: String
 
-    init(_ code: Code, field: CronField? = nil, token: Substring? = nil, _ reason: String) {
+    init(_ code: Code, field: CronField? = nil, token: String? = nil, _ reason: String) {
         self.code = code
         self.field = field
-        self.token = token.map { $0.count > 32 ? String($0.prefix(32)) + "..." : String($0) }
+        self.token = token.map { $0.utf8.count > 32 ? String($0.prefix(32)) + "..." : $0 }
         self.reason = reason
     }
 

@@ -89,10 +89,12 @@ extension TimeZone {
             (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
                 || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || "/_+-".utf8.contains($0)
         }
-        if allowed, identifier.utf8.count <= 64, let zone = TimeZone(identifier: identifier),
-           zone.identifier == identifier || identifier == "UTC" {
-            return zone
+        guard allowed, !identifier.isEmpty, identifier.utf8.count <= 64 else {
+            throw ScheduleError(.unknownTimeZone, "time zone is not an IANA identifier (letters, digits, / _ + -, at most 64)")
         }
-        throw ScheduleError(.unknownTimeZone, "unknown IANA time zone \"\(identifier.prefix(64))\"")
+        guard let zone = TimeZone(identifier: identifier), zone.identifier == identifier || identifier == "UTC" else {
+            throw ScheduleError(.unknownTimeZone, "unknown IANA time zone \"\(identifier)\"")
+        }
+        return zone
     }
 }

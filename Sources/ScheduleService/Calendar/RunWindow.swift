@@ -76,6 +76,11 @@ public struct RunWindow: Sendable, Hashable {
         zone = ZoneRules(timeZone: timeZone)
     }
 
+    /// The same, with the zone given by IANA identifier (see `CronSchedule`).
+    public init(days: Weekdays, from start: LocalTime, to end: LocalTime, timeZoneIdentifier: String) throws(ScheduleError) {
+        try self.init(days: days, from: start, to: end, timeZone: TimeZone.iana(timeZoneIdentifier))
+    }
+
     public func contains(_ date: Date) -> Bool {
         contains(second: Int64(date.timeIntervalSince1970.rounded(.down)))
     }

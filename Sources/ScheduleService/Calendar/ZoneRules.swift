@@ -27,7 +27,7 @@ struct ZoneRules: Sendable, Hashable {
     /// changes that keep the total offset (a zone renaming its standard time); those are skipped.
     func nextTransition(after instant: Int64) -> Int64? {
         var cursor = instant
-        for _ in 0..<8 {
+        for _ in 0..<64 {
             guard let next = timeZone.nextDaylightSavingTimeTransition(
                 after: Date(timeIntervalSince1970: Double(cursor)))
             else { return nil }

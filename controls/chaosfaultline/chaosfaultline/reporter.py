@@ -138,8 +138,11 @@ class Reporter:
                 return
             self._seq += 1
             event = {"seq": self._seq, "type": kind, "ts_us": now_us(), "payload": payload}
-            if len(encode(event)) > MAX_LINE_BYTES:
-                event["payload"] = {"dropped": "payload too large"}
+            try:
+                if len(encode(event)) > MAX_LINE_BYTES:
+                    event["payload"] = {"dropped": "payload too large"}
+            except (TypeError, ValueError):
+                event["payload"] = {"dropped": "payload not encodable"}
             assert self.transport is not None
             self.transport.send(event)
 

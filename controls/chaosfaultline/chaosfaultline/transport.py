@@ -37,10 +37,10 @@ State = Literal["run", "pause", "terminate"]
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    """One protocol line. ``default=str`` keeps odd activity outputs (bytes, sets) encodable."""
-    return (
-        json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
-    ).encode("utf-8")
+    """One protocol line: strict JSON (no NaN/Infinity), raises ValueError or TypeError when
+    ``message`` cannot be. ``default=str`` keeps odd values (bytes, sets) encodable."""
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False)
+    return (text + "\n").encode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -309,9 +309,6 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
 class HttpTransport:
     """Batches events to the Gateway from a background thread so a slow Gateway never
     holds up an activity. Report only: over HTTP there is no pause or terminate."""
@@ -326,6 +323,8 @@ class HttpTransport:
         self._idle = threading.Event()  # set when everything sent so far is delivered or given up
         self._idle.set()
         self._failures = _Failures(config.max_consecutive_failures, "Gateway")
+        # Built on the sender thread: its HTTPS handler loads the CA store, tens of ms.
+        self._opener: urllib.request.OpenerDirector | None = None
         self._thread = threading.Thread(target=self._loop, name="faultline-http", daemon=True)
         self._thread.start()
 
@@ -427,8 +426,10 @@ class HttpTransport:
                 "Accept": "application/json",
             },
         )
+        if self._opener is None:
+            self._opener = urllib.request.build_opener(_NoRedirects)
         try:
-            with _opener.open(request, timeout=self._config.http_timeout_s) as response:
+            with self._opener.open(request, timeout=self._config.http_timeout_s) as response:
                 raw = response.read(MAX_LINE_BYTES)
         except urllib.error.HTTPError as error:
             self._failures.failed(f"POST {path}: HTTP {error.code}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -228,6 +229,7 @@ class Chaos:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its own process group, as the runner spawns it
         )
         return Started(process, journal, log)
 
@@ -248,6 +250,12 @@ class Started:
             self.process.kill()
             stdout, stderr = self.process.communicate()
             raise
+        finally:
+            # chaoslib leaves an interrupted process activity's child running: end the group.
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         return Run(
             returncode=self.process.returncode,
             journal=json.loads(self.journal_path.read_text()) if self.journal_path.exists() else None,

@@ -244,3 +244,21 @@ def test_events_after_close_are_dropped() -> None:
     reporter.close()
     reporter.before_loading("x")
     assert transport.events == []
+
+
+def test_an_event_over_the_line_limit_keeps_its_seq_but_drops_its_payload() -> None:
+    reporter, transport = scripted([], output_limit=4 * 1024 * 1024)
+    activity = {"name": "a", "type": "action"}
+    reporter.before_activity(activity)
+    reporter.after_activity(activity, {"status": "succeeded", "output": "x" * 2_000_000})
+    (after,) = [e for e in transport.events if e["type"] == "activity-after"]
+    assert after["payload"] == {"dropped": "payload too large"}
+    assert after["seq"] == 2
+    assert len(encode(after)) < 1024 * 1024
+
+
+def test_an_unencodable_payload_is_dropped_not_sent_as_invalid_json() -> None:
+    reporter, transport = scripted([])
+    reporter.emit("activity-after", {"duration": float("nan"), ("odd", "key"): 1})  # type: ignore[dict-item]
+    assert transport.events[0]["payload"] == {"dropped": "payload not encodable"}
+    json.loads(encode(transport.events[0]))

@@ -35,8 +35,9 @@ extension ExperimentsV1 {
         /// document as a whole.
         public var path: String = ""
         public var severity: ExperimentsV1.Severity = .unspecified
-        /// A stable machine-readable code, e.g. `missing-key`, `unknown-ref`, `duplicate-activity-name`,
-        /// `bad-control-scope`, `inline-secret`, `shell-arguments`, `bad-tolerance`, `not-json`.
+        /// A stable, dotted machine-readable code that clients match on (messages may change), e.g.
+        /// `experiment.title.missing`, `rollback.ref.unknown`, `activity.name.duplicate`,
+        /// `provider.process.arguments.shell`.
         public var code: String = ""
         /// For people: what is wrong and how to fix it.
         public var message: String = ""
@@ -500,7 +501,10 @@ extension ExperimentsV1 {
         public var deviated: Bool = false
         public var steadyStateBefore: ExperimentsV1.SteadyState = .unspecified
         public var steadyStateAfter: ExperimentsV1.SteadyState = .unspecified
-        /// Method activities that ran, and those whose run status was `failed` or missing (cut off).
+        /// NOT_MET when any check during the method was not met.
+        public var steadyStateDuring: ExperimentsV1.SteadyState = .unspecified
+        /// Method activities that ran, and those that failed or did not finish (an action whose process
+        /// exited non-zero or whose HTTP answer was >= 400 counts as failed here).
         public var activitiesRun: Int32 = 0
         public var activitiesFailed: Int32 = 0
         /// Rollback activities that ran, and those that failed.
@@ -519,6 +523,7 @@ extension ExperimentsV1 {
             deviated: Bool = false,
             steadyStateBefore: ExperimentsV1.SteadyState = .unspecified,
             steadyStateAfter: ExperimentsV1.SteadyState = .unspecified,
+            steadyStateDuring: ExperimentsV1.SteadyState = .unspecified,
             activitiesRun: Int32 = 0,
             activitiesFailed: Int32 = 0,
             rollbacksRun: Int32 = 0,
@@ -531,6 +536,7 @@ extension ExperimentsV1 {
             self.deviated = deviated
             self.steadyStateBefore = steadyStateBefore
             self.steadyStateAfter = steadyStateAfter
+            self.steadyStateDuring = steadyStateDuring
             self.activitiesRun = activitiesRun
             self.activitiesFailed = activitiesFailed
             self.rollbacksRun = rollbacksRun
@@ -542,27 +548,22 @@ extension ExperimentsV1 {
 }
 
 extension ExperimentsV1 {
-    /// How one execution scored. Formula `execution-v1`, every component in [0, 1]:
+    /// How one execution scored. Formula `execution-v1` (Sources/ExperimentService/SCORING.md):
     ///
-    ///   score = 0.4 * before + 0.4 * after + 0.1 * method + 0.1 * rollbacks
+    ///   score = verdict * rollback_factor, in [0, 1]
     ///
-    ///   before    = 1 when the steady state before the method was met or the experiment has no
-    ///               hypothesis; 0 when not met or a probe raised.
-    ///   after     = 1 when the steady state after the method was met or there is no hypothesis;
-    ///               0 when not met, a probe raised, or the check never ran because the run stopped.
-    ///   method    = fraction of method activities that succeeded (1 when the method is empty;
-    ///               0 when the method was skipped because the baseline was not met).
-    ///   rollbacks = fraction of played rollbacks that succeeded (1 when none were played).
+    ///   verdict:          COMPLETED 1; DEVIATED only during the method and met again after it (the
+    ///                     system recovered) 0.25; DEVIATED otherwise (after not met, baseline not met) 0;
+    ///                     FAILED, ABORTED, TIMED_OUT 0.5 (no verdict on the system).
+    ///   rollback_factor:  0.5 + 0.5 * R, R = share of played rollbacks that succeeded (1 when none
+    ///                     were played): rollbacks that fail leave the system damaged.
     ///
-    /// So a deviated run scores at most 0.6 and a baseline not met at most 0.2, though Chaos Toolkit
-    /// calls both `completed`. INTERRUPTED and LOST executions are not scored (they say nothing about
-    /// the system under test); TIMED_OUT scores what its journal shows, or 0 without one.
+    /// INTERRUPTED and LOST executions (and PENDING, RUNNING ones) have no score: a cancelled run or a
+    /// dead runner says nothing about the system.
     public struct ExecutionScore: Hashable, Sendable {
         public var value: Double = 0
-        public var before: Double = 0
-        public var after: Double = 0
-        public var method: Double = 0
-        public var rollbacks: Double = 0
+        public var verdict: Double = 0
+        public var rollbackFactor: Double = 0
         /// `execution-v1`.
         public var formula: String = ""
 
@@ -570,33 +571,32 @@ extension ExperimentsV1 {
 
         public init(
             value: Double = 0,
-            before: Double = 0,
-            after: Double = 0,
-            method: Double = 0,
-            rollbacks: Double = 0,
+            verdict: Double = 0,
+            rollbackFactor: Double = 0,
             formula: String = ""
         ) {
             self.value = value
-            self.before = before
-            self.after = after
-            self.method = method
-            self.rollbacks = rollbacks
+            self.verdict = verdict
+            self.rollbackFactor = rollbackFactor
             self.formula = formula
         }
     }
 }
 
 extension ExperimentsV1 {
-    /// How an experiment scores over its recent executions. Formula `experiment-v1`: the weighted mean
-    /// of the scores of the last N scored executions (N = `window`, default 10), newest first, the
-    /// k-th newest (k = 0, 1, ...) weighing 0.8^k, so a recent fix or regression shows quickly:
+    /// How an experiment scores over its recent executions. Formula `experiment-v1`: over the newest
+    /// `window` scored executions (default 10), newest first, i = 0, 1, ...:
     ///
-    ///   score = sum(0.8^k * s_k) / sum(0.8^k)
+    ///   score = sum(w_i * s_i) / sum(w_i),  w_i = decay^i  (decay 0.85 by default)
+    ///
+    /// so a regression shows after one run and a fix restores the score within a few. Unscored
+    /// executions are skipped, not counted as 0 or 1.
     public struct ExperimentScore: Hashable, Sendable {
         public var value: Double = 0
         /// Executions that entered the mean (at most `window`).
         public var executions: Int32 = 0
         public var window: Int32 = 0
+        public var decay: Double = 0
         public var computedAtUs: Int64 = 0
         /// `experiment-v1`.
         public var formula: String = ""
@@ -607,12 +607,14 @@ extension ExperimentsV1 {
             value: Double = 0,
             executions: Int32 = 0,
             window: Int32 = 0,
+            decay: Double = 0,
             computedAtUs: Int64 = 0,
             formula: String = ""
         ) {
             self.value = value
             self.executions = executions
             self.window = window
+            self.decay = decay
             self.computedAtUs = computedAtUs
             self.formula = formula
         }
@@ -744,8 +746,7 @@ extension ExperimentsV1 {
         public var startedAtUs: Int64 = 0
         /// 0 until terminal.
         public var endedAtUs: Int64 = 0
-        /// For people: why it ended so (e.g. "no journal: chaos exited with 1 before running",
-        /// "runner r-2 stopped heartbeating").
+        /// For people: why it ended so (e.g. "no journal: chaos exited with 1 before running").
         public var reason: String = ""
         /// Present once terminal.
         public var outcome: ExperimentsV1.ExecutionOutcome? = nil
@@ -759,6 +760,12 @@ extension ExperimentsV1 {
         public var startedBy: CommonV1.Actor? = nil
         /// The maximum run duration the runner enforces (0 = its default).
         public var maxDurationUs: Int64 = 0
+        /// Why it ended so, as a stable code: `steady_state_met`, `rollback_failed`,
+        /// `steady_state_after_not_met`, `steady_state_during_not_met`, `baseline_not_met`,
+        /// `method_activity_failed`, `hypothesis_probe_failed`, `run_failed`, `run_aborted`,
+        /// `interrupted`, `cancelled`, `time_limit`, `killed`, `pre_run_error`, `journal_missing`,
+        /// `journal_unreadable`, `runner_lost`. Empty until terminal.
+        public var reasonCode: String = ""
 
         public init() {}
 
@@ -783,7 +790,8 @@ extension ExperimentsV1 {
             contiguousSequence: Int64 = 0,
             eventsReceived: Int64 = 0,
             startedBy: CommonV1.Actor? = nil,
-            maxDurationUs: Int64 = 0
+            maxDurationUs: Int64 = 0,
+            reasonCode: String = ""
         ) {
             self.id = id
             self.experimentId = experimentId
@@ -806,6 +814,7 @@ extension ExperimentsV1 {
             self.eventsReceived = eventsReceived
             self.startedBy = startedBy
             self.maxDurationUs = maxDurationUs
+            self.reasonCode = reasonCode
         }
     }
 }
@@ -824,6 +833,9 @@ extension ExperimentsV1 {
         /// Idempotency key: retrying with the same key returns the execution the first call created.
         /// Runners use the plan run id or their own run id.
         public var requestId: String = ""
+        /// An execution that runs outside Faultline (a plain `chaos run` with the faultline control
+        /// reporting through the Gateway): no runner; it becomes RUNNING with its first event.
+        public var external: Bool = false
 
         public init() {}
 
@@ -836,7 +848,8 @@ extension ExperimentsV1 {
             environmentId: String = "",
             integrationIds: [String] = [],
             maxDurationUs: Int64 = 0,
-            requestId: String = ""
+            requestId: String = "",
+            external: Bool = false
         ) {
             self.experimentId = experimentId
             self.experimentRevision = experimentRevision
@@ -847,6 +860,7 @@ extension ExperimentsV1 {
             self.integrationIds = integrationIds
             self.maxDurationUs = maxDurationUs
             self.requestId = requestId
+            self.external = external
         }
     }
 }
@@ -906,21 +920,23 @@ extension ExperimentsV1 {
 }
 
 extension ExperimentsV1 {
-    /// Ends an execution. With a journal, the state comes from the journal (status and deviated);
-    /// `fallback_state` decides only when there is no journal or when the runner knows better:
-    /// TIMED_OUT and LOST always win, INTERRUPTED wins over a journal-less exit.
-    /// Completing an already terminal execution with the same request is a no-op (retry-safe);
-    /// with a different one it is FAILED_PRECONDITION.
+    /// Ends an execution. The state is derived from the journal first, and from the process exit
+    /// and the stop request only when there is no journal (SCORING.md has the rules): the exit code
+    /// alone never decides. With neither journal nor exit, the execution is LOST (`runner_lost`):
+    /// that is how a restarted runner ends the runs it owned, and how ScheduleService ends those of a
+    /// runner that stopped heartbeating. Completing an already terminal execution again is a no-op.
     public struct CompleteExecutionRequest: Hashable, Sendable {
         public var executionId: String = ""
         /// The journal file's JSON text; empty when `chaos` wrote none.
         public var journalJson: String = ""
-        /// The chaos log (`--log-file`) text. The service keeps at most its configured cap (tail
-        /// dropped, a truncation marker appended).
+        /// The chaos log (`--log-file`) text, invalid UTF-8 replaced with U+FFFD and NUL removed by
+        /// the runner. The service keeps at most its configured cap (the end dropped, a truncation
+        /// marker appended).
         public var log: String = ""
+        /// How the `chaos` process ended; absent when the runner does not know (it lost the process).
         public var exit: ExperimentsV1.ProcessExit? = nil
-        /// A terminal state.
-        public var fallbackState: ExperimentsV1.ExecutionState = .unspecified
+        public var stopRequest: ExperimentsV1.StopRequest = .unspecified
+        /// For people, e.g. what the runner saw; the service adds its own.
         public var reason: String = ""
         /// When the process ended (runner clock); 0 = now.
         public var endedAtUs: Int64 = 0
@@ -932,7 +948,7 @@ extension ExperimentsV1 {
             journalJson: String = "",
             log: String = "",
             exit: ExperimentsV1.ProcessExit? = nil,
-            fallbackState: ExperimentsV1.ExecutionState = .unspecified,
+            stopRequest: ExperimentsV1.StopRequest = .unspecified,
             reason: String = "",
             endedAtUs: Int64 = 0
         ) {
@@ -940,7 +956,7 @@ extension ExperimentsV1 {
             self.journalJson = journalJson
             self.log = log
             self.exit = exit
-            self.fallbackState = fallbackState
+            self.stopRequest = stopRequest
             self.reason = reason
             self.endedAtUs = endedAtUs
         }
@@ -1002,6 +1018,8 @@ extension ExperimentsV1 {
         /// Only executions created at or after / before these times (0 = unbounded).
         public var createdAfterUs: Int64 = 0
         public var createdBeforeUs: Int64 = 0
+        /// Executions of this runner (e.g. to end as LOST those of a runner that stopped heartbeating).
+        public var runnerId: String = ""
 
         public init() {}
 
@@ -1013,7 +1031,8 @@ extension ExperimentsV1 {
             planRunId: String = "",
             states: [ExperimentsV1.ExecutionState] = [],
             createdAfterUs: Int64 = 0,
-            createdBeforeUs: Int64 = 0
+            createdBeforeUs: Int64 = 0,
+            runnerId: String = ""
         ) {
             self.pageSize = pageSize
             self.pageToken = pageToken
@@ -1023,6 +1042,7 @@ extension ExperimentsV1 {
             self.states = states
             self.createdAfterUs = createdAfterUs
             self.createdBeforeUs = createdBeforeUs
+            self.runnerId = runnerId
         }
     }
 }
@@ -1118,15 +1138,18 @@ extension ExperimentsV1 {
         /// 1-based, contiguous per execution. (execution_id, sequence) identifies an event: a repeat is
         /// ignored, so retries are safe.
         public var sequence: Int64 = 0
-        /// The hook or event, e.g. `before-experiment`, `after-hypothesis`, `before-activity`,
-        /// `after-activity`, `before-rollback`, `run-finished`, `pause`, `resume`, `log`.
+        /// The event type of the faultline control protocol (controls/chaosfaultline PROTOCOL.md):
+        /// `loading-before`, `loading-after`, `experiment-before`, `experiment-after`,
+        /// `hypothesis-before`, `hypothesis-after`, `method-before`, `method-after`, `rollbacks-before`,
+        /// `rollbacks-after`, `activity-before`, `activity-after`, `paused`, `resumed`,
+        /// `terminate-requested`; new types may be added.
         public var type: String = ""
         /// When the control saw it (its clock).
         public var occurredAtUs: Int64 = 0
         /// Set by ExperimentService when stored; ignored on input.
         public var receivedAtUs: Int64 = 0
-        /// The event as the control reported it: a JSON object text (outputs already truncated by the
-        /// control).
+        /// The event's `payload` as the control reported it: a JSON object text (outputs already
+        /// truncated by the control).
         public var payloadJson: String = ""
         /// The activity the event is about, when any (for filtering and display).
         public var activityName: String = ""
@@ -1154,7 +1177,11 @@ extension ExperimentsV1 {
 }
 
 extension ExperimentsV1 {
-    /// One message of the ReportEvents stream: a batch of events, possibly of several executions.
+    /// One message of the ReportEvents stream: a batch of events, possibly of several executions
+    /// (all of the stream's organisation, from its metadata). An unknown execution id fails the
+    /// call with NOT_FOUND; new events for an execution that already ended fail it with
+    /// FAILED_PRECONDITION (repeats of stored events are still just ignored): a runner delivers its
+    /// spool before it completes the execution.
     public struct ReportEventsRequest: Hashable, Sendable {
         public var events: [ExperimentsV1.ExecutionEvent] = []
 
@@ -1695,31 +1722,31 @@ extension ExperimentsV1 {
 }
 
 extension ExperimentsV1 {
-    /// Where an execution is in its life: PENDING -> RUNNING -> exactly one terminal state.
-    /// PENDING may also go straight to a terminal state (e.g. LOST, FAILED before the process
-    /// started). Any other transition is FAILED_PRECONDITION.
+    /// Where an execution is in its life: PENDING -> RUNNING -> exactly one terminal state. From
+    /// PENDING a run may also end without running (FAILED, INTERRUPTED, LOST). Any other transition is
+    /// FAILED_PRECONDITION; asking for the current state again is a no-op (retries are safe).
+    /// The rules that derive the state from the journal: Sources/ExperimentService/SCORING.md.
     public enum ExecutionState: RawRepresentable, Hashable, Sendable {
         case unspecified  // = 0
-        /// Created; the runner has not started `chaos run` yet.
+        /// Created; `chaos run` has not started yet.
         case pending  // = 1
-        /// `chaos run` is running.
         case running  // = 2
-        /// Journal status `completed` and not deviated. Includes a baseline not met and failed method
-        /// activities (see the score for those).
+        /// The steady state held before, during and after the method, and every method activity
+        /// succeeded (a failed rollback still completes, with reason `rollback_failed`).
         case completed  // = 3
-        /// Journal status `completed` with `deviated: true`: the steady state after the method was not
-        /// met.
+        /// The system did not hold its steady state: before the method (`baseline_not_met`, although
+        /// Chaos Toolkit says `completed` and exits 0), during it, or after it.
         case deviated  // = 4
-        /// Journal status `failed` (a hypothesis probe raised), or `chaos` failed before writing a
-        /// journal (invalid experiment at load time, bad rollback ref, ...).
+        /// The experiment could not be carried out: a pre-run error (no journal), a method activity that
+        /// failed (again whatever the exit code), or a hypothesis probe that raised.
         case failed  // = 5
-        /// Journal status `aborted`: an unexpected error in the method.
+        /// Chaos Toolkit aborted the run on an unexpected error.
         case aborted  // = 6
-        /// Journal status `interrupted`: terminated by a user, a halt, a safeguard or a signal.
+        /// Stopped on purpose: a user, a halt, a safeguard, a signal from the runner.
         case interrupted  // = 7
-        /// The runner vanished (crash, lost heartbeats) without completing it.
+        /// Nobody knows how it ended: the runner died, or the process was killed from outside.
         case lost  // = 8
-        /// Stopped by the runner after the maximum run duration.
+        /// The runner stopped it because it ran past its time limit.
         case timedOut  // = 9
         /// A value this version of the contract does not know (proto3 enums are open).
         case unrecognized(Int32)
@@ -1810,6 +1837,45 @@ extension ExperimentsV1 {
 }
 
 extension ExperimentsV1 {
+    /// Why the runner itself stopped a run, when it did.
+    public enum StopRequest: RawRepresentable, Hashable, Sendable {
+        /// The runner did not stop it: it ended on its own (or the runner cannot tell).
+        case unspecified  // = 0
+        /// A user, a halt, REPLACE or a control asked to terminate it.
+        case cancelled  // = 1
+        /// It ran past its maximum duration.
+        case timeLimit  // = 2
+        /// A value this version of the contract does not know (proto3 enums are open).
+        case unrecognized(Int32)
+
+        /// Every value this version knows, in declaration order.
+        public static let knownCases: [StopRequest] = [.unspecified, .cancelled, .timeLimit]
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .unspecified
+            case 1: self = .cancelled
+            case 2: self = .timeLimit
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .unspecified: 0
+            case .cancelled: 1
+            case .timeLimit: 2
+            case .unrecognized(let value): value
+            }
+        }
+
+        // Equal by number, so `.unrecognized(1)` built by hand equals the named case for 1.
+        public static func == (lhs: StopRequest, rhs: StopRequest) -> Bool { lhs.rawValue == rhs.rawValue }
+        public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+    }
+}
+
+extension ExperimentsV1 {
     /// The methods of `faultline.experiments.v1.ExperimentService`.
     public enum ExperimentMethods {
         public static let validateExperiment = MethodDescriptor(service: "faultline.experiments.v1.ExperimentService", method: "ValidateExperiment")
@@ -1842,6 +1908,7 @@ extension ExperimentsV1 {
     }
 
     /// The memory of the platform: experiments, their executions and everything a run reported.
+    ///
     /// The server side of `faultline.experiments.v1.ExperimentService`: implement one requirement per RPC; `methods` is provided.
     public protocol ExperimentService: RPCService {
         /// Checks an experiment text without storing it.
@@ -1883,6 +1950,7 @@ extension ExperimentsV1 {
     }
 
     /// The memory of the platform: experiments, their executions and everything a run reported.
+    ///
     /// A typed client of `faultline.experiments.v1.ExperimentService` over any `RPCCaller` (normally an `RPCClient`).
     public struct ExperimentClient: Sendable {
         public let caller: any RPCCaller
@@ -3190,6 +3258,7 @@ extension ExperimentsV1.ExecutionOutcome: ProtoMessage {
         self.deviated = c.deviated != 0
         self.steadyStateBefore = ExperimentsV1.SteadyState(rawValue: Int32(truncatingIfNeeded: c.steady_state_before.rawValue))
         self.steadyStateAfter = ExperimentsV1.SteadyState(rawValue: Int32(truncatingIfNeeded: c.steady_state_after.rawValue))
+        self.steadyStateDuring = ExperimentsV1.SteadyState(rawValue: Int32(truncatingIfNeeded: c.steady_state_during.rawValue))
         self.activitiesRun = c.activities_run
         self.activitiesFailed = c.activities_failed
         self.rollbacksRun = c.rollbacks_run
@@ -3217,6 +3286,7 @@ extension ExperimentsV1.ExecutionOutcome: ProtoMessage {
         c.pointee.deviated = self.deviated ? 1 : 0
         c.pointee.steady_state_before = .init(rawValue: .init(truncatingIfNeeded: self.steadyStateBefore.rawValue))
         c.pointee.steady_state_after = .init(rawValue: .init(truncatingIfNeeded: self.steadyStateAfter.rawValue))
+        c.pointee.steady_state_during = .init(rawValue: .init(truncatingIfNeeded: self.steadyStateDuring.rawValue))
         c.pointee.activities_run = self.activitiesRun
         c.pointee.activities_failed = self.activitiesFailed
         c.pointee.rollbacks_run = self.rollbacksRun
@@ -3246,10 +3316,8 @@ extension ExperimentsV1.ExecutionScore: ProtoMessage {
         self.init()
         let c = pointer.pointee
         self.value = c.value
-        self.before = c.before
-        self.after = c.after
-        self.method = c.method
-        self.rollbacks = c.rollbacks
+        self.verdict = c.verdict
+        self.rollbackFactor = c.rollback_factor
         self.formula = try ProtoC.string(c.formula, field: "faultline.experiments.v1.ExecutionScore.formula")
     }
 
@@ -3268,10 +3336,8 @@ extension ExperimentsV1.ExecutionScore: ProtoMessage {
     /// Every pointer is stored as soon as it is allocated, so a throw leaves `c` freeable.
     private func fill(_ c: UnsafeMutablePointer<Faultline__Experiments__V1__ExecutionScore>) throws(RPCError) {
         c.pointee.value = self.value
-        c.pointee.before = self.before
-        c.pointee.after = self.after
-        c.pointee.method = self.method
-        c.pointee.rollbacks = self.rollbacks
+        c.pointee.verdict = self.verdict
+        c.pointee.rollback_factor = self.rollbackFactor
         if !self.formula.isEmpty { c.pointee.formula = try ProtoC.cString(self.formula, field: "faultline.experiments.v1.ExecutionScore.formula") }
     }
 }
@@ -3298,6 +3364,7 @@ extension ExperimentsV1.ExperimentScore: ProtoMessage {
         self.value = c.value
         self.executions = c.executions
         self.window = c.window
+        self.decay = c.decay
         self.computedAtUs = c.computed_at_us
         self.formula = try ProtoC.string(c.formula, field: "faultline.experiments.v1.ExperimentScore.formula")
     }
@@ -3319,6 +3386,7 @@ extension ExperimentsV1.ExperimentScore: ProtoMessage {
         c.pointee.value = self.value
         c.pointee.executions = self.executions
         c.pointee.window = self.window
+        c.pointee.decay = self.decay
         c.pointee.computed_at_us = self.computedAtUs
         if !self.formula.isEmpty { c.pointee.formula = try ProtoC.cString(self.formula, field: "faultline.experiments.v1.ExperimentScore.formula") }
     }
@@ -3563,6 +3631,7 @@ extension ExperimentsV1.Execution: ProtoMessage {
         self.eventsReceived = c.events_received
         if let p = c.started_by { self.startedBy = try CommonV1.Actor(c: p) }
         self.maxDurationUs = c.max_duration_us
+        self.reasonCode = try ProtoC.string(c.reason_code, field: "faultline.experiments.v1.Execution.reason_code")
     }
 
     /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
@@ -3607,6 +3676,7 @@ extension ExperimentsV1.Execution: ProtoMessage {
         c.pointee.events_received = self.eventsReceived
         if let v = self.startedBy { c.pointee.started_by = try v.makeC() }
         c.pointee.max_duration_us = self.maxDurationUs
+        if !self.reasonCode.isEmpty { c.pointee.reason_code = try ProtoC.cString(self.reasonCode, field: "faultline.experiments.v1.Execution.reason_code") }
     }
 }
 
@@ -3643,6 +3713,7 @@ extension ExperimentsV1.CreateExecutionRequest: ProtoMessage {
         }
         self.maxDurationUs = c.max_duration_us
         self.requestId = try ProtoC.string(c.request_id, field: "faultline.experiments.v1.CreateExecutionRequest.request_id")
+        self.external = c.external != 0
     }
 
     /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
@@ -3675,6 +3746,7 @@ extension ExperimentsV1.CreateExecutionRequest: ProtoMessage {
         }
         c.pointee.max_duration_us = self.maxDurationUs
         if !self.requestId.isEmpty { c.pointee.request_id = try ProtoC.cString(self.requestId, field: "faultline.experiments.v1.CreateExecutionRequest.request_id") }
+        c.pointee.external = self.external ? 1 : 0
     }
 }
 
@@ -3827,7 +3899,7 @@ extension ExperimentsV1.CompleteExecutionRequest: ProtoMessage {
         self.journalJson = try ProtoC.string(c.journal_json, field: "faultline.experiments.v1.CompleteExecutionRequest.journal_json")
         self.log = try ProtoC.string(c.log, field: "faultline.experiments.v1.CompleteExecutionRequest.log")
         if let p = c.exit { self.exit = try ExperimentsV1.ProcessExit(c: p) }
-        self.fallbackState = ExperimentsV1.ExecutionState(rawValue: Int32(truncatingIfNeeded: c.fallback_state.rawValue))
+        self.stopRequest = ExperimentsV1.StopRequest(rawValue: Int32(truncatingIfNeeded: c.stop_request.rawValue))
         self.reason = try ProtoC.string(c.reason, field: "faultline.experiments.v1.CompleteExecutionRequest.reason")
         self.endedAtUs = c.ended_at_us
     }
@@ -3850,7 +3922,7 @@ extension ExperimentsV1.CompleteExecutionRequest: ProtoMessage {
         if !self.journalJson.isEmpty { c.pointee.journal_json = try ProtoC.cString(self.journalJson, field: "faultline.experiments.v1.CompleteExecutionRequest.journal_json") }
         if !self.log.isEmpty { c.pointee.log = try ProtoC.cString(self.log, field: "faultline.experiments.v1.CompleteExecutionRequest.log") }
         if let v = self.exit { c.pointee.exit = try v.makeC() }
-        c.pointee.fallback_state = .init(rawValue: .init(truncatingIfNeeded: self.fallbackState.rawValue))
+        c.pointee.stop_request = .init(rawValue: .init(truncatingIfNeeded: self.stopRequest.rawValue))
         if !self.reason.isEmpty { c.pointee.reason = try ProtoC.cString(self.reason, field: "faultline.experiments.v1.CompleteExecutionRequest.reason") }
         c.pointee.ended_at_us = self.endedAtUs
     }
@@ -4008,6 +4080,7 @@ extension ExperimentsV1.ListExecutionsRequest: ProtoMessage {
         }
         self.createdAfterUs = c.created_after_us
         self.createdBeforeUs = c.created_before_us
+        self.runnerId = try ProtoC.string(c.runner_id, field: "faultline.experiments.v1.ListExecutionsRequest.runner_id")
     }
 
     /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
@@ -4039,6 +4112,7 @@ extension ExperimentsV1.ListExecutionsRequest: ProtoMessage {
         }
         c.pointee.created_after_us = self.createdAfterUs
         c.pointee.created_before_us = self.createdBeforeUs
+        if !self.runnerId.isEmpty { c.pointee.runner_id = try ProtoC.cString(self.runnerId, field: "faultline.experiments.v1.ListExecutionsRequest.runner_id") }
     }
 }
 

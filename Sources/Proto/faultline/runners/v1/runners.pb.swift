@@ -253,6 +253,7 @@ extension RunnersV1 {
 
     /// Runs experiments with Chaos Toolkit. Pause, resume and terminate requests reach a run through
     /// ExperimentService's user state, which the runner follows.
+    ///
     /// The server side of `faultline.runners.v1.RunnerService`: implement one requirement per RPC; `methods` is provided.
     public protocol RunnerService: RPCService {
         func startRun(_ request: RunnersV1.StartRunRequest, context: ServerContext) async throws -> RunnersV1.StartRunResponse
@@ -262,6 +263,7 @@ extension RunnersV1 {
 
     /// Runs experiments with Chaos Toolkit. Pause, resume and terminate requests reach a run through
     /// ExperimentService's user state, which the runner follows.
+    ///
     /// A typed client of `faultline.runners.v1.RunnerService` over any `RPCCaller` (normally an `RPCClient`).
     public struct RunnerClient: Sendable {
         public let caller: any RPCCaller

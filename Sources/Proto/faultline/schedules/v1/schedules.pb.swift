@@ -26,7 +26,7 @@ extension SchedulesV1 {
             self.kind = kind
         }
 
-        /// Once, as soon as the plan is created (or resumed).
+        /// Once, when the plan is created (never late: the missed-fire policy does not apply).
         public struct Now: Hashable, Sendable {
 
             public init() {}
@@ -45,20 +45,23 @@ extension SchedulesV1 {
             }
         }
 
-        /// Repeatedly, per a cron expression read in a time zone.
+        /// Repeatedly, per a cron expression read on the wall clock of a time zone. The exact rules
+        /// (with their tests) are in Sources/ScheduleService/SCHEDULING.md; in short:
         ///
-        /// `expression`: five fields (minute hour day-of-month month day-of-week) with `*`, ranges
-        /// `a-b`, steps `*/n` and `a-b/n`, lists `a,b`, month and day names (`jan`, `mon`), Sunday as
-        /// 0 or 7; or one of `@yearly` (`@annually`), `@monthly`, `@weekly`, `@daily` (`@midnight`),
-        /// `@hourly`. When both day fields are restricted, a day matching either fires (as in Vixie cron).
+        /// `expression`: five fields (minute hour day-of-month month day-of-week), each a list of `*`,
+        /// `n`, `a-b`, `*/s` or `a-b/s`; month and day names (`JAN`, `MON-FRI`); Sunday as 0 or 7; or
+        /// one of `@yearly` (`@annually`), `@monthly`, `@weekly`, `@daily` (`@midnight`), `@hourly`.
+        /// When both day fields are restricted, a day matching either fires (Vixie cron). Anything else
+        /// (seconds, `?`, `L`, `@reboot`, reversed ranges, ...) is INVALID_ARGUMENT.
         ///
-        /// Daylight saving (the documented rule): times are matched on the local wall clock of
-        /// `time_zone`. A local time skipped by a forward transition fires once, at the first instant
-        /// after the gap (02:30 during a 02:00->03:00 jump fires at 03:00). A local time repeated by a
-        /// backward transition fires once, at its first occurrence. So no occurrence is doubled or lost.
+        /// Daylight saving: a job whose hour field covers all 24 hours runs on the wall-clock minutes as
+        /// they happen (keeping its real-time rhythm). Any other job runs once per matching wall-clock
+        /// time: a time repeated by a backward transition fires at its first occurrence only; a time
+        /// skipped by a forward transition fires once, at the first instant after the gap.
         public struct Cron: Hashable, Sendable {
             public var expression: String = ""
-            /// An IANA zone such as `Europe/Paris`; empty = UTC. Unknown zones are INVALID_ARGUMENT.
+            /// An IANA zone such as `Europe/Paris`; empty = UTC. Unknown zones, fixed offsets (`GMT+2`)
+            /// and abbreviations (`CEST`) are INVALID_ARGUMENT.
             public var timeZone: String = ""
 
             public init() {}
@@ -1447,6 +1450,7 @@ extension SchedulesV1 {
 
     /// Plans and their runs, the runner registry, dispatch and the kill switch. Every occurrence is
     /// recorded durably before dispatch and dispatched exactly once across replicas.
+    ///
     /// The server side of `faultline.schedules.v1.ScheduleService`: implement one requirement per RPC; `methods` is provided.
     public protocol ScheduleService: RPCService {
         func createPlan(_ request: SchedulesV1.CreatePlanRequest, context: ServerContext) async throws -> SchedulesV1.CreatePlanResponse
@@ -1474,6 +1478,7 @@ extension SchedulesV1 {
 
     /// Plans and their runs, the runner registry, dispatch and the kill switch. Every occurrence is
     /// recorded durably before dispatch and dispatched exactly once across replicas.
+    ///
     /// A typed client of `faultline.schedules.v1.ScheduleService` over any `RPCCaller` (normally an `RPCClient`).
     public struct ScheduleClient: Sendable {
         public let caller: any RPCCaller
@@ -2026,7 +2031,7 @@ extension SchedulesV1.RunOptions: ProtoMessage {
         self.rollbackStrategy = CommonV1.RollbackStrategy(rawValue: Int32(truncatingIfNeeded: c.rollback_strategy.rawValue))
         for i in 0..<c.n_runner_labels {
             guard let e = c.runner_labels[i]?.pointee else { continue }
-            self.runnerLabels[try ProtoC.string(e.key, field: "faultline.schedules.v1.RunOptions.key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.RunOptions.value")
+            self.runnerLabels[try ProtoC.string(e.key, field: "faultline.schedules.v1.RunOptions.runner_labels key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.RunOptions.runner_labels value")
         }
     }
 
@@ -2049,13 +2054,13 @@ extension SchedulesV1.RunOptions: ProtoMessage {
         if !self.runnerLabels.isEmpty {
             c.pointee.runner_labels = try ProtoC.array(count: self.runnerLabels.count)
             let entries = c.pointee.runner_labels!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.runnerLabels.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Schedules__V1__RunOptions__RunnerLabelsEntry> = try ProtoC.message { faultline__schedules__v1__run_options__runner_labels_entry__init($0) }
                 entries[c.pointee.n_runner_labels] = e
                 c.pointee.n_runner_labels += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.RunOptions.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.RunOptions.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.RunOptions.runner_labels key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.RunOptions.runner_labels value") }
             }
         }
     }
@@ -3290,7 +3295,7 @@ extension SchedulesV1.Runner: ProtoMessage {
         self.address = try ProtoC.string(c.address, field: "faultline.schedules.v1.Runner.address")
         for i in 0..<c.n_labels {
             guard let e = c.labels[i]?.pointee else { continue }
-            self.labels[try ProtoC.string(e.key, field: "faultline.schedules.v1.Runner.key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.Runner.value")
+            self.labels[try ProtoC.string(e.key, field: "faultline.schedules.v1.Runner.labels key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.Runner.labels value")
         }
         self.capacity = c.capacity
         self.running = c.running
@@ -3321,13 +3326,13 @@ extension SchedulesV1.Runner: ProtoMessage {
         if !self.labels.isEmpty {
             c.pointee.labels = try ProtoC.array(count: self.labels.count)
             let entries = c.pointee.labels!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.labels.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Schedules__V1__Runner__LabelsEntry> = try ProtoC.message { faultline__schedules__v1__runner__labels_entry__init($0) }
                 entries[c.pointee.n_labels] = e
                 c.pointee.n_labels += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.Runner.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.Runner.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.Runner.labels key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.Runner.labels value") }
             }
         }
         c.pointee.capacity = self.capacity
@@ -3364,7 +3369,7 @@ extension SchedulesV1.RegisterRunnerRequest: ProtoMessage {
         self.address = try ProtoC.string(c.address, field: "faultline.schedules.v1.RegisterRunnerRequest.address")
         for i in 0..<c.n_labels {
             guard let e = c.labels[i]?.pointee else { continue }
-            self.labels[try ProtoC.string(e.key, field: "faultline.schedules.v1.RegisterRunnerRequest.key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.RegisterRunnerRequest.value")
+            self.labels[try ProtoC.string(e.key, field: "faultline.schedules.v1.RegisterRunnerRequest.labels key")] = try ProtoC.string(e.value, field: "faultline.schedules.v1.RegisterRunnerRequest.labels value")
         }
         self.capacity = c.capacity
         self.version = try ProtoC.string(c.version, field: "faultline.schedules.v1.RegisterRunnerRequest.version")
@@ -3390,13 +3395,13 @@ extension SchedulesV1.RegisterRunnerRequest: ProtoMessage {
         if !self.labels.isEmpty {
             c.pointee.labels = try ProtoC.array(count: self.labels.count)
             let entries = c.pointee.labels!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.labels.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Schedules__V1__RegisterRunnerRequest__LabelsEntry> = try ProtoC.message { faultline__schedules__v1__register_runner_request__labels_entry__init($0) }
                 entries[c.pointee.n_labels] = e
                 c.pointee.n_labels += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.RegisterRunnerRequest.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.RegisterRunnerRequest.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.schedules.v1.RegisterRunnerRequest.labels key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.schedules.v1.RegisterRunnerRequest.labels value") }
             }
         }
         c.pointee.capacity = self.capacity

@@ -1111,6 +1111,7 @@ extension SecretsV1 {
     }
 
     /// Environments, integrations and the only way out for secret values.
+    ///
     /// The server side of `faultline.secrets.v1.SecretService`: implement one requirement per RPC; `methods` is provided.
     public protocol SecretService: RPCService {
         func createEnvironment(_ request: SecretsV1.CreateEnvironmentRequest, context: ServerContext) async throws -> SecretsV1.CreateEnvironmentResponse
@@ -1132,6 +1133,7 @@ extension SecretsV1 {
     }
 
     /// Environments, integrations and the only way out for secret values.
+    ///
     /// A typed client of `faultline.secrets.v1.SecretService` over any `RPCCaller` (normally an `RPCClient`).
     public struct SecretClient: Sendable {
         public let caller: any RPCCaller
@@ -1499,7 +1501,7 @@ extension SecretsV1.Environment: ProtoMessage {
         self.description = try ProtoC.string(c.description, field: "faultline.secrets.v1.Environment.description")
         for i in 0..<c.n_variables {
             guard let e = c.variables[i]?.pointee else { continue }
-            self.variables[try ProtoC.string(e.key, field: "faultline.secrets.v1.Environment.key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.Environment.value")
+            self.variables[try ProtoC.string(e.key, field: "faultline.secrets.v1.Environment.variables key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.Environment.variables value")
         }
         if c.n_secrets > 0 {
             self.secrets.reserveCapacity(c.n_secrets)
@@ -1533,13 +1535,13 @@ extension SecretsV1.Environment: ProtoMessage {
         if !self.variables.isEmpty {
             c.pointee.variables = try ProtoC.array(count: self.variables.count)
             let entries = c.pointee.variables!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.variables.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Secrets__V1__Environment__VariablesEntry> = try ProtoC.message { faultline__secrets__v1__environment__variables_entry__init($0) }
                 entries[c.pointee.n_variables] = e
                 c.pointee.n_variables += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.Environment.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.Environment.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.Environment.variables key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.Environment.variables value") }
             }
         }
         if !self.secrets.isEmpty {
@@ -1579,7 +1581,7 @@ extension SecretsV1.CreateEnvironmentRequest: ProtoMessage {
         self.description = try ProtoC.string(c.description, field: "faultline.secrets.v1.CreateEnvironmentRequest.description")
         for i in 0..<c.n_variables {
             guard let e = c.variables[i]?.pointee else { continue }
-            self.variables[try ProtoC.string(e.key, field: "faultline.secrets.v1.CreateEnvironmentRequest.key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.CreateEnvironmentRequest.value")
+            self.variables[try ProtoC.string(e.key, field: "faultline.secrets.v1.CreateEnvironmentRequest.variables key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.CreateEnvironmentRequest.variables value")
         }
         if c.n_secrets > 0 {
             self.secrets.reserveCapacity(c.n_secrets)
@@ -1609,13 +1611,13 @@ extension SecretsV1.CreateEnvironmentRequest: ProtoMessage {
         if !self.variables.isEmpty {
             c.pointee.variables = try ProtoC.array(count: self.variables.count)
             let entries = c.pointee.variables!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.variables.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Secrets__V1__CreateEnvironmentRequest__VariablesEntry> = try ProtoC.message { faultline__secrets__v1__create_environment_request__variables_entry__init($0) }
                 entries[c.pointee.n_variables] = e
                 c.pointee.n_variables += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.CreateEnvironmentRequest.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.CreateEnvironmentRequest.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.CreateEnvironmentRequest.variables key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.CreateEnvironmentRequest.variables value") }
             }
         }
         if !self.secrets.isEmpty {
@@ -1872,7 +1874,7 @@ extension SecretsV1.UpdateEnvironmentRequest: ProtoMessage {
         self.replaceVariables = c.replace_variables != 0
         for i in 0..<c.n_variables {
             guard let e = c.variables[i]?.pointee else { continue }
-            self.variables[try ProtoC.string(e.key, field: "faultline.secrets.v1.UpdateEnvironmentRequest.key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.UpdateEnvironmentRequest.value")
+            self.variables[try ProtoC.string(e.key, field: "faultline.secrets.v1.UpdateEnvironmentRequest.variables key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.UpdateEnvironmentRequest.variables value")
         }
         if c.n_set_secrets > 0 {
             self.setSecrets.reserveCapacity(c.n_set_secrets)
@@ -1911,13 +1913,13 @@ extension SecretsV1.UpdateEnvironmentRequest: ProtoMessage {
         if !self.variables.isEmpty {
             c.pointee.variables = try ProtoC.array(count: self.variables.count)
             let entries = c.pointee.variables!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.variables.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Secrets__V1__UpdateEnvironmentRequest__VariablesEntry> = try ProtoC.message { faultline__secrets__v1__update_environment_request__variables_entry__init($0) }
                 entries[c.pointee.n_variables] = e
                 c.pointee.n_variables += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.UpdateEnvironmentRequest.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.UpdateEnvironmentRequest.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.UpdateEnvironmentRequest.variables key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.UpdateEnvironmentRequest.variables value") }
             }
         }
         if !self.setSecrets.isEmpty {
@@ -2079,11 +2081,11 @@ extension SecretsV1.HttpProbe: ProtoMessage {
         self.method = try ProtoC.string(c.method, field: "faultline.secrets.v1.HttpProbe.method")
         for i in 0..<c.n_headers {
             guard let e = c.headers[i]?.pointee else { continue }
-            self.headers[try ProtoC.string(e.key, field: "faultline.secrets.v1.HttpProbe.key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.HttpProbe.value")
+            self.headers[try ProtoC.string(e.key, field: "faultline.secrets.v1.HttpProbe.headers key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.HttpProbe.headers value")
         }
         for i in 0..<c.n_secret_headers {
             guard let e = c.secret_headers[i]?.pointee else { continue }
-            self.secretHeaders[try ProtoC.string(e.key, field: "faultline.secrets.v1.HttpProbe.key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.HttpProbe.value")
+            self.secretHeaders[try ProtoC.string(e.key, field: "faultline.secrets.v1.HttpProbe.secret_headers key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.HttpProbe.secret_headers value")
         }
         self.body = try ProtoC.string(c.body, field: "faultline.secrets.v1.HttpProbe.body")
         self.timeoutUs = c.timeout_us
@@ -2110,25 +2112,25 @@ extension SecretsV1.HttpProbe: ProtoMessage {
         if !self.headers.isEmpty {
             c.pointee.headers = try ProtoC.array(count: self.headers.count)
             let entries = c.pointee.headers!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.headers.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Secrets__V1__HttpProbe__HeadersEntry> = try ProtoC.message { faultline__secrets__v1__http_probe__headers_entry__init($0) }
                 entries[c.pointee.n_headers] = e
                 c.pointee.n_headers += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.HttpProbe.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.HttpProbe.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.HttpProbe.headers key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.HttpProbe.headers value") }
             }
         }
         if !self.secretHeaders.isEmpty {
             c.pointee.secret_headers = try ProtoC.array(count: self.secretHeaders.count)
             let entries = c.pointee.secret_headers!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.secretHeaders.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Secrets__V1__HttpProbe__SecretHeadersEntry> = try ProtoC.message { faultline__secrets__v1__http_probe__secret_headers_entry__init($0) }
                 entries[c.pointee.n_secret_headers] = e
                 c.pointee.n_secret_headers += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.HttpProbe.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.HttpProbe.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.HttpProbe.secret_headers key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.HttpProbe.secret_headers value") }
             }
         }
         if !self.body.isEmpty { c.pointee.body = try ProtoC.cString(self.body, field: "faultline.secrets.v1.HttpProbe.body") }
@@ -2364,7 +2366,7 @@ extension SecretsV1.PrometheusMetrics: ProtoMessage {
         self.job = try ProtoC.string(c.job, field: "faultline.secrets.v1.PrometheusMetrics.job")
         for i in 0..<c.n_labels {
             guard let e = c.labels[i]?.pointee else { continue }
-            self.labels[try ProtoC.string(e.key, field: "faultline.secrets.v1.PrometheusMetrics.key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.PrometheusMetrics.value")
+            self.labels[try ProtoC.string(e.key, field: "faultline.secrets.v1.PrometheusMetrics.labels key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.PrometheusMetrics.labels value")
         }
     }
 
@@ -2387,13 +2389,13 @@ extension SecretsV1.PrometheusMetrics: ProtoMessage {
         if !self.labels.isEmpty {
             c.pointee.labels = try ProtoC.array(count: self.labels.count)
             let entries = c.pointee.labels!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.labels.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Secrets__V1__PrometheusMetrics__LabelsEntry> = try ProtoC.message { faultline__secrets__v1__prometheus_metrics__labels_entry__init($0) }
                 entries[c.pointee.n_labels] = e
                 c.pointee.n_labels += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.PrometheusMetrics.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.PrometheusMetrics.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.PrometheusMetrics.labels key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.PrometheusMetrics.labels value") }
             }
         }
     }
@@ -2422,16 +2424,16 @@ extension SecretsV1.OpenTelemetryTraces: ProtoMessage {
         self.otlpProtocol = SecretsV1.OtlpProtocol(rawValue: Int32(truncatingIfNeeded: c.otlp_protocol.rawValue))
         for i in 0..<c.n_headers {
             guard let e = c.headers[i]?.pointee else { continue }
-            self.headers[try ProtoC.string(e.key, field: "faultline.secrets.v1.OpenTelemetryTraces.key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.OpenTelemetryTraces.value")
+            self.headers[try ProtoC.string(e.key, field: "faultline.secrets.v1.OpenTelemetryTraces.headers key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.OpenTelemetryTraces.headers value")
         }
         for i in 0..<c.n_secret_headers {
             guard let e = c.secret_headers[i]?.pointee else { continue }
-            self.secretHeaders[try ProtoC.string(e.key, field: "faultline.secrets.v1.OpenTelemetryTraces.key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.OpenTelemetryTraces.value")
+            self.secretHeaders[try ProtoC.string(e.key, field: "faultline.secrets.v1.OpenTelemetryTraces.secret_headers key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.OpenTelemetryTraces.secret_headers value")
         }
         self.serviceName = try ProtoC.string(c.service_name, field: "faultline.secrets.v1.OpenTelemetryTraces.service_name")
         for i in 0..<c.n_resource_attributes {
             guard let e = c.resource_attributes[i]?.pointee else { continue }
-            self.resourceAttributes[try ProtoC.string(e.key, field: "faultline.secrets.v1.OpenTelemetryTraces.key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.OpenTelemetryTraces.value")
+            self.resourceAttributes[try ProtoC.string(e.key, field: "faultline.secrets.v1.OpenTelemetryTraces.resource_attributes key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.OpenTelemetryTraces.resource_attributes value")
         }
     }
 
@@ -2454,38 +2456,38 @@ extension SecretsV1.OpenTelemetryTraces: ProtoMessage {
         if !self.headers.isEmpty {
             c.pointee.headers = try ProtoC.array(count: self.headers.count)
             let entries = c.pointee.headers!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.headers.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Secrets__V1__OpenTelemetryTraces__HeadersEntry> = try ProtoC.message { faultline__secrets__v1__open_telemetry_traces__headers_entry__init($0) }
                 entries[c.pointee.n_headers] = e
                 c.pointee.n_headers += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.OpenTelemetryTraces.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.OpenTelemetryTraces.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.OpenTelemetryTraces.headers key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.OpenTelemetryTraces.headers value") }
             }
         }
         if !self.secretHeaders.isEmpty {
             c.pointee.secret_headers = try ProtoC.array(count: self.secretHeaders.count)
             let entries = c.pointee.secret_headers!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.secretHeaders.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Secrets__V1__OpenTelemetryTraces__SecretHeadersEntry> = try ProtoC.message { faultline__secrets__v1__open_telemetry_traces__secret_headers_entry__init($0) }
                 entries[c.pointee.n_secret_headers] = e
                 c.pointee.n_secret_headers += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.OpenTelemetryTraces.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.OpenTelemetryTraces.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.OpenTelemetryTraces.secret_headers key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.OpenTelemetryTraces.secret_headers value") }
             }
         }
         if !self.serviceName.isEmpty { c.pointee.service_name = try ProtoC.cString(self.serviceName, field: "faultline.secrets.v1.OpenTelemetryTraces.service_name") }
         if !self.resourceAttributes.isEmpty {
             c.pointee.resource_attributes = try ProtoC.array(count: self.resourceAttributes.count)
             let entries = c.pointee.resource_attributes!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.resourceAttributes.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Secrets__V1__OpenTelemetryTraces__ResourceAttributesEntry> = try ProtoC.message { faultline__secrets__v1__open_telemetry_traces__resource_attributes_entry__init($0) }
                 entries[c.pointee.n_resource_attributes] = e
                 c.pointee.n_resource_attributes += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.OpenTelemetryTraces.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.OpenTelemetryTraces.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.OpenTelemetryTraces.resource_attributes key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.OpenTelemetryTraces.resource_attributes value") }
             }
         }
     }
@@ -3116,7 +3118,7 @@ extension SecretsV1.RevealedEnvironment: ProtoMessage {
         let c = pointer.pointee
         for i in 0..<c.n_variables {
             guard let e = c.variables[i]?.pointee else { continue }
-            self.variables[try ProtoC.string(e.key, field: "faultline.secrets.v1.RevealedEnvironment.key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.RevealedEnvironment.value")
+            self.variables[try ProtoC.string(e.key, field: "faultline.secrets.v1.RevealedEnvironment.variables key")] = try ProtoC.string(e.value, field: "faultline.secrets.v1.RevealedEnvironment.variables value")
         }
         if c.n_secrets > 0 {
             self.secrets.reserveCapacity(c.n_secrets)
@@ -3144,13 +3146,13 @@ extension SecretsV1.RevealedEnvironment: ProtoMessage {
         if !self.variables.isEmpty {
             c.pointee.variables = try ProtoC.array(count: self.variables.count)
             let entries = c.pointee.variables!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.variables.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Secrets__V1__RevealedEnvironment__VariablesEntry> = try ProtoC.message { faultline__secrets__v1__revealed_environment__variables_entry__init($0) }
                 entries[c.pointee.n_variables] = e
                 c.pointee.n_variables += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.RevealedEnvironment.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.RevealedEnvironment.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.secrets.v1.RevealedEnvironment.variables key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.secrets.v1.RevealedEnvironment.variables value") }
             }
         }
         if !self.secrets.isEmpty {

@@ -315,7 +315,7 @@ extension TestingV1.FieldKinds: ProtoMessage {
         self.rFloat = ProtoC.numbers(c.r_float, c.n_r_float)
         for i in 0..<c.n_m_string {
             guard let e = c.m_string[i]?.pointee else { continue }
-            self.mString[try ProtoC.string(e.key, field: "faultline.testing.v1.FieldKinds.key")] = try ProtoC.string(e.value, field: "faultline.testing.v1.FieldKinds.value")
+            self.mString[try ProtoC.string(e.key, field: "faultline.testing.v1.FieldKinds.m_string key")] = try ProtoC.string(e.value, field: "faultline.testing.v1.FieldKinds.m_string value")
         }
         for i in 0..<c.n_m_point {
             guard let e = c.m_point[i]?.pointee else { continue }
@@ -323,7 +323,7 @@ extension TestingV1.FieldKinds: ProtoMessage {
         }
         for i in 0..<c.n_m_bytes {
             guard let e = c.m_bytes[i]?.pointee else { continue }
-            self.mBytes[try ProtoC.string(e.key, field: "faultline.testing.v1.FieldKinds.key")] = ProtoC.bytes(e.value)
+            self.mBytes[try ProtoC.string(e.key, field: "faultline.testing.v1.FieldKinds.m_bytes key")] = ProtoC.bytes(e.value)
         }
         for i in 0..<c.n_m_colour {
             guard let e = c.m_colour[i]?.pointee else { continue }
@@ -462,19 +462,19 @@ extension TestingV1.FieldKinds: ProtoMessage {
         if !self.mString.isEmpty {
             c.pointee.m_string = try ProtoC.array(count: self.mString.count)
             let entries = c.pointee.m_string!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.mString.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Testing__V1__FieldKinds__MStringEntry> = try ProtoC.message { faultline__testing__v1__field_kinds__mstring_entry__init($0) }
                 entries[c.pointee.n_m_string] = e
                 c.pointee.n_m_string += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.testing.v1.FieldKinds.key") }
-                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.testing.v1.FieldKinds.value") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.testing.v1.FieldKinds.m_string key") }
+                if !value.isEmpty { e.pointee.value = try ProtoC.cString(value, field: "faultline.testing.v1.FieldKinds.m_string value") }
             }
         }
         if !self.mPoint.isEmpty {
             c.pointee.m_point = try ProtoC.array(count: self.mPoint.count)
             let entries = c.pointee.m_point!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.mPoint.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Testing__V1__FieldKinds__MPointEntry> = try ProtoC.message { faultline__testing__v1__field_kinds__mpoint_entry__init($0) }
                 entries[c.pointee.n_m_point] = e
@@ -486,19 +486,19 @@ extension TestingV1.FieldKinds: ProtoMessage {
         if !self.mBytes.isEmpty {
             c.pointee.m_bytes = try ProtoC.array(count: self.mBytes.count)
             let entries = c.pointee.m_bytes!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.mBytes.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Testing__V1__FieldKinds__MBytesEntry> = try ProtoC.message { faultline__testing__v1__field_kinds__mbytes_entry__init($0) }
                 entries[c.pointee.n_m_bytes] = e
                 c.pointee.n_m_bytes += 1
-                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.testing.v1.FieldKinds.key") }
+                if !key.isEmpty { e.pointee.key = try ProtoC.cString(key, field: "faultline.testing.v1.FieldKinds.m_bytes key") }
                 if !value.isEmpty { e.pointee.value = try ProtoC.cBytes(value) }
             }
         }
         if !self.mColour.isEmpty {
             c.pointee.m_colour = try ProtoC.array(count: self.mColour.count)
             let entries = c.pointee.m_colour!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.mColour.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Testing__V1__FieldKinds__MColourEntry> = try ProtoC.message { faultline__testing__v1__field_kinds__mcolour_entry__init($0) }
                 entries[c.pointee.n_m_colour] = e
@@ -510,7 +510,7 @@ extension TestingV1.FieldKinds: ProtoMessage {
         if !self.mBool.isEmpty {
             c.pointee.m_bool = try ProtoC.array(count: self.mBool.count)
             let entries = c.pointee.m_bool!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.mBool.sorted(by: { !$0.key && $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Testing__V1__FieldKinds__MBoolEntry> = try ProtoC.message { faultline__testing__v1__field_kinds__mbool_entry__init($0) }
                 entries[c.pointee.n_m_bool] = e
@@ -522,7 +522,7 @@ extension TestingV1.FieldKinds: ProtoMessage {
         if !self.mUint32.isEmpty {
             c.pointee.m_uint32 = try ProtoC.array(count: self.mUint32.count)
             let entries = c.pointee.m_uint32!
-            // Sorted by key: deterministic bytes, as protobuf's deterministic serialization gives.
+            // Sorted by key: the same value always gives the same bytes (as C++ protobuf's deterministic mode).
             for (key, value) in self.mUint32.sorted(by: { $0.key < $1.key }) {
                 let e: UnsafeMutablePointer<Faultline__Testing__V1__FieldKinds__MUint32Entry> = try ProtoC.message { faultline__testing__v1__field_kinds__muint32_entry__init($0) }
                 entries[c.pointee.n_m_uint32] = e

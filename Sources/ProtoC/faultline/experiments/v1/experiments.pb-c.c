@@ -4642,7 +4642,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__process_exit__descr
   (ProtobufCMessageInit) faultline__experiments__v1__process_exit__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__execution_outcome__field_descriptors[11] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__execution_outcome__field_descriptors[12] =
 {
   {
     "has_journal",
@@ -4776,6 +4776,18 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__execution_outc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "steady_state_during",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Experiments__V1__ExecutionOutcome, steady_state_during),
+    &faultline__experiments__v1__steady_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__experiments__v1__execution_outcome__field_indices_by_name[] = {
   6,   /* field[6] = activities_failed */
@@ -4789,11 +4801,12 @@ static const unsigned faultline__experiments__v1__execution_outcome__field_indic
   7,   /* field[7] = rollbacks_run */
   4,   /* field[4] = steady_state_after */
   3,   /* field[3] = steady_state_before */
+  11,   /* field[11] = steady_state_during */
 };
 static const ProtobufCIntRange faultline__experiments__v1__execution_outcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__execution_outcome__descriptor =
 {
@@ -4803,14 +4816,14 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__execution_outcome__
   "Faultline__Experiments__V1__ExecutionOutcome",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__ExecutionOutcome),
-  11,
+  12,
   faultline__experiments__v1__execution_outcome__field_descriptors,
   faultline__experiments__v1__execution_outcome__field_indices_by_name,
   1,  faultline__experiments__v1__execution_outcome__number_ranges,
   (ProtobufCMessageInit) faultline__experiments__v1__execution_outcome__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__execution_score__field_descriptors[6] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__execution_score__field_descriptors[4] =
 {
   {
     "value",
@@ -4825,48 +4838,24 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__execution_scor
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "before",
+    "verdict",
     2,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_DOUBLE,
     0,   /* quantifier_offset */
-    offsetof(Faultline__Experiments__V1__ExecutionScore, before),
+    offsetof(Faultline__Experiments__V1__ExecutionScore, verdict),
     NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "after",
+    "rollback_factor",
     3,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_DOUBLE,
     0,   /* quantifier_offset */
-    offsetof(Faultline__Experiments__V1__ExecutionScore, after),
-    NULL,
-    NULL,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
-    "method",
-    4,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_DOUBLE,
-    0,   /* quantifier_offset */
-    offsetof(Faultline__Experiments__V1__ExecutionScore, method),
-    NULL,
-    NULL,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
-    "rollbacks",
-    5,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_DOUBLE,
-    0,   /* quantifier_offset */
-    offsetof(Faultline__Experiments__V1__ExecutionScore, rollbacks),
+    offsetof(Faultline__Experiments__V1__ExecutionScore, rollback_factor),
     NULL,
     NULL,
     0,             /* flags */
@@ -4874,7 +4863,7 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__execution_scor
   },
   {
     "formula",
-    6,
+    4,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
@@ -4886,17 +4875,15 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__execution_scor
   },
 };
 static const unsigned faultline__experiments__v1__execution_score__field_indices_by_name[] = {
-  2,   /* field[2] = after */
-  1,   /* field[1] = before */
-  5,   /* field[5] = formula */
-  3,   /* field[3] = method */
-  4,   /* field[4] = rollbacks */
+  3,   /* field[3] = formula */
+  2,   /* field[2] = rollback_factor */
   0,   /* field[0] = value */
+  1,   /* field[1] = verdict */
 };
 static const ProtobufCIntRange faultline__experiments__v1__execution_score__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__execution_score__descriptor =
 {
@@ -4906,14 +4893,14 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__execution_score__de
   "Faultline__Experiments__V1__ExecutionScore",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__ExecutionScore),
-  6,
+  4,
   faultline__experiments__v1__execution_score__field_descriptors,
   faultline__experiments__v1__execution_score__field_indices_by_name,
   1,  faultline__experiments__v1__execution_score__number_ranges,
   (ProtobufCMessageInit) faultline__experiments__v1__execution_score__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__experiment_score__field_descriptors[5] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__experiment_score__field_descriptors[6] =
 {
   {
     "value",
@@ -4952,8 +4939,20 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__experiment_sco
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "computed_at_us",
+    "decay",
     4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Experiments__V1__ExperimentScore, decay),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "computed_at_us",
+    5,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_INT64,
     0,   /* quantifier_offset */
@@ -4965,7 +4964,7 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__experiment_sco
   },
   {
     "formula",
-    5,
+    6,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
@@ -4977,16 +4976,17 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__experiment_sco
   },
 };
 static const unsigned faultline__experiments__v1__experiment_score__field_indices_by_name[] = {
-  3,   /* field[3] = computed_at_us */
+  4,   /* field[4] = computed_at_us */
+  3,   /* field[3] = decay */
   1,   /* field[1] = executions */
-  4,   /* field[4] = formula */
+  5,   /* field[5] = formula */
   0,   /* field[0] = value */
   2,   /* field[2] = window */
 };
 static const ProtobufCIntRange faultline__experiments__v1__experiment_score__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__experiment_score__descriptor =
 {
@@ -4996,7 +4996,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__experiment_score__d
   "Faultline__Experiments__V1__ExperimentScore",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__ExperimentScore),
-  5,
+  6,
   faultline__experiments__v1__experiment_score__field_descriptors,
   faultline__experiments__v1__experiment_score__field_indices_by_name,
   1,  faultline__experiments__v1__experiment_score__number_ranges,
@@ -5285,7 +5285,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__user_state__descrip
   (ProtobufCMessageInit) faultline__experiments__v1__user_state__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__execution__field_descriptors[21] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__execution__field_descriptors[22] =
 {
   {
     "id",
@@ -5539,6 +5539,18 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__execution__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reason_code",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Experiments__V1__Execution, reason_code),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__experiments__v1__execution__field_indices_by_name[] = {
   17,   /* field[17] = contiguous_sequence */
@@ -5556,6 +5568,7 @@ static const unsigned faultline__experiments__v1__execution__field_indices_by_na
   5,   /* field[5] = plan_id */
   6,   /* field[6] = plan_run_id */
   13,   /* field[13] = reason */
+  21,   /* field[21] = reason_code */
   7,   /* field[7] = runner_id */
   15,   /* field[15] = score */
   11,   /* field[11] = started_at_us */
@@ -5566,7 +5579,7 @@ static const unsigned faultline__experiments__v1__execution__field_indices_by_na
 static const ProtobufCIntRange faultline__experiments__v1__execution__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 21 }
+  { 0, 22 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__execution__descriptor =
 {
@@ -5576,14 +5589,14 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__execution__descript
   "Faultline__Experiments__V1__Execution",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__Execution),
-  21,
+  22,
   faultline__experiments__v1__execution__field_descriptors,
   faultline__experiments__v1__execution__field_indices_by_name,
   1,  faultline__experiments__v1__execution__number_ranges,
   (ProtobufCMessageInit) faultline__experiments__v1__execution__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__create_execution_request__field_descriptors[9] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__create_execution_request__field_descriptors[10] =
 {
   {
     "experiment_id",
@@ -5693,11 +5706,24 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__create_executi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "external",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Experiments__V1__CreateExecutionRequest, external),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__experiments__v1__create_execution_request__field_indices_by_name[] = {
   5,   /* field[5] = environment_id */
   0,   /* field[0] = experiment_id */
   1,   /* field[1] = experiment_revision */
+  9,   /* field[9] = external */
   6,   /* field[6] = integration_ids */
   7,   /* field[7] = max_duration_us */
   2,   /* field[2] = plan_id */
@@ -5708,7 +5734,7 @@ static const unsigned faultline__experiments__v1__create_execution_request__fiel
 static const ProtobufCIntRange faultline__experiments__v1__create_execution_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__create_execution_request__descriptor =
 {
@@ -5718,7 +5744,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__create_execution_re
   "Faultline__Experiments__V1__CreateExecutionRequest",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__CreateExecutionRequest),
-  9,
+  10,
   faultline__experiments__v1__create_execution_request__field_descriptors,
   faultline__experiments__v1__create_execution_request__field_indices_by_name,
   1,  faultline__experiments__v1__create_execution_request__number_ranges,
@@ -5929,13 +5955,13 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__complete_execu
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "fallback_state",
+    "stop_request",
     5,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_ENUM,
     0,   /* quantifier_offset */
-    offsetof(Faultline__Experiments__V1__CompleteExecutionRequest, fallback_state),
-    &faultline__experiments__v1__execution_state__descriptor,
+    offsetof(Faultline__Experiments__V1__CompleteExecutionRequest, stop_request),
+    &faultline__experiments__v1__stop_request__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -5969,10 +5995,10 @@ static const unsigned faultline__experiments__v1__complete_execution_request__fi
   6,   /* field[6] = ended_at_us */
   0,   /* field[0] = execution_id */
   3,   /* field[3] = exit */
-  4,   /* field[4] = fallback_state */
   1,   /* field[1] = journal_json */
   2,   /* field[2] = log */
   5,   /* field[5] = reason */
+  4,   /* field[4] = stop_request */
 };
 static const ProtobufCIntRange faultline__experiments__v1__complete_execution_request__number_ranges[1 + 1] =
 {
@@ -6108,7 +6134,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__get_execution_respo
   (ProtobufCMessageInit) faultline__experiments__v1__get_execution_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__list_executions_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__list_executions_request__field_descriptors[9] =
 {
   {
     "page_size",
@@ -6206,6 +6232,18 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__list_execution
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "runner_id",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Experiments__V1__ListExecutionsRequest, runner_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__experiments__v1__list_executions_request__field_indices_by_name[] = {
   6,   /* field[6] = created_after_us */
@@ -6215,12 +6253,13 @@ static const unsigned faultline__experiments__v1__list_executions_request__field
   1,   /* field[1] = page_token */
   3,   /* field[3] = plan_id */
   4,   /* field[4] = plan_run_id */
+  8,   /* field[8] = runner_id */
   5,   /* field[5] = states */
 };
 static const ProtobufCIntRange faultline__experiments__v1__list_executions_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__list_executions_request__descriptor =
 {
@@ -6230,7 +6269,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__list_executions_req
   "Faultline__Experiments__V1__ListExecutionsRequest",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__ListExecutionsRequest),
-  8,
+  9,
   faultline__experiments__v1__list_executions_request__field_descriptors,
   faultline__experiments__v1__list_executions_request__field_indices_by_name,
   1,  faultline__experiments__v1__list_executions_request__number_ranges,
@@ -8010,6 +8049,36 @@ const ProtobufCEnumDescriptor faultline__experiments__v1__steady_state__descript
   faultline__experiments__v1__steady_state__enum_values_by_name,
   1,
   faultline__experiments__v1__steady_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue faultline__experiments__v1__stop_request__enum_values_by_number[3] =
+{
+  { "STOP_REQUEST_UNSPECIFIED", "FAULTLINE__EXPERIMENTS__V1__STOP_REQUEST__STOP_REQUEST_UNSPECIFIED", 0 },
+  { "STOP_REQUEST_CANCELLED", "FAULTLINE__EXPERIMENTS__V1__STOP_REQUEST__STOP_REQUEST_CANCELLED", 1 },
+  { "STOP_REQUEST_TIME_LIMIT", "FAULTLINE__EXPERIMENTS__V1__STOP_REQUEST__STOP_REQUEST_TIME_LIMIT", 2 },
+};
+static const ProtobufCIntRange faultline__experiments__v1__stop_request__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex faultline__experiments__v1__stop_request__enum_values_by_name[3] =
+{
+  { "STOP_REQUEST_CANCELLED", 1 },
+  { "STOP_REQUEST_TIME_LIMIT", 2 },
+  { "STOP_REQUEST_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor faultline__experiments__v1__stop_request__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "faultline.experiments.v1.StopRequest",
+  "StopRequest",
+  "Faultline__Experiments__V1__StopRequest",
+  "faultline.experiments.v1",
+  3,
+  faultline__experiments__v1__stop_request__enum_values_by_number,
+  3,
+  faultline__experiments__v1__stop_request__enum_values_by_name,
+  1,
+  faultline__experiments__v1__stop_request__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCMethodDescriptor faultline__experiments__v1__experiment_service__method_descriptors[26] =

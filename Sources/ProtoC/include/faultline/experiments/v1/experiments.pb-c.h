@@ -119,49 +119,47 @@ typedef enum _Faultline__Experiments__V1__Severity {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FAULTLINE__EXPERIMENTS__V1__SEVERITY)
 } Faultline__Experiments__V1__Severity;
 /*
- * Where an execution is in its life: PENDING -> RUNNING -> exactly one terminal state.
- * PENDING may also go straight to a terminal state (e.g. LOST, FAILED before the process
- * started). Any other transition is FAILED_PRECONDITION.
+ * Where an execution is in its life: PENDING -> RUNNING -> exactly one terminal state. From
+ * PENDING a run may also end without running (FAILED, INTERRUPTED, LOST). Any other transition is
+ * FAILED_PRECONDITION; asking for the current state again is a no-op (retries are safe).
+ * The rules that derive the state from the journal: Sources/ExperimentService/SCORING.md.
  */
 typedef enum _Faultline__Experiments__V1__ExecutionState {
   FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_UNSPECIFIED = 0,
   /*
-   * Created; the runner has not started `chaos run` yet.
+   * Created; `chaos run` has not started yet.
    */
   FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_PENDING = 1,
-  /*
-   * `chaos run` is running.
-   */
   FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_RUNNING = 2,
   /*
-   * Journal status `completed` and not deviated. Includes a baseline not met and failed method
-   * activities (see the score for those).
+   * The steady state held before, during and after the method, and every method activity
+   * succeeded (a failed rollback still completes, with reason `rollback_failed`).
    */
   FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_COMPLETED = 3,
   /*
-   * Journal status `completed` with `deviated: true`: the steady state after the method was not
-   * met.
+   * The system did not hold its steady state: before the method (`baseline_not_met`, although
+   * Chaos Toolkit says `completed` and exits 0), during it, or after it.
    */
   FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_DEVIATED = 4,
   /*
-   * Journal status `failed` (a hypothesis probe raised), or `chaos` failed before writing a
-   * journal (invalid experiment at load time, bad rollback ref, ...).
+   * The experiment could not be carried out: a pre-run error (no journal), a method activity that
+   * failed (again whatever the exit code), or a hypothesis probe that raised.
    */
   FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_FAILED = 5,
   /*
-   * Journal status `aborted`: an unexpected error in the method.
+   * Chaos Toolkit aborted the run on an unexpected error.
    */
   FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_ABORTED = 6,
   /*
-   * Journal status `interrupted`: terminated by a user, a halt, a safeguard or a signal.
+   * Stopped on purpose: a user, a halt, a safeguard, a signal from the runner.
    */
   FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_INTERRUPTED = 7,
   /*
-   * The runner vanished (crash, lost heartbeats) without completing it.
+   * Nobody knows how it ended: the runner died, or the process was killed from outside.
    */
   FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_LOST = 8,
   /*
-   * Stopped by the runner after the maximum run duration.
+   * The runner stopped it because it ran past its time limit.
    */
   FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_TIMED_OUT = 9
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE)
@@ -183,6 +181,24 @@ typedef enum _Faultline__Experiments__V1__SteadyState {
   FAULTLINE__EXPERIMENTS__V1__STEADY_STATE__STEADY_STATE_ERROR = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FAULTLINE__EXPERIMENTS__V1__STEADY_STATE)
 } Faultline__Experiments__V1__SteadyState;
+/*
+ * Why the runner itself stopped a run, when it did.
+ */
+typedef enum _Faultline__Experiments__V1__StopRequest {
+  /*
+   * The runner did not stop it: it ended on its own (or the runner cannot tell).
+   */
+  FAULTLINE__EXPERIMENTS__V1__STOP_REQUEST__STOP_REQUEST_UNSPECIFIED = 0,
+  /*
+   * A user, a halt, REPLACE or a control asked to terminate it.
+   */
+  FAULTLINE__EXPERIMENTS__V1__STOP_REQUEST__STOP_REQUEST_CANCELLED = 1,
+  /*
+   * It ran past its maximum duration.
+   */
+  FAULTLINE__EXPERIMENTS__V1__STOP_REQUEST__STOP_REQUEST_TIME_LIMIT = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FAULTLINE__EXPERIMENTS__V1__STOP_REQUEST)
+} Faultline__Experiments__V1__StopRequest;
 
 /* --- messages --- */
 
@@ -220,8 +236,9 @@ struct  Faultline__Experiments__V1__ValidationProblem
   char *path;
   Faultline__Experiments__V1__Severity severity;
   /*
-   * A stable machine-readable code, e.g. `missing-key`, `unknown-ref`, `duplicate-activity-name`,
-   * `bad-control-scope`, `inline-secret`, `shell-arguments`, `bad-tolerance`, `not-json`.
+   * A stable, dotted machine-readable code that clients match on (messages may change), e.g.
+   * `experiment.title.missing`, `rollback.ref.unknown`, `activity.name.duplicate`,
+   * `provider.process.arguments.shell`.
    */
   char *code;
   /*
@@ -601,7 +618,12 @@ struct  Faultline__Experiments__V1__ExecutionOutcome
   Faultline__Experiments__V1__SteadyState steady_state_before;
   Faultline__Experiments__V1__SteadyState steady_state_after;
   /*
-   * Method activities that ran, and those whose run status was `failed` or missing (cut off).
+   * NOT_MET when any check during the method was not met.
+   */
+  Faultline__Experiments__V1__SteadyState steady_state_during;
+  /*
+   * Method activities that ran, and those that failed or did not finish (an action whose process
+   * exited non-zero or whose HTTP answer was >= 400 counts as failed here).
    */
   int32_t activities_run;
   int32_t activities_failed;
@@ -621,31 +643,26 @@ struct  Faultline__Experiments__V1__ExecutionOutcome
 };
 #define FAULTLINE__EXPERIMENTS__V1__EXECUTION_OUTCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__execution_outcome__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0, FAULTLINE__EXPERIMENTS__V1__STEADY_STATE__STEADY_STATE_UNSPECIFIED, FAULTLINE__EXPERIMENTS__V1__STEADY_STATE__STEADY_STATE_UNSPECIFIED, 0, 0, 0, 0, NULL, (char *)protobuf_c_empty_string }
+    , 0, (char *)protobuf_c_empty_string, 0, FAULTLINE__EXPERIMENTS__V1__STEADY_STATE__STEADY_STATE_UNSPECIFIED, FAULTLINE__EXPERIMENTS__V1__STEADY_STATE__STEADY_STATE_UNSPECIFIED, FAULTLINE__EXPERIMENTS__V1__STEADY_STATE__STEADY_STATE_UNSPECIFIED, 0, 0, 0, 0, NULL, (char *)protobuf_c_empty_string }
 
 
 /*
- * How one execution scored. Formula `execution-v1`, every component in [0, 1]:
- *   score = 0.4 * before + 0.4 * after + 0.1 * method + 0.1 * rollbacks
- *   before    = 1 when the steady state before the method was met or the experiment has no
- *               hypothesis; 0 when not met or a probe raised.
- *   after     = 1 when the steady state after the method was met or there is no hypothesis;
- *               0 when not met, a probe raised, or the check never ran because the run stopped.
- *   method    = fraction of method activities that succeeded (1 when the method is empty;
- *               0 when the method was skipped because the baseline was not met).
- *   rollbacks = fraction of played rollbacks that succeeded (1 when none were played).
- * So a deviated run scores at most 0.6 and a baseline not met at most 0.2, though Chaos Toolkit
- * calls both `completed`. INTERRUPTED and LOST executions are not scored (they say nothing about
- * the system under test); TIMED_OUT scores what its journal shows, or 0 without one.
+ * How one execution scored. Formula `execution-v1` (Sources/ExperimentService/SCORING.md):
+ *   score = verdict * rollback_factor, in [0, 1]
+ *   verdict:          COMPLETED 1; DEVIATED only during the method and met again after it (the
+ *                     system recovered) 0.25; DEVIATED otherwise (after not met, baseline not met) 0;
+ *                     FAILED, ABORTED, TIMED_OUT 0.5 (no verdict on the system).
+ *   rollback_factor:  0.5 + 0.5 * R, R = share of played rollbacks that succeeded (1 when none
+ *                     were played): rollbacks that fail leave the system damaged.
+ * INTERRUPTED and LOST executions (and PENDING, RUNNING ones) have no score: a cancelled run or a
+ * dead runner says nothing about the system.
  */
 struct  Faultline__Experiments__V1__ExecutionScore
 {
   ProtobufCMessage base;
   double value;
-  double before;
-  double after;
-  double method;
-  double rollbacks;
+  double verdict;
+  double rollback_factor;
   /*
    * `execution-v1`.
    */
@@ -653,14 +670,15 @@ struct  Faultline__Experiments__V1__ExecutionScore
 };
 #define FAULTLINE__EXPERIMENTS__V1__EXECUTION_SCORE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__execution_score__descriptor) \
-    , 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
- * How an experiment scores over its recent executions. Formula `experiment-v1`: the weighted mean
- * of the scores of the last N scored executions (N = `window`, default 10), newest first, the
- * k-th newest (k = 0, 1, ...) weighing 0.8^k, so a recent fix or regression shows quickly:
- *   score = sum(0.8^k * s_k) / sum(0.8^k)
+ * How an experiment scores over its recent executions. Formula `experiment-v1`: over the newest
+ * `window` scored executions (default 10), newest first, i = 0, 1, ...:
+ *   score = sum(w_i * s_i) / sum(w_i),  w_i = decay^i  (decay 0.85 by default)
+ * so a regression shows after one run and a fix restores the score within a few. Unscored
+ * executions are skipped, not counted as 0 or 1.
  */
 struct  Faultline__Experiments__V1__ExperimentScore
 {
@@ -671,6 +689,7 @@ struct  Faultline__Experiments__V1__ExperimentScore
    */
   int32_t executions;
   int32_t window;
+  double decay;
   int64_t computed_at_us;
   /*
    * `experiment-v1`.
@@ -679,7 +698,7 @@ struct  Faultline__Experiments__V1__ExperimentScore
 };
 #define FAULTLINE__EXPERIMENTS__V1__EXPERIMENT_SCORE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__experiment_score__descriptor) \
-    , 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -816,8 +835,7 @@ struct  Faultline__Experiments__V1__Execution
    */
   int64_t ended_at_us;
   /*
-   * For people: why it ended so (e.g. "no journal: chaos exited with 1 before running",
-   * "runner r-2 stopped heartbeating").
+   * For people: why it ended so (e.g. "no journal: chaos exited with 1 before running").
    */
   char *reason;
   /*
@@ -840,10 +858,18 @@ struct  Faultline__Experiments__V1__Execution
    * The maximum run duration the runner enforces (0 = its default).
    */
   int64_t max_duration_us;
+  /*
+   * Why it ended so, as a stable code: `steady_state_met`, `rollback_failed`,
+   * `steady_state_after_not_met`, `steady_state_during_not_met`, `baseline_not_met`,
+   * `method_activity_failed`, `hypothesis_probe_failed`, `run_failed`, `run_aborted`,
+   * `interrupted`, `cancelled`, `time_limit`, `killed`, `pre_run_error`, `journal_missing`,
+   * `journal_unreadable`, `runner_lost`. Empty until terminal.
+   */
+  char *reason_code;
 };
 #define FAULTLINE__EXPERIMENTS__V1__EXECUTION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__execution__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, NULL, NULL, NULL, 0, 0, NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, NULL, NULL, NULL, 0, 0, NULL, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Faultline__Experiments__V1__CreateExecutionRequest
@@ -866,10 +892,15 @@ struct  Faultline__Experiments__V1__CreateExecutionRequest
    * Runners use the plan run id or their own run id.
    */
   char *request_id;
+  /*
+   * An execution that runs outside Faultline (a plain `chaos run` with the faultline control
+   * reporting through the Gateway): no runner; it becomes RUNNING with its first event.
+   */
+  protobuf_c_boolean external;
 };
 #define FAULTLINE__EXPERIMENTS__V1__CREATE_EXECUTION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__create_execution_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Faultline__Experiments__V1__CreateExecutionResponse
@@ -915,11 +946,11 @@ struct  Faultline__Experiments__V1__StartExecutionResponse
 
 
 /*
- * Ends an execution. With a journal, the state comes from the journal (status and deviated);
- * `fallback_state` decides only when there is no journal or when the runner knows better:
- * TIMED_OUT and LOST always win, INTERRUPTED wins over a journal-less exit.
- * Completing an already terminal execution with the same request is a no-op (retry-safe);
- * with a different one it is FAILED_PRECONDITION.
+ * Ends an execution. The state is derived from the journal first, and from the process exit
+ * and the stop request only when there is no journal (SCORING.md has the rules): the exit code
+ * alone never decides. With neither journal nor exit, the execution is LOST (`runner_lost`):
+ * that is how a restarted runner ends the runs it owned, and how ScheduleService ends those of a
+ * runner that stopped heartbeating. Completing an already terminal execution again is a no-op.
  */
 struct  Faultline__Experiments__V1__CompleteExecutionRequest
 {
@@ -930,15 +961,19 @@ struct  Faultline__Experiments__V1__CompleteExecutionRequest
    */
   char *journal_json;
   /*
-   * The chaos log (`--log-file`) text. The service keeps at most its configured cap (tail
-   * dropped, a truncation marker appended).
+   * The chaos log (`--log-file`) text, invalid UTF-8 replaced with U+FFFD and NUL removed by
+   * the runner. The service keeps at most its configured cap (the end dropped, a truncation
+   * marker appended).
    */
   char *log;
-  Faultline__Experiments__V1__ProcessExit *exit;
   /*
-   * A terminal state.
+   * How the `chaos` process ended; absent when the runner does not know (it lost the process).
    */
-  Faultline__Experiments__V1__ExecutionState fallback_state;
+  Faultline__Experiments__V1__ProcessExit *exit;
+  Faultline__Experiments__V1__StopRequest stop_request;
+  /*
+   * For people, e.g. what the runner saw; the service adds its own.
+   */
   char *reason;
   /*
    * When the process ended (runner clock); 0 = now.
@@ -947,7 +982,7 @@ struct  Faultline__Experiments__V1__CompleteExecutionRequest
 };
 #define FAULTLINE__EXPERIMENTS__V1__COMPLETE_EXECUTION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__complete_execution_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, FAULTLINE__EXPERIMENTS__V1__EXECUTION_STATE__EXECUTION_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, FAULTLINE__EXPERIMENTS__V1__STOP_REQUEST__STOP_REQUEST_UNSPECIFIED, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Faultline__Experiments__V1__CompleteExecutionResponse
@@ -1001,10 +1036,14 @@ struct  Faultline__Experiments__V1__ListExecutionsRequest
    */
   int64_t created_after_us;
   int64_t created_before_us;
+  /*
+   * Executions of this runner (e.g. to end as LOST those of a runner that stopped heartbeating).
+   */
+  char *runner_id;
 };
 #define FAULTLINE__EXPERIMENTS__V1__LIST_EXECUTIONS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__list_executions_request__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -1087,8 +1126,11 @@ struct  Faultline__Experiments__V1__ExecutionEvent
    */
   int64_t sequence;
   /*
-   * The hook or event, e.g. `before-experiment`, `after-hypothesis`, `before-activity`,
-   * `after-activity`, `before-rollback`, `run-finished`, `pause`, `resume`, `log`.
+   * The event type of the faultline control protocol (controls/chaosfaultline PROTOCOL.md):
+   * `loading-before`, `loading-after`, `experiment-before`, `experiment-after`,
+   * `hypothesis-before`, `hypothesis-after`, `method-before`, `method-after`, `rollbacks-before`,
+   * `rollbacks-after`, `activity-before`, `activity-after`, `paused`, `resumed`,
+   * `terminate-requested`; new types may be added.
    */
   char *type;
   /*
@@ -1100,8 +1142,8 @@ struct  Faultline__Experiments__V1__ExecutionEvent
    */
   int64_t received_at_us;
   /*
-   * The event as the control reported it: a JSON object text (outputs already truncated by the
-   * control).
+   * The event's `payload` as the control reported it: a JSON object text (outputs already
+   * truncated by the control).
    */
   char *payload_json;
   /*
@@ -1115,7 +1157,11 @@ struct  Faultline__Experiments__V1__ExecutionEvent
 
 
 /*
- * One message of the ReportEvents stream: a batch of events, possibly of several executions.
+ * One message of the ReportEvents stream: a batch of events, possibly of several executions
+ * (all of the stream's organisation, from its metadata). An unknown execution id fails the
+ * call with NOT_FOUND; new events for an execution that already ended fail it with
+ * FAILED_PRECONDITION (repeats of stored events are still just ignored): a runner delivers its
+ * spool before it completes the execution.
  */
 struct  Faultline__Experiments__V1__ReportEventsRequest
 {
@@ -3336,6 +3382,7 @@ extern const ProtobufCEnumDescriptor    faultline__experiments__v1__source_forma
 extern const ProtobufCEnumDescriptor    faultline__experiments__v1__severity__descriptor;
 extern const ProtobufCEnumDescriptor    faultline__experiments__v1__execution_state__descriptor;
 extern const ProtobufCEnumDescriptor    faultline__experiments__v1__steady_state__descriptor;
+extern const ProtobufCEnumDescriptor    faultline__experiments__v1__stop_request__descriptor;
 extern const ProtobufCMessageDescriptor faultline__experiments__v1__experiment_source__descriptor;
 extern const ProtobufCMessageDescriptor faultline__experiments__v1__validation_problem__descriptor;
 extern const ProtobufCMessageDescriptor faultline__experiments__v1__validation_report__descriptor;

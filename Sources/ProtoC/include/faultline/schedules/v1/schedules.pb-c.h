@@ -222,7 +222,7 @@ typedef enum _Faultline__Schedules__V1__RunnerState {
 /* --- messages --- */
 
 /*
- * Once, as soon as the plan is created (or resumed).
+ * Once, when the plan is created (never late: the missed-fire policy does not apply).
  */
 struct  Faultline__Schedules__V1__Schedule__Now
 {
@@ -247,22 +247,25 @@ struct  Faultline__Schedules__V1__Schedule__Once
 
 
 /*
- * Repeatedly, per a cron expression read in a time zone.
- * `expression`: five fields (minute hour day-of-month month day-of-week) with `*`, ranges
- * `a-b`, steps `* n` and `a-b/n`, lists `a,b`, month and day names (`jan`, `mon`), Sunday as
- * 0 or 7; or one of `@yearly` (`@annually`), `@monthly`, `@weekly`, `@daily` (`@midnight`),
- * `@hourly`. When both day fields are restricted, a day matching either fires (as in Vixie cron).
- * Daylight saving (the documented rule): times are matched on the local wall clock of
- * `time_zone`. A local time skipped by a forward transition fires once, at the first instant
- * after the gap (02:30 during a 02:00->03:00 jump fires at 03:00). A local time repeated by a
- * backward transition fires once, at its first occurrence. So no occurrence is doubled or lost.
+ * Repeatedly, per a cron expression read on the wall clock of a time zone. The exact rules
+ * (with their tests) are in Sources/ScheduleService/SCHEDULING.md; in short:
+ * `expression`: five fields (minute hour day-of-month month day-of-week), each a list of `*`,
+ * `n`, `a-b`, `* s` or `a-b/s`; month and day names (`JAN`, `MON-FRI`); Sunday as 0 or 7; or
+ * one of `@yearly` (`@annually`), `@monthly`, `@weekly`, `@daily` (`@midnight`), `@hourly`.
+ * When both day fields are restricted, a day matching either fires (Vixie cron). Anything else
+ * (seconds, `?`, `L`, `@reboot`, reversed ranges, ...) is INVALID_ARGUMENT.
+ * Daylight saving: a job whose hour field covers all 24 hours runs on the wall-clock minutes as
+ * they happen (keeping its real-time rhythm). Any other job runs once per matching wall-clock
+ * time: a time repeated by a backward transition fires at its first occurrence only; a time
+ * skipped by a forward transition fires once, at the first instant after the gap.
  */
 struct  Faultline__Schedules__V1__Schedule__Cron
 {
   ProtobufCMessage base;
   char *expression;
   /*
-   * An IANA zone such as `Europe/Paris`; empty = UTC. Unknown zones are INVALID_ARGUMENT.
+   * An IANA zone such as `Europe/Paris`; empty = UTC. Unknown zones, fixed offsets (`GMT+2`)
+   * and abbreviations (`CEST`) are INVALID_ARGUMENT.
    */
   char *time_zone;
 };

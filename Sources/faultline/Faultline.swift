@@ -1,0 +1,14 @@
+import ArgumentParser
+
+@main
+struct Faultline: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "faultline",
+        abstract: "A self-hosted chaos-engineering platform around Chaos Toolkit.",
+        subcommands: [
+            Up.self,
+            ExperimentServiceCommand.self,
+
+        ]
+    )
+}
