@@ -2,6 +2,7 @@ import FaultlinePostgres
 import FaultlineProto
 import FaultlineRPC
 import Foundation
+import Logging
 import Testing
 @testable import ExperimentService
 
@@ -179,6 +180,47 @@ struct ServiceEventTests {
             #expect(collector.events == Array(1...resume.afterSequence), "what it got was in order and complete")
             let rest = try await Self.followUntil(h, run.id, after: resume.afterSequence, upTo: 1_001)
             #expect(rest == Array((resume.afterSequence + 1)...1_001), "resuming picks up exactly where it stopped")
+        }
+    }
+
+    @Test("a watcher on another replica follows ingestion through LISTEN/NOTIFY alone")
+    func acrossReplicas() async throws {
+        try await ServiceHarness.with(database: "svc_watch_replicas") { a in
+            // Replica B re-checks only once an hour: nothing but a notification can wake it.
+            var slow = ExperimentServiceConfiguration()
+            slow.watchRecheckInterval = .seconds(3600)
+            let replicaB = ExperimentServer(database: a.database, logger: Logger(label: "replica-b"), configuration: slow)
+            let run = try await a.runningExecution()
+            let seen = try await withThrowingTaskGroup(of: [Int64]?.self) { group in
+                group.addTask { try await replicaB.run(); return nil }
+                let watching = Gate()
+                group.addTask {
+                    let collector = WatchCollector()
+                    try await replicaB.handlers.watchExecution(.init(executionId: run.id), responses: RPCWriter {
+                        collector.append($0.item)
+                        if case .caughtUp? = $0.item { watching.open() }
+                    }, context: ServiceHarness.context())
+                    return collector.events
+                }
+                group.addTask {
+                    // A guard, not a measurement: a lost notification would otherwise hang the test.
+                    try await Task.sleep(for: .seconds(120))
+                    Issue.record("the watcher on replica B was never woken")
+                    return []
+                }
+                await watching.wait()  // caught up with nothing: all that follows must be woken for
+                for start in stride(from: 1, through: 500, by: 100) {
+                    _ = try await a.report([(Int64(start)..<Int64(start + 100)).map { ServiceHarness.event(run.id, $0) }])
+                }
+                _ = try await a.service.completeExecution(.init(executionId: run.id), context: ServiceHarness.context())  // no journal, no exit: LOST
+                var result: [Int64] = []
+                while let next = try await group.next() {
+                    if let events = next { result = events; break }
+                }
+                group.cancelAll()
+                return result
+            }
+            #expect(seen == Array(1...500))
         }
     }
 

@@ -20,6 +20,7 @@ struct ServiceExecutionTests {
     func lifecycle() async throws {
         var configuration = ExperimentServiceConfiguration()
         configuration.maximumLogBytes = 100
+        configuration.journalLimits = DocumentLimits(maxBytes: 4096, maxDepth: 16)
         try await ServiceHarness.with(database: "svc_lifecycle", configuration: configuration) { h in
             let ctx = ServiceHarness.context()
             let experiment = try await h.createExperiment()
@@ -32,6 +33,11 @@ struct ServiceExecutionTests {
             #expect(started.execution?.state == .running && started.execution?.runnerId == "r-1" && (started.execution?.startedAtUs ?? 0) > 0)
             #expect(try await h.service.startExecution(.init(executionId: id), context: ctx).execution?.state == .running, "start again is a no-op")
 
+            let hugeJournal = "{\"status\": \"completed\", \"pad\": \"" + String(repeating: "x", count: 5000) + "\"}"
+            await expectRPCError(.resourceExhausted, "journal over the limit") {
+                try await h.service.completeExecution(.init(executionId: id, journalJson: hugeJournal), context: ctx)
+            }
+            #expect(try await h.service.getExecution(.init(executionId: id), context: ctx).execution?.state == .running)
             let journal = Self.journal()
             let log = String(repeating: "é", count: 200)  // 400 bytes, cut inside no character
             let request = ExperimentsV1.CompleteExecutionRequest(executionId: id, journalJson: journal, log: log, exit: .init(exitCode: 0))
@@ -172,6 +178,43 @@ struct ServiceExecutionTests {
             #expect(try await h.service.getExecution(.init(executionId: running.id), context: ctx).execution != nil)
             await expectRPCError(.invalidArgument) {
                 try await h.service.setRetentionPolicy(.init(policy: .init(maxAgeUs: -5)), context: ctx)
+            }
+        }
+    }
+
+    @Test("executions and events page by cursor; a token only works for the query that made it")
+    func paging() async throws {
+        try await ServiceHarness.with(database: "svc_exec_paging") { h in
+            let ctx = ServiceHarness.context()
+            let experiment = try await h.createExperiment()
+            var created: [String] = []
+            for _ in 0..<7 {
+                created.append(try #require(try await h.service.createExecution(.init(experimentId: experiment.id), context: ctx).execution?.id))
+            }
+            var seen: [String] = [], token = ""
+            repeat {
+                let page = try await h.service.listExecutions(.init(pageSize: 3, pageToken: token, experimentId: experiment.id), context: ctx)
+                seen += page.executions.map(\.id)
+                token = page.nextPageToken
+                _ = try await h.service.createExecution(.init(experimentId: experiment.id), context: ctx)  // newer than any cursor
+            } while !token.isEmpty
+            #expect(seen == created.reversed())
+            let experimentsToken = try await h.service.listExperiments(.init(pageSize: 1), context: ctx).nextPageToken
+            let executionsToken = try await h.service.listExecutions(.init(pageSize: 1), context: ctx).nextPageToken
+            #expect(!executionsToken.isEmpty)
+            await expectRPCError(.invalidArgument, "an executions token on another filter") {
+                try await h.service.listExecutions(.init(pageSize: 1, pageToken: executionsToken, planId: "p"), context: ctx)
+            }
+            await expectRPCError(.invalidArgument, "an executions token on events") {
+                try await h.service.listExecutionEvents(.init(executionId: created[0], pageToken: executionsToken), context: ctx)
+            }
+            if !experimentsToken.isEmpty {
+                await expectRPCError(.invalidArgument, "an experiments token on executions") {
+                    try await h.service.listExecutions(.init(pageToken: experimentsToken), context: ctx)
+                }
+            }
+            await expectRPCError(.invalidArgument, "unspecified state filter") {
+                try await h.service.listExecutions(.init(states: [.unspecified]), context: ctx)
             }
         }
     }

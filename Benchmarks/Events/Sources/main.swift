@@ -10,18 +10,21 @@ struct Options {
     var batch = 1_000
     var runs = 5
     var executions = 10
+    /// Call the handler in the benchmark's process instead of over RPC (isolates the transport).
+    var inProcess = false
 
     init(_ arguments: [String]) {
         var i = 0
         while i < arguments.count {
             let value = i + 1 < arguments.count ? Int(arguments[i + 1]) : nil
+            if arguments[i] == "--in-process" { inProcess = true; i += 1; continue }
             switch (arguments[i], value) {
             case ("--events", let v?) where v > 0: events = v
             case ("--batch", let v?) where v > 0: batch = v
             case ("--runs", let v?) where v > 0: runs = v
             case ("--executions", let v?) where v > 0: executions = v
             default:
-                FileHandle.standardError.write(Data("usage: EventsBenchmark [--events N] [--batch N] [--runs N] [--executions N]\n".utf8))
+                FileHandle.standardError.write(Data("usage: EventsBenchmark [--events N] [--batch N] [--runs N] [--executions N] [--in-process]\n".utf8))
                 exit(2)
             }
             i += 2
@@ -62,20 +65,26 @@ try await ExperimentServer.migrations.apply(on: client)
 try await client.execute("CREATE SCHEMA events_ceiling")
 try await client.execute("CREATE TABLE events_ceiling.events (LIKE experiments.events INCLUDING ALL)")
 
-let experimentServer = ExperimentServer(database: client, logger: Logger(label: "bench"))
-let service = experimentServer.services.first as! any ExperimentsV1.ExperimentService
-var metadata = Metadata()
-metadata.addString("bench-org", forKey: "x-faultline-org")
-let context = ServerContext(method: ExperimentsV1.ExperimentMethods.reportEvents, metadata: metadata,
-                            deadline: nil, peer: "in-process", logger: Logger(label: "bench"))
+// The service on a real RPC server (loopback, free port), reached by the generated client.
+var quiet = Logger(label: "bench")
+quiet.logLevel = .critical
+let experimentServer = ExperimentServer(database: client, logger: quiet)
+let rpcServer = RPCServer(configuration: .init(), services: experimentServer.services, logger: quiet)
+let serverTask = Task { try await rpcServer.run() }
+let port = try await rpcServer.listeningPort
+let rpcClient = RPCClient(host: "127.0.0.1", port: port, logger: quiet)
+let service = ExperimentsV1.ExperimentClient(rpcClient)
+var callOptions = CallOptions(timeout: .seconds(600))
+callOptions.metadata.addString("bench-org", forKey: "x-faultline-org")
+let options_ = callOptions
 
 // Executions to report to, as a runner would have created them.
 let experiment = try await service.createExperiment(.init(source: .init(text: """
     {"title": "bench", "description": "d", "method": []}
-    """)), context: context).experiment!
+    """)), options: callOptions).experiment!
 var executionIDs: [String] = []
 for _ in 0..<options.executions {
-    let created = try await service.createExecution(.init(experimentId: experiment.id), context: context)
+    let created = try await service.createExecution(.init(experimentId: experiment.id), options: callOptions)
     executionIDs.append(created.execution!.id)
 }
 
@@ -95,6 +104,11 @@ let messages = stride(from: 0, to: events.count, by: options.batch).map {
     ExperimentsV1.ReportEventsRequest(events: Array(events[$0..<min(events.count, $0 + options.batch)]))
 }
 
+if ProcessInfo.processInfo.environment["EVENTS_BENCH_PARSE"] != nil {
+    let clock = ContinuousClock()
+    let t = try clock.measure { for e in events { _ = try JSONValue.parse(jsonBytes: Array(e.payloadJson.utf8)) } }
+    print("parse only: \(Double(events.count) / seconds(t)) payloads/s")
+}
 let file = NSTemporaryDirectory() + "faultline-eventsbench-\(getpid()).copy"
 do {
     var out = ""
@@ -114,17 +128,33 @@ do {
 }
 
 @MainActor func reportEvents() async throws -> Double {
-    let stream = AsyncThrowingStream<ExperimentsV1.ReportEventsRequest, any Error> { continuation in
-        for message in messages { continuation.yield(message) }
-        continuation.finish()
-    }
     let clock = ContinuousClock()
     var response = ExperimentsV1.ReportEventsResponse()
+    let messages = messages
     let elapsed = try await clock.measure {
-        response = try await service.reportEvents(RPCAsyncSequence(wrapping: stream), context: context)
+        if options.inProcess {
+            let stream = AsyncThrowingStream<ExperimentsV1.ReportEventsRequest, any Error> { continuation in
+                for message in messages { continuation.yield(message) }
+                continuation.finish()
+            }
+            var metadata = Metadata()
+            metadata.addString("bench-org", forKey: "x-faultline-org")
+            let context = ServerContext(method: ExperimentsV1.ExperimentMethods.reportEvents, metadata: metadata,
+                                        deadline: nil, peer: "in-process", logger: quiet)
+            let handlers = experimentServer.services.first as! any ExperimentsV1.ExperimentService
+            response = try await handlers.reportEvents(RPCAsyncSequence(wrapping: stream), context: context)
+        } else {
+            response = try await service.reportEvents(options: options_) { writer in
+                for message in messages { try await writer.write(message) }
+            }
+        }
     }
-    precondition(response.accepted == Int64(events.count) && response.duplicates == 0)
-    precondition(response.progress.allSatisfy { $0.gaps.isEmpty })
+    guard response.accepted == Int64(events.count), response.duplicates == 0,
+          response.progress.allSatisfy({ $0.gaps.isEmpty && $0.contiguousSequence == Int64(events.count / executionIDs.count) })
+    else { fatalError("ReportEvents stored \(response.accepted), duplicates \(response.duplicates), progress \(response.progress)") }
+    // Outside the timing: the rows are really there.
+    let stored = try await client.query("SELECT count(*) FROM experiments.events")[0].decode(Int.self, at: 0)
+    guard stored == events.count else { fatalError("\(stored) rows persisted, expected \(events.count)") }
     return Double(events.count) / seconds(elapsed)
 }
 
@@ -147,7 +177,9 @@ do {
     return Double(events.count) / seconds(elapsed)
 }
 
-print("client: ReportEvents handler called in process (no RPC transport: the RPC runtime is not merged yet)")
+print(options.inProcess
+      ? "client: ReportEvents handler called in process (--in-process: no RPC transport), one call per run"
+      : "client: ReportEvents over a real RPC connection (FaultlineRPC client -> RPCServer on 127.0.0.1:\(port)), one call per run")
 print("server: \(server)  events: \(options.events) in messages of \(options.batch), \(options.executions) executions, runs: \(options.runs)")
 // Warm-up: one of each, not counted.
 try await reset(); _ = try await reportEvents()
@@ -165,8 +197,6 @@ for run in 0..<options.runs {
     serviceRates.append(s); ceilingRates.append(c); ratios.append(s / c)
     print("run \(run + 1): ReportEvents \(fmt(s)) events/s   psql \\copy \(fmt(c)) rows/s   ratio \(String(format: "%.2f", s / c))")
 }
-let stored = try await client.query("SELECT count(*) FROM experiments.events")[0].decode(Int.self, at: 0)
-precondition(stored == options.events, "every event persisted")
 
 print("")
 print("ReportEvents -> rows   \(fmt(median(serviceRates))) events/s (median of \(serviceRates.count))")
@@ -174,6 +204,9 @@ print("psql \\copy (ceiling)   \(fmt(median(ceilingRates))) rows/s (median of \(
 print("ratio                  \(String(format: "%.2f", median(ratios))) (median of per-run ratios; target >= 0.50)")
 
 try await client.execute("DROP SCHEMA events_ceiling CASCADE")
+await rpcClient.close()
+serverTask.cancel()
+_ = await serverTask.result
 await client.close()
 try? FileManager.default.removeItem(atPath: file)
 if let embedded {

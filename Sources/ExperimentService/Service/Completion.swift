@@ -41,7 +41,7 @@ extension ExecutionStatus {
 }
 
 /// What a `CompleteExecution` request ends an execution with: the state decided from the journal
-/// (Domain `ExecutionOutcome`), the proto's precedence for `fallback_state`, the score, and the
+/// (Domain `ExecutionOutcome`; exit and stop request only without a journal), the score, and the
 /// log cut to its cap.
 struct Completion {
     let status: ExecutionStatus

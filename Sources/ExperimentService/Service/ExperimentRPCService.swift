@@ -179,27 +179,50 @@ struct ExperimentRPCService: ExperimentsV1.ExperimentService {
     func reportEvents(_ requests: RPCAsyncSequence<ExperimentsV1.ReportEventsRequest>, context: ServerContext) async throws -> ExperimentsV1.ReportEventsResponse {
         try await call(context) { org in
             let ingest = EventIngest(store: events, org: org, configuration: configuration)
+            let queue = IngestQueue(capacity: 2 * configuration.ingestBatchRows)
             var response = ExperimentsV1.ReportEventsResponse()
             var touched: [String] = []
-            var owned = Set<String>()
-            for try await message in requests {
-                let batch = try ingest.check(message.events)
-                let fresh = Set(batch.map(\.executionID)).subtracting(owned)
-                if !fresh.isEmpty {
-                    let found = try await events.owned(org, Array(fresh))
-                    guard found.count == fresh.count else { throw ExecutionStore.notFound }
-                    owned.formUnion(found)
-                    touched.append(contentsOf: fresh.sorted())
+            // The writer stores what the reader checked, batching whatever queued up meanwhile.
+            // A bad message ends reading, but what was accepted before it is still stored.
+            let (readFailure, stored) = try await withThrowingTaskGroup(of: EventStore.BatchResult.self) { group in
+                group.addTask {
+                    var total = EventStore.BatchResult()
+                    do {
+                        while let batch = await queue.take(limit: configuration.ingestBatchRows) {
+                            let result = try await ingest.store(batch)
+                            total.accepted += result.accepted
+                            total.duplicates += result.duplicates
+                        }
+                    } catch {
+                        queue.fail(error)
+                        throw error
+                    }
+                    return total
                 }
-                var start = 0
-                while start < batch.count {
-                    let end = min(batch.count, start + configuration.ingestBatchRows)
-                    let result = try await ingest.store(Array(batch[start..<end]))
-                    response.accepted += result.accepted
-                    response.duplicates += result.duplicates
-                    start = end
+                var readFailure: (any Error)?
+                do {
+                    var owned = Set<String>()
+                    for try await message in requests {
+                        let batch = try ingest.check(message.events)
+                        let fresh = Set(batch.map(\.executionID)).subtracting(owned)
+                        if !fresh.isEmpty {
+                            let found = try await events.owned(org, Array(fresh))
+                            guard found.count == fresh.count else { throw ExecutionStore.notFound }
+                            owned.formUnion(found)
+                            touched.append(contentsOf: fresh.sorted())
+                        }
+                        try await queue.push(batch)
+                    }
+                } catch {
+                    readFailure = error
                 }
+                queue.finish()
+                let stored = try await group.next() ?? EventStore.BatchResult()
+                return (readFailure, stored)
             }
+            if let readFailure { throw readFailure }
+            response.accepted = stored.accepted
+            response.duplicates = stored.duplicates
             for id in touched { response.progress.append(try await events.progress(id)) }
             return response
         }

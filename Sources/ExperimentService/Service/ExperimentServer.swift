@@ -4,9 +4,23 @@
 // let database = PostgresClient(configuration: try PostgresConfiguration(url: url))
 // try await ExperimentServer.migrations.apply(on: database)   // schema `experiments`
 // let server = ExperimentServer(database: database, logger: logger)
-// // serve `server.services` with an RPCServer, and run `server` (a Service) in the same
-// // ServiceGroup: it listens for event notifications and applies retention periodically.
+// let rpc = RPCServer(configuration: .init(host: host, port: port), services: server.services, logger: logger)
+// // One ServiceGroup: [database, server, rpc]. `server.run()` listens for event notifications
+// // (LISTEN faultline_experiment_events) and applies retention every hour.
 // ```
+//
+// Layout: `Store/` owns SQL (schema `experiments`: experiments, revisions, executions, events,
+// retention_policies; times as bigint µs; ids `exp_`/`exe_` + UUIDv7 hex), `Service/` owns the
+// RPC handlers, reading/validating documents (Domain), completions (Domain outcome and score),
+// event ingestion checks and watchers. Every statement is scoped by the caller's organisation.
+//
+// Events: each ReportEvents message is checked as a whole, then written in transactions of up to
+// `ingestBatchRows` rows: COPY into a per-connection temp table, one INSERT … ON CONFLICT DO
+// NOTHING into `events` (PRIMARY KEY (execution_id, seq)), counters advanced, and one
+// `pg_notify(<execution>:<max seq>)` per execution, delivered at commit. Watchers re-query
+// Postgres on a notification (or every `watchRecheckInterval`), send the contiguous prefix while
+// the run goes on and everything once it is terminal, and get `resume_from` once more than
+// `watchBacklogLimit` events that arrived since they started are still unsent.
 public import FaultlinePostgres
 public import FaultlineRPC
 public import Logging

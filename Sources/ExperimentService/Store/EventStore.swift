@@ -32,63 +32,110 @@ struct EventStore {
         return Set(try rows.map { try $0.decode(String.self, at: 0) })
     }
 
-    /// Stores one batch in one transaction: COPY into the staging table, insert what is new,
-    /// advance each execution's counters and notify watchers once per execution.
-    func store(_ org: OrganizationID, _ events: [Incoming]) async throws -> BatchResult {
+    /// Stores one batch in one transaction and notifies watchers once per execution.
+    ///
+    /// The common case, a batch with nothing stored before, is one `COPY` straight into `events`
+    /// (the Postgres ceiling). When that meets a stored (execution, sequence) — a retry — the
+    /// savepoint is rolled back and the batch goes through the staging table and
+    /// `INSERT … ON CONFLICT DO NOTHING`, which keeps exactly the new rows.
+    func store(_ org: OrganizationID, _ batch: [Incoming]) async throws -> BatchResult {
+        // Repeats inside the batch are dropped here; the first occurrence wins, as in the table.
+        var seen = Set<EventKey>(minimumCapacity: batch.count)
+        let events = batch.filter { seen.insert(EventKey(execution: $0.executionID, sequence: $0.sequence)).inserted }
         guard !events.isEmpty else { return BatchResult() }
-        let received = Clock.nowMicros()
-        return try await database.withTransaction { tx in
-            try await tx.execute("""
-                CREATE TEMP TABLE IF NOT EXISTS event_staging (
-                    execution_id text, seq bigint, type text, occurred_us bigint, activity_name text, payload text
-                ) ON COMMIT DELETE ROWS
-                """)
-            try await tx.copyIn(into: "event_staging", columns: ["execution_id", "seq", "type", "occurred_us", "activity_name", "payload"]) { w in
-                for e in events {
-                    w.append(e.executionID)
-                    w.append(e.sequence)
-                    w.append(e.type)
-                    w.append(e.occurredAtUs)
-                    w.append(e.activityName)
-                    w.append(e.payload)
-                    try w.endRow()
+        let received = WallClock.nowMicros()
+        var result = try await database.withTransaction { tx in
+            try await tx.execute("SAVEPOINT direct_copy")
+            do {
+                try await tx.copyIn(into: "events", schema: "experiments", columns: Self.columns) { w in
+                    try Self.write(events, received: received, into: &w)
                 }
+            } catch let error as DatabaseError where error.sqlState == "23505" {
+                try await tx.execute("ROLLBACK TO SAVEPOINT direct_copy")
+                return try await storeSkippingDuplicates(tx, org, events, received: received)
             }
-            // Per execution: how many rows were new and the highest sequence now stored; the
-            // counters move in the same statement, so they never disagree with the rows.
-            let rows = try await tx.query("""
-                WITH inserted AS (
-                    INSERT INTO experiments.events (execution_id, seq, type, occurred_us, received_us, activity_name, payload)
-                    SELECT execution_id, seq, type, occurred_us, \(received), activity_name, payload::jsonb FROM event_staging
-                    ON CONFLICT (execution_id, seq) DO NOTHING
-                    RETURNING execution_id, seq
-                ), per_execution AS (
-                    SELECT execution_id, count(*) AS added, max(seq) AS top FROM inserted GROUP BY execution_id
-                ), counted AS (
-                    UPDATE experiments.executions x SET events_received = x.events_received + p.added
-                    FROM per_execution p WHERE x.org = \(org.rawValue) AND x.id = p.execution_id
-                    RETURNING x.id
-                )
-                SELECT p.execution_id, p.added, p.top, pg_notify(\(ExperimentSchema.channel), p.execution_id || ':' || p.top)
-                FROM per_execution p
+            var added: [String: (count: Int64, top: Int64)] = [:]
+            for e in events {
+                let current = added[e.executionID] ?? (0, 0)
+                added[e.executionID] = (current.count + 1, max(current.top, e.sequence))
+            }
+            let ids = Array(added.keys)
+            try await tx.execute("""
+                WITH u AS (SELECT * FROM unnest(\(ids)::text[], \(ids.map { String(added[$0]!.count) })::bigint[],
+                                                \(ids.map { String(added[$0]!.top) })::bigint[]) AS u(id, added, top)),
+                counted AS (UPDATE experiments.executions x SET events_received = x.events_received + u.added
+                            FROM u WHERE x.org = \(org.rawValue) AND x.id = u.id RETURNING x.id)
+                SELECT pg_notify(\(ExperimentSchema.channel), u.id || ':' || u.top) FROM u
                 """)
-            var result = BatchResult()
-            for row in rows { result.accepted += try row.decode(Int64.self, at: 1) }
-            for row in rows { try await advanceContiguous(tx, org, try row.decode(String.self, at: 0)) }
-            result.duplicates = Int64(events.count) - result.accepted
-            return result
+            try await advanceContiguous(tx, org, ids)
+            return BatchResult(accepted: Int64(events.count))
+        }
+        result.duplicates = Int64(batch.count) - result.accepted
+        return result
+    }
+
+    private struct EventKey: Hashable {
+        var execution: String
+        var sequence: Int64
+    }
+
+    private static let columns = ["execution_id", "seq", "type", "occurred_us", "received_us", "activity_name", "payload"]
+
+    private static func write(_ events: [Incoming], received: Int64, into w: inout CopyWriter) throws {
+        for e in events {
+            w.append(e.executionID)
+            w.append(e.sequence)
+            w.append(e.type)
+            w.append(e.occurredAtUs)
+            w.append(received)
+            w.append(e.activityName)
+            w.append(e.payload)
+            try w.endRow()
         }
     }
 
-    /// Moves `contiguous_seq` past every event now stored right after it.
-    private func advanceContiguous(_ tx: PostgresConnection, _ org: OrganizationID, _ id: String) async throws {
+    /// The retry path: COPY into a per-connection staging table, then keep what is new.
+    private func storeSkippingDuplicates(_ tx: PostgresConnection, _ org: OrganizationID, _ events: [Incoming],
+                                         received: Int64) async throws -> BatchResult {
+        try await tx.execute("""
+            CREATE TEMP TABLE IF NOT EXISTS event_staging (LIKE experiments.events) ON COMMIT DELETE ROWS
+            """)
+        try await tx.copyIn(into: "event_staging", columns: Self.columns) { w in
+            try Self.write(events, received: received, into: &w)
+        }
+        // Per execution: how many rows were new and the highest sequence now stored; the
+        // counters move in the same statement, so they never disagree with the rows.
+        let rows = try await tx.query("""
+            WITH inserted AS (
+                INSERT INTO experiments.events SELECT * FROM event_staging
+                ON CONFLICT (execution_id, seq) DO NOTHING
+                RETURNING execution_id, seq
+            ), per_execution AS (
+                SELECT execution_id, count(*) AS added, max(seq) AS top FROM inserted GROUP BY execution_id
+            ), counted AS (
+                UPDATE experiments.executions x SET events_received = x.events_received + p.added
+                FROM per_execution p WHERE x.org = \(org.rawValue) AND x.id = p.execution_id
+                RETURNING x.id
+            )
+            SELECT p.execution_id, p.added, p.top, pg_notify(\(ExperimentSchema.channel), p.execution_id || ':' || p.top)
+            FROM per_execution p
+            """)
+        var result = BatchResult()
+        for row in rows { result.accepted += try row.decode(Int64.self, at: 1) }
+        try await advanceContiguous(tx, org, try rows.map { try $0.decode(String.self, at: 0) })
+        return result
+    }
+
+    /// Moves each execution's `contiguous_seq` past every event now stored right after it.
+    private func advanceContiguous(_ tx: PostgresConnection, _ org: OrganizationID, _ ids: [String]) async throws {
+        guard !ids.isEmpty else { return }
         try await tx.execute("""
             UPDATE experiments.executions x SET contiguous_seq = (
                 SELECT coalesce(min(s.seq), x.contiguous_seq) FROM (
                     SELECT seq, lead(seq) OVER (ORDER BY seq) AS next
                     FROM experiments.events WHERE execution_id = x.id AND seq > x.contiguous_seq
                 ) s WHERE s.next IS NULL OR s.next <> s.seq + 1)
-            WHERE x.org = \(org.rawValue) AND x.id = \(id)
+            WHERE x.org = \(org.rawValue) AND x.id = ANY(\(ids))
               AND EXISTS (SELECT 1 FROM experiments.events WHERE execution_id = x.id AND seq = x.contiguous_seq + 1)
             """)
     }
@@ -124,11 +171,5 @@ struct EventStore {
             return ExperimentsV1.ExecutionEvent(executionId: id, sequence: seq, type: type, occurredAtUs: occurred,
                                                 receivedAtUs: received, payloadJson: payload, activityName: activity)
         }
-    }
-
-    /// The highest stored sequence of an execution (0 when none).
-    func head(_ id: String) async throws -> Int64 {
-        let rows = try await database.query("SELECT coalesce(max(seq), 0) FROM experiments.events WHERE execution_id = \(id)")
-        return try rows.first?.decode(Int64.self, at: 0) ?? 0
     }
 }

@@ -12,7 +12,7 @@ struct ExecutionStore {
     static let notFound = RPCError(.notFound, "no such execution")
 
     func create(_ org: OrganizationID, _ request: ExperimentsV1.CreateExecutionRequest, by actor: CommonV1.Actor) async throws -> (ExperimentsV1.Execution, String) {
-        let now = Clock.nowMicros()
+        let now = WallClock.nowMicros()
         let id = ResourceID.make(.execution, now: now)
         let requestID: String? = request.requestId.isEmpty ? nil : request.requestId
         let executionID: String = try await database.withTransaction { tx in
@@ -64,7 +64,7 @@ struct ExecutionStore {
             if case .moved = try current.moving(to: .running) {
                 try await tx.execute("""
                     UPDATE experiments.executions SET state = \(ExperimentsV1.ExecutionState.running.rawValue),
-                        started_us = \(startedAt == 0 ? Clock.nowMicros() : startedAt),
+                        started_us = \(startedAt == 0 ? WallClock.nowMicros() : startedAt),
                         runner_id = CASE WHEN \(runnerID) = '' THEN runner_id ELSE \(runnerID) END
                     WHERE org = \(org.rawValue) AND id = \(id)
                     """)
@@ -93,7 +93,7 @@ struct ExecutionStore {
             _ = try current.moving(to: completion.status)
             try await tx.execute("""
                 UPDATE experiments.executions SET state = \(completion.status.proto.rawValue), deviated = \(completion.outcome.deviated),
-                    ended_us = \(endedAt == 0 ? Clock.nowMicros() : endedAt), reason = \(completion.reason),
+                    ended_us = \(endedAt == 0 ? WallClock.nowMicros() : endedAt), reason = \(completion.reason),
                     outcome = \(try JSONB(encoding: StoredOutcome(completion.outcome))),
                     journal_text = \(completion.journalText), journal = \(completion.journalCompact.map(JSONB.init)),
                     log = \(completion.log), log_truncated = \(completion.logTruncated), log_size = \(completion.logSize),
@@ -162,7 +162,7 @@ struct ExecutionStore {
             let (state, inForce, skipping) = try row.decode((Int32, String?, Bool).self)
             let status = ExecutionStatus(ExperimentsV1.ExecutionState(rawValue: state)) ?? .pending
             if status.isTerminal { throw RPCError(.failedPrecondition, "execution is already \(status.rawValue)") }
-            let now = Clock.nowMicros()
+            let now = WallClock.nowMicros()
             let update: SQL
             switch request {
             case .pause(let maxDuration):
@@ -216,7 +216,7 @@ struct ExecutionStore {
 
     /// Deletes (or counts) the terminal executions the organisation's policy no longer keeps,
     /// with their events. PENDING and RUNNING executions are never deleted.
-    func applyRetention(_ org: OrganizationID, dryRun: Bool, now: Int64 = Clock.nowMicros()) async throws -> (executions: Int64, events: Int64) {
+    func applyRetention(_ org: OrganizationID, dryRun: Bool, now: Int64 = WallClock.nowMicros()) async throws -> (executions: Int64, events: Int64) {
         let doomed: SQL = """
             WITH policy AS (SELECT max_age_us, max_per_experiment FROM experiments.retention_policies WHERE org = \(org.rawValue)),
             ranked AS (SELECT id, created_us, state,

@@ -20,7 +20,7 @@ struct ExperimentStore {
     // MARK: create and update
 
     func create(_ org: OrganizationID, _ imported: ImportedExperiment, by writer: Writer) async throws -> (ExperimentsV1.Experiment, ExperimentsV1.ExperimentRevision) {
-        let now = Clock.nowMicros()
+        let now = WallClock.nowMicros()
         let id = ResourceID.make(.experiment, now: now)
         let requestID: String? = writer.requestID.isEmpty ? nil : writer.requestID
         let existing: String? = try await database.withTransaction { tx in
@@ -33,11 +33,18 @@ struct ExperimentStore {
                 let rows = try await tx.query("SELECT id FROM experiments.experiments WHERE org = \(org.rawValue) AND request_id = \(requestID) FOR UPDATE")
                 if let row = rows.first { return try row.decode(String.self, at: 0) }
             }
-            try await tx.execute("""
+            // A concurrent retry with the same key loses the unique index race and reads the winner.
+            let inserted = try await tx.query("""
                 INSERT INTO experiments.experiments (org, id, title, description, tags, latest_revision, created_us, updated_us, actor_kind, actor_id, request_id)
                 VALUES (\(org.rawValue), \(id), \(imported.title), \(imported.description), \(imported.tags), 1, \(now), \(now),
                         \(writer.actor.kind.rawValue), \(writer.actor.id), \(requestID))
+                ON CONFLICT (org, request_id) WHERE request_id IS NOT NULL DO NOTHING
+                RETURNING id
                 """)
+            if inserted.isEmpty, let requestID {
+                let rows = try await tx.query("SELECT id FROM experiments.experiments WHERE org = \(org.rawValue) AND request_id = \(requestID)")
+                if let row = rows.first { return try row.decode(String.self, at: 0) }
+            }
             try await insertRevision(tx, org, id, 1, imported, writer.actor, now)
             return nil
         }
@@ -50,7 +57,7 @@ struct ExperimentStore {
 
     func update(_ org: OrganizationID, _ id: String, _ imported: ImportedExperiment, expectedRevision: Int64,
                 by actor: CommonV1.Actor) async throws -> (ExperimentsV1.Experiment, ExperimentsV1.ExperimentRevision) {
-        let now = Clock.nowMicros()
+        let now = WallClock.nowMicros()
         let next: Int64 = try await database.withTransaction { tx in
             let rows = try await tx.query("""
                 SELECT latest_revision, deleted_us IS NOT NULL FROM experiments.experiments WHERE org = \(org.rawValue) AND id = \(id) FOR UPDATE
@@ -122,7 +129,7 @@ struct ExperimentStore {
 
     func delete(_ org: OrganizationID, _ id: String) async throws -> ExperimentsV1.Experiment {
         try await database.execute("""
-            UPDATE experiments.experiments SET deleted_us = \(Clock.nowMicros())
+            UPDATE experiments.experiments SET deleted_us = \(WallClock.nowMicros())
             WHERE org = \(org.rawValue) AND id = \(id) AND deleted_us IS NULL
             """)
         guard let experiment = try await get(org, id, includeDeleted: true) else { throw Self.notFound }
@@ -201,7 +208,7 @@ struct ExperimentStore {
         let score = ExperimentScore(newestFirst: newestFirst, policy: ScoringPolicy(window: window))
         guard let value = score.value else { return nil }
         return ExperimentsV1.ExperimentScore(value: value, executions: Int32(score.scoredExecutions), window: Int32(window),
-                                             computedAtUs: Clock.nowMicros(), formula: ExecutionRecord.experimentFormula)
+                                             computedAtUs: WallClock.nowMicros(), formula: ExecutionRecord.experimentFormula)
     }
 
     private static let revisionColumns = """

@@ -9,7 +9,7 @@ struct ResourceID {
         case execution = "exe"
     }
 
-    static func make(_ kind: Kind, now: Int64 = Clock.nowMicros()) -> String {
+    static func make(_ kind: Kind, now: Int64 = WallClock.nowMicros()) -> String {
         var bytes = [UInt8](repeating: 0, count: 16)
         let millis = UInt64(max(0, now / 1000))
         for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - i))) }
@@ -31,7 +31,8 @@ struct ResourceID {
     }
 }
 
-enum Clock {
+/// Microseconds since the epoch, the unit of every `_us` column and field.
+enum WallClock {
     static func nowMicros() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
