@@ -94,6 +94,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "RunnerService",
+            dependencies: [
+                "FaultlineRPC", "FaultlineProto", "ServiceKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/RunnerService",
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "ScheduleService",
             dependencies: [
                 "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
@@ -108,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "faultline",
             dependencies: [
-                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit", "ExperimentService",
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit", "ExperimentService", "RunnerService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -132,6 +145,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/Events/Sources",
+            swiftSettings: swiftSettings
+        ),
+
+        .executableTarget(
+            name: "RunnerBenchmark",
+            dependencies: [
+                "RunnerService", "ExperimentService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Runner/Sources",
             swiftSettings: swiftSettings
         ),
 
@@ -167,6 +190,15 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/ExperimentServiceTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RunnerServiceTests",
+            dependencies: [
+                "RunnerService", "ExperimentService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/RunnerServiceTests",
             swiftSettings: swiftSettings
         ),
         .testTarget(
