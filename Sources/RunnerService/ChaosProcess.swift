@@ -66,8 +66,8 @@ final class ChaosProcess: Sendable {
 
     /// `posix_spawn_file_actions_addchdir_np` (glibc 2.29+), not imported either: looked up once.
     private static let addchdir: AddChdir? = {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: -2), "posix_spawn_file_actions_addchdir_np")
-            ?? dlsym(nil, "posix_spawn_file_actions_addchdir_np") else { return nil }
+        // nil = RTLD_DEFAULT.
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addchdir_np") else { return nil }
         return unsafeBitCast(symbol, to: AddChdir.self)
     }()
 

@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What survives a runner crash about one run it owned: enough to end it as lost on restart,
 /// replay its spooled events and kill what is left of its process group.
 struct RunRecord: Codable, Sendable, Equatable {
@@ -39,7 +43,9 @@ struct StateDirectory: Sendable {
         let file = recordFile(record.executionID)
         let temporary = file.appendingPathExtension("tmp")
         try JSONEncoder().encode(record).write(to: temporary)
-        _ = try FileManager.default.replaceItemAt(file, withItemAt: temporary)
+        guard rename(temporary.path, file.path) == 0 else {
+            throw RunnerError.runDirectory("cannot write \(file.path): \(String(cString: strerror(errno)))")
+        }
     }
 
     func records() -> [RunRecord] {

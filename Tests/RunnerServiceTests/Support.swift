@@ -103,7 +103,7 @@ final class ExperimentEndpoint: Sendable {
         return logger
     }
 
-    private static func start(_ server: ExperimentServer, port: Int, into slot: Mutex<Task<Void, any Error>?>) async throws -> Int {
+    private static func start(_ server: ExperimentServer, port: Int, into slot: borrowing Mutex<Task<Void, any Error>?>) async throws -> Int {
         let rpc = RPCServer(configuration: .init(host: "127.0.0.1", port: port), services: server.services, logger: quiet)
         let task = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -144,7 +144,6 @@ struct Platform: Sendable {
         try await TestPostgres.withClient(database: database, maximumConnections: 8) { client in
             _ = try await ExperimentServer.migrations.apply(on: client)
             let endpoint = try await ExperimentEndpoint(database: client)
-            defer { Task { await endpoint.stop() } }
             var clientConfiguration = RPCClient.Configuration()
             clientConfiguration.backoff = .init(initial: .milliseconds(50), maximum: .milliseconds(500))
             let toExperiments = RPCClient(host: "127.0.0.1", port: endpoint.port, configuration: clientConfiguration,
