@@ -93,8 +93,9 @@ struct RunnerTests {
             _ = try await platform.experiments.resumeExecution(.init(executionId: run.executionId, reason: "go"), options: Platform.options)
             let execution = try await platform.waitUntilTerminal(run.executionId)
             #expect(execution.state == .completed, "\(execution.reason)")
-            let resumed = try await platform.events(run.executionId).first { $0.type == "resumed" }
-            #expect(resumed?.payloadJson.contains(#""outcome":"resumed""#) == true)
+            let resumed = try #require(try await platform.events(run.executionId).first { $0.type == "resumed" })
+            let payload = try JSONSerialization.jsonObject(with: Data(resumed.payloadJson.utf8)) as? [String: Any]
+            #expect(payload?["outcome"] as? String == "resumed")
         }
     }
 

@@ -153,20 +153,24 @@ struct Platform: Sendable {
             configure(&configuration)
             var logger = Logger(label: "runner")
             logger.logLevel = ProcessInfo.processInfo.environment["FAULTLINE_TEST_LOG"] == nil ? .critical : .debug
-            let runnerServer = try RunnerServer(configuration: configuration,
-                                                experiments: ExperimentsV1.ExperimentClient(toExperiments), logger: logger)
-            let rpc = RPCServer(configuration: .init(), services: [runnerServer], logger: ExperimentEndpoint.quiet)
-            let serving = Task { try await rpc.run() }
-            let toRunner = RPCClient(host: "127.0.0.1", port: try await rpc.listeningPort, logger: ExperimentEndpoint.quiet)
-            let platform = Platform(experiments: ExperimentsV1.ExperimentClient(toExperiments),
-                                    runner: RunnersV1.RunnerClient(toRunner), runnerServer: runnerServer,
-                                    endpoint: endpoint, stateDirectory: state)
             var failure: (any Error)?
-            do { try await body(platform) } catch { failure = error }
-            await runnerServer.drain()
-            await toRunner.close()
-            serving.cancel()
-            _ = await serving.result
+            do {
+                let runnerServer = try RunnerServer(configuration: configuration,
+                                                    experiments: ExperimentsV1.ExperimentClient(toExperiments), logger: logger)
+                let rpc = RPCServer(configuration: .init(), services: [runnerServer], logger: ExperimentEndpoint.quiet)
+                let serving = Task { try await rpc.run() }
+                let toRunner = RPCClient(host: "127.0.0.1", port: try await rpc.listeningPort, logger: ExperimentEndpoint.quiet)
+                let platform = Platform(experiments: ExperimentsV1.ExperimentClient(toExperiments),
+                                        runner: RunnersV1.RunnerClient(toRunner), runnerServer: runnerServer,
+                                        endpoint: endpoint, stateDirectory: state)
+                do { try await body(platform) } catch { failure = error }
+                await runnerServer.drain()
+                await toRunner.close()
+                serving.cancel()
+                _ = await serving.result
+            } catch {
+                failure = error
+            }
             await toExperiments.close()
             await endpoint.stop()
             try? FileManager.default.removeItem(at: state)
