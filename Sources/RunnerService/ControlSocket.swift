@@ -83,6 +83,8 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     private var buffer = ByteBuffer()
     /// Inside an over-long line: drop bytes until its newline.
     private var discarding = false
+    /// Refused (hello for another execution): nothing more is read from it.
+    private var refused = false
 
     init(peer: any ControlPeer, logger: Logger) {
         self.peer = peer
@@ -90,9 +92,10 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
         var incoming = unwrapInboundIn(data)
         buffer.writeBuffer(&incoming)
-        while let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+        while !refused, let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
             let length = newline - buffer.readerIndex
             if discarding {
                 buffer.moveReaderIndex(forwardBy: length + 1)
@@ -149,6 +152,8 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             let id = object["execution_id"] as? String
             if id != peer.executionID {
                 logger.warning("control hello for another execution; closing", metadata: ["hello": "\(id ?? "null")"])
+                refused = true
+                buffer.clear()
                 context.close(promise: nil)
             }
         case "poll":
