@@ -189,10 +189,13 @@ struct Platform: Sendable {
 
     static let terminal: Set<ExperimentsV1.ExecutionState> = [.completed, .deviated, .failed, .aborted, .interrupted, .lost, .timedOut]
 
-    /// Polls until `condition` holds (a bound against hangs, not a timing assertion).
+    /// Polls until `condition` holds (a bound against hangs, not a timing assertion). UNAVAILABLE
+    /// counts as "not yet": the client backs off after ExperimentService restarts.
     func waitFor<T>(_ what: String, _ probe: () async throws -> T?) async throws -> T {
         for _ in 0..<1200 {
-            if let value = try await probe() { return value }
+            do {
+                if let value = try await probe() { return value }
+            } catch let error as RPCError where error.code == .unavailable {}
             try await Task.sleep(for: .milliseconds(100))
         }
         throw WaitError(what: what)
