@@ -10,6 +10,7 @@ import Synchronization
 /// idempotent on (execution, seq), so the whole spool can be replayed after a runner restart.
 final class EventRelay: Sendable {
     static let batchSize = 500
+    static let linger = Duration.milliseconds(50)
 
     private struct State {
         var highestSeq: Int64 = 0
@@ -94,6 +95,9 @@ final class EventRelay: Sendable {
                     }
                     if ready { continuation.resume() }
                 }
+                // Coalesce: a run's events come in bursts, and one ReportEvents call per event
+                // would compete with `chaos` for CPU. Not after close: the drain goes at once.
+                if !state.withLock({ $0.closed }) { try? await Task.sleep(for: Self.linger) }
                 continue
             case .send(let events):
                 batch = events
