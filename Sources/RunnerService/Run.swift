@@ -31,6 +31,9 @@ final class RunHandle: ControlPeer, Sendable {
     private let logger: Logger
     let relay: EventRelay
     private let status: Mutex<Status>
+    /// Stop requests, for the escalation to SIGKILL.
+    private let stopRequests: AsyncStream<Void>
+    private let stopRequested: AsyncStream<Void>.Continuation
 
     init(execution: ExperimentsV1.Execution, definitionJSON: String, request: RunnersV1.StartRunRequest,
          organization: OrganizationID, configuration: RunnerConfiguration, stateDirectory: StateDirectory,
@@ -61,6 +64,7 @@ final class RunHandle: ControlPeer, Sendable {
         case .deviated: "deviated"
         case .unspecified, .unrecognized: nil
         }
+        (stopRequests, stopRequested) = AsyncStream.makeStream(of: Void.self)
         relay = EventRelay(executionID: execution.id, organization: organization, client: client,
                            spoolFile: stateDirectory.spoolFile(execution.id),
                            limitBytes: configuration.spoolLimitBytes, logger: logger)
@@ -96,13 +100,18 @@ final class RunHandle: ControlPeer, Sendable {
         guard let process else { return }
         logger.info("stopping run", metadata: ["kind": "\(kind)", "reason": "\(reason)"])
         process.signal(SIGTERM)
-        let grace = self.grace
-        Task {
-            try? await Task.sleep(for: grace)
+        stopRequested.yield()
+    }
+
+    /// SIGKILL and the process group once the grace period after the first stop has passed.
+    private func escalate(_ process: ChaosProcess) async {
+        for await _ in stopRequests {
+            do { try await Task.sleep(for: grace) } catch { return }
             if process.exit == nil {
                 process.signal(SIGKILL)
                 process.killGroup()
             }
+            return
         }
     }
 
@@ -135,14 +144,20 @@ final class RunHandle: ControlPeer, Sendable {
                 }
                 if stopNow { stop(.cancelled, rollbacks: nil, reason: "cancelled while starting") }
                 await markStarted()
-                let watchers = Task {
-                    await withTaskGroup(of: Void.self) { group in
-                        group.addTask { await self.enforceDeadline() }
-                        group.addTask { await self.followUserState() }
+                // Watchers end with the process: the first child to return an exit wins.
+                exit = await withTaskGroup(of: ChaosProcess.Exit?.self) { group in
+                    group.addTask { await process.waitForExit() }
+                    group.addTask { await self.enforceDeadline(); return nil }
+                    group.addTask { await self.followUserState(); return nil }
+                    group.addTask { await self.escalate(process); return nil }
+                    for await result in group {
+                        if let result {
+                            group.cancelAll()
+                            return result
+                        }
                     }
+                    return nil
                 }
-                exit = await process.waitForExit()
-                watchers.cancel()
                 // chaoslib leaves children of an activity cut short by SIGTERM running: always.
                 process.killGroup()
             } catch {
