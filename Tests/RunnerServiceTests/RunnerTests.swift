@@ -79,6 +79,24 @@ struct RunnerTests {
         }
     }
 
+    @Test("chaos ignoring SIGTERM is SIGKILLed with its process group after the grace period")
+    func graceThenKill() async throws {
+        // The first action makes `chaos` itself ignore SIGTERM (SIG_IGN = 1).
+        let ignore = #"{"type": "action", "name": "ignore-term", "provider": {"type": "python", "module": "signal", "func": "signal", "arguments": {"signalnum": 15, "handler": 1}}}"#
+        try await Platform.with(database: "runner_kill") { platform in
+            let id = try await platform.createExperiment(Self.experiment(method: "[\(ignore), \(Self.sleep("3122"))]"))
+            let run = try await platform.start(id) { $0.terminationGraceUs = 1_000_000 }
+            _ = try await platform.waitFor("the sleep started") {
+                try await platform.events(run.executionId).contains { $0.type == "activity-before" && $0.activityName == "long-sleep" } ? true : nil
+            }
+            _ = try await platform.runner.cancelRun(.init(executionId: run.executionId, reason: "kill it"), options: Platform.options)
+            let execution = try await platform.waitUntilTerminal(run.executionId)
+            #expect(execution.state == .interrupted, "\(execution.reason)")
+            #expect(execution.outcome?.hasJournal == false, "SIGKILLed before writing one")
+            #expect(Env.processes(commandLine: ["sleep", "3122"]).isEmpty, "the process group was killed")
+        }
+    }
+
     @Test("pause holds the run between activities; resume lets it complete")
     func pauseAndResume() async throws {
         try await Platform.with(database: "runner_pause") { platform in
