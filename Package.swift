@@ -95,6 +95,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "RunnerService",
+            dependencies: [
+                "FaultlineRPC", "FaultlineProto", "ServiceKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/RunnerService",
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "ScheduleService",
             dependencies: [
                 "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
@@ -109,7 +122,7 @@ let package = Package(
         .executableTarget(
             name: "faultline",
             dependencies: [
-                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit", "ExperimentService",
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit", "ExperimentService", "RunnerService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -146,6 +159,15 @@ let package = Package(
             path: "Benchmarks/RPC/FaultlineServer",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "RunnerBenchmark",
+            dependencies: [
+                "RunnerService", "ExperimentService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Runner/Sources",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: tests (real sockets, real Postgres, real grpcio peers)
         .testTarget(
@@ -180,6 +202,15 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/ExperimentServiceTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RunnerServiceTests",
+            dependencies: [
+                "RunnerService", "ExperimentService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/RunnerServiceTests",
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,159 @@
+import FaultlineProto
+import FaultlineRPC
+import Foundation
+import Logging
+import ServiceKit
+import Synchronization
+
+/// Takes a run's control events (de-duplicated by seq), keeps every one in an on-disk spool file
+/// and relays them to ExperimentService in batches, retrying while it is unreachable. Delivery is
+/// idempotent on (execution, seq), so the whole spool can be replayed after a runner restart.
+final class EventRelay: Sendable {
+    static let batchSize = 500
+    static let linger = Duration.milliseconds(50)
+
+    private struct State {
+        var highestSeq: Int64 = 0
+        var pending: [ControlEvent] = []
+        var pendingSizes: [Int] = []
+        var pendingBytes = 0
+        var relayed: Int64 = 0
+        var dropped: Int64 = 0
+        var closed = false
+        var wake: CheckedContinuation<Void, Never>?
+    }
+
+    let executionID: String
+    private let organization: OrganizationID
+    private let client: ExperimentsV1.ExperimentClient
+    private let spool: FileHandle?
+    private let limitBytes: Int
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    init(executionID: String, organization: OrganizationID, client: ExperimentsV1.ExperimentClient,
+         spoolFile: URL, limitBytes: Int, logger: Logger) {
+        self.executionID = executionID
+        self.organization = organization
+        self.client = client
+        self.limitBytes = limitBytes
+        self.logger = logger
+        _ = FileManager.default.createFile(atPath: spoolFile.path, contents: nil, attributes: [.posixPermissions: 0o600])
+        spool = try? FileHandle(forWritingTo: spoolFile)
+        _ = try? spool?.seekToEnd()
+    }
+
+    var relayed: Int64 { state.withLock { $0.relayed } }
+    var waiting: Int64 { state.withLock { Int64($0.pending.count) } }
+    var highestSeq: Int64 { state.withLock { $0.highestSeq } }
+
+    /// From the control socket: drops duplicates (seq ≤ highest accepted), spools the rest.
+    func receive(_ event: ControlEvent) {
+        let line = (try? JSONEncoder().encode(event)).map { $0 + Data("\n".utf8) }
+        let wake = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard event.seq > state.highestSeq, !state.closed else { return nil }
+            if event.seq > state.highestSeq + 1 {
+                logger.warning("control events lost before reaching the runner",
+                               metadata: ["from": "\(state.highestSeq + 1)", "to": "\(event.seq - 1)"])
+            }
+            state.highestSeq = event.seq
+            let size = line?.count ?? 0
+            guard state.pendingBytes + size <= limitBytes else {
+                state.dropped += 1
+                logger.error("event spool full; event dropped", metadata: ["seq": "\(event.seq)"])
+                return nil
+            }
+            if let line { try? spool?.write(contentsOf: line) }
+            state.pending.append(event)
+            state.pendingSizes.append(size)
+            state.pendingBytes += size
+            defer { state.wake = nil }
+            return state.wake
+        }
+        wake?.resume()
+    }
+
+    /// Delivers until closed and drained; retries failures with backoff for as long as it takes.
+    func deliver() async {
+        var delay = Duration.milliseconds(100)
+        while true {
+            enum Next { case send([ControlEvent]), wait, done }
+            let next = state.withLock { state -> Next in
+                if !state.pending.isEmpty { return .send(Array(state.pending.prefix(Self.batchSize))) }
+                return state.closed ? .done : .wait
+            }
+            let batch: [ControlEvent]
+            switch next {
+            case .done:
+                return
+            case .wait:
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let ready = state.withLock { state -> Bool in
+                        if !state.pending.isEmpty || state.closed { return true }
+                        state.wake = continuation
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+                // Coalesce: a run's events come in bursts, and one ReportEvents call per event
+                // would compete with `chaos` for CPU. Not after close: the drain goes at once.
+                if !state.withLock({ $0.closed }) { try? await Task.sleep(for: Self.linger) }
+                continue
+            case .send(let events):
+                batch = events
+            }
+            do {
+                try await send(batch)
+                delay = .milliseconds(100)
+                state.withLock { state in
+                    state.pending.removeFirst(batch.count)
+                    state.pendingBytes -= state.pendingSizes.prefix(batch.count).reduce(0, +)
+                    state.pendingSizes.removeFirst(batch.count)
+                    state.relayed += Int64(batch.count)
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.info("events not delivered yet; retrying", metadata: ["error": "\(error)", "waiting": "\(batch.count)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// No more events will come: `deliver` returns once the rest is delivered.
+    func close() {
+        let wake = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.closed = true
+            defer { state.wake = nil }
+            return state.wake
+        }
+        wake?.resume()
+        try? spool?.close()
+    }
+
+    private func send(_ batch: [ControlEvent]) async throws {
+        let request = ExperimentsV1.ReportEventsRequest(events: batch.map { event in
+            ExperimentsV1.ExecutionEvent(executionId: executionID, sequence: event.seq, type: event.type,
+                                         occurredAtUs: event.tsUs, payloadJson: event.payloadJSON,
+                                         activityName: event.activityName)
+        })
+        _ = try await client.reportEvents(options: .on(behalfOf: organization, timeout: .seconds(10))) { writer in
+            try await writer.write(request)
+        }
+    }
+
+    /// Replays a spool file left by a previous runner process.
+    static func replay(spoolFile: URL, executionID: String, organization: OrganizationID,
+                       client: ExperimentsV1.ExperimentClient, logger: Logger) async {
+        guard let data = try? Data(contentsOf: spoolFile), !data.isEmpty else { return }
+        let relay = EventRelay(executionID: executionID, organization: organization, client: client,
+                               spoolFile: spoolFile.appendingPathExtension("replay"), limitBytes: .max, logger: logger)
+        for line in data.split(separator: UInt8(ascii: "\n")) {
+            // A line cut short by the crash is skipped; its event is lost with the process.
+            if let event = try? JSONDecoder().decode(ControlEvent.self, from: line) { relay.receive(event) }
+        }
+        relay.close()
+        await relay.deliver()
+        try? FileManager.default.removeItem(at: spoolFile.appendingPathExtension("replay"))
+    }
+}

@@ -1,0 +1,316 @@
+import FaultlineProto
+import FaultlineRPC
+import Foundation
+import Logging
+import ServiceKit
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One run on this runner, from an accepted StartRun to CompleteExecution: the run directory,
+/// the control socket, the `chaos` process, the event relay and the stop logic.
+final class RunHandle: ControlPeer, Sendable {
+    struct Status: Sendable {
+        var proto: RunnersV1.Run
+        var desired: DesiredState = .run
+        var stopRequest: ExperimentsV1.StopRequest = .unspecified
+        var process: ChaosProcess?
+        var userStateVersion: Int64 = -1
+    }
+
+    let executionID: String
+    let organization: OrganizationID
+    let requestID: String
+    private let definitionJSON: String
+    private let grace: Duration
+    private let configuration: RunnerConfiguration
+    private let client: ExperimentsV1.ExperimentClient
+    private let stateDirectory: StateDirectory
+    private let logger: Logger
+    let relay: EventRelay
+    private let status: Mutex<Status>
+    /// Stop requests, for the escalation to SIGKILL.
+    private let stopRequests: AsyncStream<Void>
+    private let stopRequested: AsyncStream<Void>.Continuation
+
+    init(execution: ExperimentsV1.Execution, definitionJSON: String, request: RunnersV1.StartRunRequest,
+         organization: OrganizationID, configuration: RunnerConfiguration, stateDirectory: StateDirectory,
+         client: ExperimentsV1.ExperimentClient, logger: Logger) {
+        executionID = execution.id
+        self.organization = organization
+        requestID = request.requestId
+        self.definitionJSON = definitionJSON
+        self.configuration = configuration
+        self.client = client
+        self.stateDirectory = stateDirectory
+        var logger = logger
+        logger[metadataKey: "execution"] = "\(execution.id)"
+        self.logger = logger
+        grace = request.terminationGraceUs > 0 ? .microseconds(request.terminationGraceUs) : configuration.terminationGrace
+        let now = Clock.nowUs
+        let maxDuration: Int64 = request.maxDurationUs > 0 ? request.maxDurationUs
+            : configuration.defaultMaxDuration.map { Int64($0.components.seconds) * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000 } ?? 0
+        status = Mutex(Status(proto: RunnersV1.Run(
+            executionId: execution.id, experimentId: execution.experimentId,
+            experimentRevision: execution.experimentRevision, planId: request.planId, planRunId: request.planRunId,
+            state: .starting, executionState: execution.state, acceptedAtUs: now,
+            deadlineAtUs: maxDuration > 0 ? now + maxDuration : 0)))
+        rollbackStrategy = switch request.rollbackStrategy {
+        case .default: "default"
+        case .always: "always"
+        case .never: "never"
+        case .deviated: "deviated"
+        case .unspecified, .unrecognized: nil
+        }
+        (stopRequests, stopRequested) = AsyncStream.makeStream(of: Void.self)
+        relay = EventRelay(executionID: execution.id, organization: organization, client: client,
+                           spoolFile: stateDirectory.spoolFile(execution.id),
+                           limitBytes: configuration.spoolLimitBytes, logger: logger)
+    }
+
+    var snapshot: RunnersV1.Run {
+        var run = status.withLock { $0.proto }
+        run.eventsRelayed = relay.relayed
+        run.eventsSpooled = relay.waiting
+        return run
+    }
+
+    var isActive: Bool { status.withLock { $0.proto.state != .finished } }
+
+    // MARK: ControlPeer
+
+    func desiredState() -> DesiredState { status.withLock { $0.desired } }
+    func receive(_ event: ControlEvent) { relay.receive(event) }
+
+    // MARK: stopping
+
+    /// Asks the run to stop: terminate at the next checkpoint, SIGTERM now (a long activity gets
+    /// no checkpoint), SIGKILL and the process group after the grace period. The first stop's
+    /// kind is the one reported.
+    func stop(_ kind: ExperimentsV1.StopRequest, rollbacks: Bool?, reason: String) {
+        let process = status.withLock { status -> ChaosProcess? in
+            guard status.proto.state != .finished else { return nil }
+            if status.stopRequest == .unspecified { status.stopRequest = kind }
+            if case .terminate = status.desired {} else { status.desired = .terminate(rollbacks: rollbacks, reason: reason) }
+            if status.proto.state == .running { status.proto.state = .cancelling }
+            return status.process
+        }
+        guard let process else { return }
+        logger.info("stopping run", metadata: ["kind": "\(kind)", "reason": "\(reason)"])
+        process.signal(SIGTERM)
+        stopRequested.yield()
+    }
+
+    /// SIGKILL and the process group once the grace period after the first stop has passed.
+    private func escalate(_ process: ChaosProcess) async {
+        for await _ in stopRequests {
+            do { try await Task.sleep(for: grace) } catch { return }
+            if process.exit == nil {
+                process.signal(SIGKILL)
+                process.killGroup()
+            }
+            return
+        }
+    }
+
+    // MARK: the run
+
+    func execute() async {
+        let runDirectory = stateDirectory.runDirectories.appendingPathComponent(
+            String(UInt64.random(in: 0...UInt64.max), radix: 36))
+        var socket: ControlSocket?
+        var exit: ChaosProcess.Exit?
+        var reason = ""
+        await withTaskGroup(of: Void.self) { background in
+            background.addTask { await self.relay.deliver() }
+            do {
+                try prepare(runDirectory)
+                try stateDirectory.save(RunRecord(executionID: executionID, organization: organization.rawValue,
+                                                  pid: 0, runDirectory: runDirectory.path))
+                socket = try await ControlSocket(path: runDirectory.appendingPathComponent("control.sock").path,
+                                                 peer: self, logger: logger)
+                let process = try spawn(in: runDirectory)
+                try? stateDirectory.save(RunRecord(executionID: executionID, organization: organization.rawValue,
+                                                   pid: process.pid, runDirectory: runDirectory.path))
+                let stopNow = status.withLock { status -> Bool in
+                    status.process = process
+                    status.proto.startedAtUs = Clock.nowUs
+                    guard status.stopRequest == .unspecified else { return true }
+                    status.proto.state = .running
+                    status.proto.executionState = .running
+                    return false
+                }
+                if stopNow { stop(.cancelled, rollbacks: nil, reason: "cancelled while starting") }
+                await markStarted()
+                // Watchers end with the process: the first child to return an exit wins.
+                exit = await withTaskGroup(of: ChaosProcess.Exit?.self) { group in
+                    group.addTask { await process.waitForExit() }
+                    group.addTask { await self.enforceDeadline(); return nil }
+                    group.addTask { await self.followUserState(); return nil }
+                    group.addTask { await self.escalate(process); return nil }
+                    for await result in group {
+                        if let result {
+                            group.cancelAll()
+                            return result
+                        }
+                    }
+                    return nil
+                }
+                // chaoslib leaves children of an activity cut short by SIGTERM running: always.
+                process.killGroup()
+            } catch {
+                reason = "the runner could not start chaos: \(error)"
+                logger.error("run failed before chaos ran", metadata: ["error": "\(error)"])
+            }
+            await socket?.close()
+            relay.close()
+            let endedAt = Clock.nowUs
+            status.withLock { $0.proto.endedAtUs = endedAt }
+            await background.waitForAll()
+            await complete(runDirectory: runDirectory, exit: exit, reason: reason, endedAt: endedAt)
+        }
+        try? FileManager.default.removeItem(at: runDirectory)
+        stateDirectory.forget(executionID)
+    }
+
+    private func prepare(_ directory: URL) throws {
+        let files = FileManager.default
+        try files.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        if let runFiles = configuration.runFiles {
+            for item in try files.contentsOfDirectory(atPath: runFiles.path) {
+                try files.copyItem(at: runFiles.appendingPathComponent(item), to: directory.appendingPathComponent(item))
+            }
+        }
+        try Data(definitionJSON.utf8).write(to: directory.appendingPathComponent("experiment.json"))
+        let control: [String: Any] = ["faultline": ["provider": [
+            "type": "python", "module": "chaosfaultline.control",
+            "arguments": ["socket_path": directory.appendingPathComponent("control.sock").path,
+                          "execution_id": executionID],
+        ]]]
+        try JSONSerialization.data(withJSONObject: control).write(to: directory.appendingPathComponent("control.json"))
+    }
+
+    private func spawn(in directory: URL) throws -> ChaosProcess {
+        let venv = configuration.venv.path
+        var environment = configuration.extraEnvironment
+        environment["PATH"] = "\(venv)/bin:/usr/local/bin:/usr/bin:/bin"
+        environment["VIRTUAL_ENV"] = venv
+        environment["HOME"] = directory.path
+        environment["LANG"] = ProcessInfo.processInfo.environment["LANG"] ?? "C.UTF-8"
+        // The run directory is the experiment's working directory; its Python modules import.
+        environment["PYTHONPATH"] = directory.path
+        let path = { (name: String) in directory.appendingPathComponent(name).path }
+        var arguments = ["--no-version-check", "--log-file", path("chaos.log"), "run",
+                         "--control-file", path("control.json"), "--journal-path", path("journal.json"),
+                         "--events-file", path("events.jsonl")]
+        // PROTOCOL.md §6: passing a strategy makes it the one the control applies.
+        if let strategy = rollbackStrategy { arguments += ["--rollback-strategy", strategy] }
+        arguments.append(path("experiment.json"))
+        return try ChaosProcess(executable: configuration.chaosExecutable.path, arguments: arguments,
+                                environment: environment, directory: directory.path, output: path("output.txt"))
+    }
+
+    private let rollbackStrategy: String?
+
+    private func markStarted() async {
+        for attempt in 0..<5 {
+            do {
+                let response = try await client.startExecution(
+                    .init(executionId: executionID, runnerId: configuration.runnerID, startedAtUs: status.withLock { $0.proto.startedAtUs }),
+                    options: .on(behalfOf: organization, timeout: .seconds(5)))
+                if let state = response.execution?.state { status.withLock { $0.proto.executionState = state } }
+                return
+            } catch {
+                logger.warning("StartExecution failed", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                try? await Task.sleep(for: .milliseconds(200 << attempt))
+            }
+        }
+    }
+
+    private func enforceDeadline() async {
+        let deadline = status.withLock { $0.proto.deadlineAtUs }
+        guard deadline > 0 else { return }
+        let wait = max(0, deadline - Clock.nowUs)
+        do { try await Task.sleep(for: .microseconds(wait)) } catch { return }
+        stop(.timeLimit, rollbacks: nil, reason: "ran past its maximum duration")
+    }
+
+    /// Follows the user state in ExperimentService; polls are answered from what it last read,
+    /// so a slow or unreachable service never blocks a checkpoint.
+    private func followUserState() async {
+        while !Task.isCancelled {
+            if let response = try? await client.getUserState(
+                .init(executionId: executionID), options: .on(behalfOf: organization, timeout: .seconds(2))) {
+                apply(response)
+            }
+            try? await Task.sleep(for: configuration.userStateInterval)
+        }
+    }
+
+    private func apply(_ response: ExperimentsV1.GetUserStateResponse) {
+        let userState = response.userState ?? .init()
+        switch userState.request {
+        case .terminate(let terminate):
+            stop(.cancelled, rollbacks: !terminate.skipRollbacks, reason: userState.reason.isEmpty ? "terminated by a user" : userState.reason)
+        case .pause(let pause):
+            status.withLock { status in
+                if case .terminate = status.desired { return }
+                status.desired = .pause(untilUs: pause.expiresAtUs, reason: userState.reason)
+            }
+        case nil:
+            status.withLock { status in
+                if case .terminate = status.desired { return }
+                status.desired = .run
+            }
+        }
+        switch response.executionState {
+        case .completed, .deviated, .failed, .aborted, .interrupted, .lost, .timedOut:
+            stop(.cancelled, rollbacks: nil, reason: "the execution ended elsewhere")
+        default:
+            break
+        }
+    }
+
+    /// CompleteExecution with the journal and the log, retried until delivered.
+    private func complete(runDirectory: URL, exit: ChaosProcess.Exit?, reason: String, endedAt: Int64) async {
+        let journal = Self.text(runDirectory.appendingPathComponent("journal.json"))
+        var log = Self.text(runDirectory.appendingPathComponent("chaos.log"))
+        let output = Self.text(runDirectory.appendingPathComponent("output.txt"))
+        if !output.isEmpty { log += (log.isEmpty ? "" : "\n") + "--- chaos stdout/stderr ---\n" + output }
+        var request = ExperimentsV1.CompleteExecutionRequest(
+            executionId: executionID, journalJson: journal, log: log,
+            stopRequest: status.withLock { $0.stopRequest }, reason: reason, endedAtUs: endedAt)
+        // Without an exit the service would say LOST; a run that never started exited "127".
+        request.exit = exit.map { ExperimentsV1.ProcessExit(exitCode: $0.code, signal: $0.signal) }
+            ?? ExperimentsV1.ProcessExit(exitCode: 127, signal: 0)
+        var delay = Duration.milliseconds(100)
+        while true {
+            do {
+                let response = try await client.completeExecution(request, options: .on(behalfOf: organization, timeout: .seconds(30)))
+                status.withLock { status in
+                    status.proto.state = .finished
+                    status.proto.executionState = response.execution?.state ?? status.proto.executionState
+                }
+                logger.info("run complete", metadata: ["state": "\(response.execution?.state ?? .unspecified)"])
+                return
+            } catch {
+                if Task.isCancelled { return }
+                logger.info("CompleteExecution not delivered yet; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// A file's text for the proto layer: invalid UTF-8 replaced, NUL removed.
+    static func text(_ file: URL) -> String {
+        guard let data = try? Data(contentsOf: file) else { return "" }
+        return String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\u{0}", with: "")
+    }
+}
+
+enum Clock {
+    static var nowUs: Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
+}

@@ -1,0 +1,192 @@
+public import FaultlineProto
+public import FaultlineRPC
+import Foundation
+public import Logging
+public import ServiceLifecycle
+import ServiceKit
+import Synchronization
+
+/// `faultline.runners.v1.RunnerService`: runs experiments with `chaos` and reports them to
+/// ExperimentService. Each run belongs to the organisation of its StartRun call; CancelRun and
+/// ListRuns see only the caller's runs.
+public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
+    /// Finished runs ListRuns still shows.
+    static let finishedKept = 1000
+
+    private struct Registry {
+        var runs: [String: RunHandle] = [:]
+        var order: [String] = []
+        /// Slots taken by StartRun calls between the capacity check and the registration.
+        var reserved = 0
+        var byRequest: [String: String] = [:]
+        var draining = false
+    }
+
+    public let configuration: RunnerConfiguration
+    private let client: ExperimentsV1.ExperimentClient
+    private let stateDirectory: StateDirectory
+    private let logger: Logger
+    private let registry = Mutex(Registry())
+    private let tasks = Mutex<[String: Task<Void, Never>]>([:])
+
+    /// Fails fast when the venv is missing or the state directory cannot be created.
+    public init(configuration: RunnerConfiguration, experiments: ExperimentsV1.ExperimentClient, logger: Logger) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        client = experiments
+        stateDirectory = try StateDirectory(configuration.stateDirectory)
+        self.logger = logger
+    }
+
+    public var labels: [String: String] { configuration.labels }
+
+    // MARK: crash safety
+
+    /// Ends the runs a previous process of this runner left behind as LOST: kills what is left
+    /// of their process groups, replays their spooled events, completes them with neither journal
+    /// nor exit. Call once before serving; retries while ExperimentService is unreachable.
+    public func recoverLeftoverRuns() async {
+        for record in stateDirectory.records() {
+            guard let organization = OrganizationID(record.organization) else {
+                stateDirectory.forget(record.executionID)
+                continue
+            }
+            if record.pid > 1 { ChaosProcess.killGroup(record.pid) }
+            await EventRelay.replay(spoolFile: stateDirectory.spoolFile(record.executionID), executionID: record.executionID,
+                                    organization: organization, client: client, logger: logger)
+            var delay = Duration.milliseconds(100)
+            while !Task.isCancelled {
+                do {
+                    _ = try await client.completeExecution(
+                        .init(executionId: record.executionID, reason: "the runner restarted while it ran"),
+                        options: .on(behalfOf: organization, timeout: .seconds(30)))
+                    break
+                } catch {
+                    logger.info("could not end a leftover run yet", metadata: ["execution": "\(record.executionID)", "error": "\(error)"])
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(5))
+                }
+            }
+            try? FileManager.default.removeItem(atPath: record.runDirectory)
+            stateDirectory.forget(record.executionID)
+            logger.notice("leftover run ended as lost", metadata: ["execution": "\(record.executionID)"])
+        }
+    }
+
+    // MARK: RPCs
+
+    public func startRun(_ request: RunnersV1.StartRunRequest, context: ServerContext) async throws -> RunnersV1.StartRunResponse {
+        let organization = try context.organization()
+        guard !request.experimentId.isEmpty else { throw RPCError(.invalidArgument, "experiment_id is required") }
+        guard request.maxDurationUs >= 0, request.terminationGraceUs >= 0, request.experimentRevision >= 0 else {
+            throw RPCError(.invalidArgument, "max_duration_us, termination_grace_us and experiment_revision must not be negative")
+        }
+        let requestKey = request.requestId.isEmpty ? nil : "\(organization)/\(request.requestId)"
+        let admission = registry.withLock { registry -> Result<RunHandle?, RPCError> in
+            if registry.draining { return .failure(RPCError(.unavailable, "the runner is draining")) }
+            if let requestKey, let id = registry.byRequest[requestKey], let run = registry.runs[id] { return .success(run) }
+            let active = registry.runs.values.filter(\.isActive).count + registry.reserved
+            guard active < configuration.capacity else {
+                return .failure(RPCError(.resourceExhausted, "runner at capacity (\(configuration.capacity) runs)"))
+            }
+            registry.reserved += 1
+            return .success(nil)
+        }
+        if let existing = try admission.get() { return .init(run: existing.snapshot) }
+        var registered = false
+        defer { if !registered { registry.withLock { $0.reserved -= 1 } } }
+
+        let created = try await client.createExecution(
+            .init(experimentId: request.experimentId, experimentRevision: request.experimentRevision,
+                  planId: request.planId, planRunId: request.planRunId, runnerId: configuration.runnerID,
+                  environmentId: request.environmentId, integrationIds: request.integrationIds,
+                  maxDurationUs: request.maxDurationUs, requestId: request.requestId),
+            options: .on(behalfOf: organization, timeout: .seconds(30)))
+        guard let execution = created.execution else { throw RPCError(.internalError, "CreateExecution returned no execution") }
+        let run = RunHandle(execution: execution, definitionJSON: created.definitionJson, request: request,
+                            organization: organization, configuration: configuration, stateDirectory: stateDirectory,
+                            client: client, logger: logger)
+        let existing = registry.withLock { registry -> RunHandle? in
+            registry.reserved -= 1
+            registered = true
+            // CreateExecution is idempotent on request_id: a concurrent repeat gets the same id.
+            if let other = registry.runs[execution.id] { return other }
+            registry.runs[execution.id] = run
+            registry.order.append(execution.id)
+            if let requestKey { registry.byRequest[requestKey] = execution.id }
+            return nil
+        }
+        if let existing { return .init(run: existing.snapshot) }
+        let task = Task {
+            await run.execute()
+            self.finished(execution.id)
+        }
+        tasks.withLock { $0[execution.id] = task }
+        return .init(run: run.snapshot)
+    }
+
+    public func cancelRun(_ request: RunnersV1.CancelRunRequest, context: ServerContext) async throws -> RunnersV1.CancelRunResponse {
+        let run = try self.run(request.executionId, organization: context.organization())
+        run.stop(.cancelled, rollbacks: !request.skipRollbacks,
+                 reason: request.reason.isEmpty ? "cancelled" : String(request.reason.prefix(1000)))
+        return .init(run: run.snapshot)
+    }
+
+    public func listRuns(_ request: RunnersV1.ListRunsRequest, context: ServerContext) async throws -> RunnersV1.ListRunsResponse {
+        let organization = try context.organization()
+        guard request.pageSize >= 0 else { throw RPCError(.invalidArgument, "page_size must not be negative") }
+        let offset: Int
+        if request.pageToken.isEmpty {
+            offset = 0
+        } else {
+            guard let value = Int(request.pageToken), value >= 0 else { throw RPCError(.invalidArgument, "malformed page_token") }
+            offset = value
+        }
+        let states = request.states.isEmpty ? [.starting, .running, .cancelling] : Set(request.states)
+        let runs = registry.withLock { registry in
+            registry.order.compactMap { registry.runs[$0] }.filter { $0.organization == organization }
+        }.map(\.snapshot).filter { states.contains($0.state) }
+        let size = request.pageSize == 0 ? 100 : min(Int(request.pageSize), 1000)
+        let page = Array(runs.dropFirst(offset).prefix(size))
+        let next = offset + page.count < runs.count ? String(offset + page.count) : ""
+        return .init(runs: page, nextPageToken: next)
+    }
+
+    private func run(_ executionID: String, organization: OrganizationID) throws(RPCError) -> RunHandle {
+        let run = registry.withLock { $0.runs[executionID] }
+        guard let run, run.organization == organization else { throw RPCError(.notFound, "no run '\(executionID)' on this runner") }
+        return run
+    }
+
+    private func finished(_ executionID: String) {
+        tasks.withLock { _ = $0.removeValue(forKey: executionID) }
+        registry.withLock { registry in
+            let finished = registry.order.filter { registry.runs[$0]?.isActive == false }
+            for id in finished.prefix(max(0, finished.count - Self.finishedKept)) {
+                if let run = registry.runs.removeValue(forKey: id), !run.requestID.isEmpty {
+                    registry.byRequest.removeValue(forKey: "\(run.organization)/\(run.requestID)")
+                }
+                registry.order.removeAll { $0 == id }
+            }
+        }
+    }
+
+    // MARK: lifecycle
+
+    /// As a ServiceLifecycle service: ends leftover runs, then on graceful shutdown drains.
+    public func run() async throws {
+        await recoverLeftoverRuns()
+        try? await gracefulShutdown()
+        await drain()
+    }
+
+    /// Refuses new runs, stops the running ones (as cancelled) and waits until each is completed.
+    public func drain() async {
+        let runs = registry.withLock { registry in
+            registry.draining = true
+            return Array(registry.runs.values)
+        }
+        for run in runs where run.isActive { run.stop(.cancelled, rollbacks: nil, reason: "the runner is shutting down") }
+        for task in tasks.withLock({ Array($0.values) }) { await task.value }
+    }
+}

@@ -1,0 +1,89 @@
+import ArgumentParser
+import FaultlineProto
+import FaultlineRPC
+import Foundation
+import Logging
+import RunnerService
+import ServiceKit
+
+/// `faultline runner`: runs experiments with `chaos` and reports them to ExperimentService.
+/// Needs no database: its state is a directory of its own.
+struct RunnerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "runner",
+        abstract: "Run experiments with Chaos Toolkit (RunnerService over gRPC)."
+    )
+
+    static let defaultPort = 7104
+
+    @Option(help: "HOST:PORT to serve RPC on (env FAULTLINE_LISTEN).")
+    var listen: String?
+
+    @Option(help: "ExperimentService HOST:PORT (env FAULTLINE_EXPERIMENT_SERVICE).")
+    var experimentService: String?
+
+    @Option(help: "Python venv with chaostoolkit and chaosfaultline (env FAULTLINE_VENV; default ./.venv).")
+    var venv: String?
+
+    @Option(help: "Directory for run directories, spools and run records (env FAULTLINE_RUNNER_STATE_DIR).")
+    var stateDir: String?
+
+    @Option(help: "Maximum concurrent runs (env FAULTLINE_RUNNER_CAPACITY; default 4).")
+    var capacity: Int?
+
+    @Option(help: "Labels as k=v,k=v (env FAULTLINE_RUNNER_LABELS).")
+    var labels: String?
+
+    @Option(help: "This runner's id (env FAULTLINE_RUNNER_ID; default the host name).")
+    var runnerID: String?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical (env FAULTLINE_LOG_LEVEL).")
+    var logLevel: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        func setting(_ option: String?, _ key: String) -> String? {
+            option ?? environment[key].flatMap { $0.isEmpty ? nil : $0 }
+        }
+        let (listenHost, listenPort) = try Self.address(setting(listen, "FAULTLINE_LISTEN") ?? "0.0.0.0:\(Self.defaultPort)", "--listen")
+        guard let target = setting(experimentService, "FAULTLINE_EXPERIMENT_SERVICE") else {
+            throw ValidationError("the runner needs ExperimentService: set --experiment-service or FAULTLINE_EXPERIMENT_SERVICE (HOST:PORT)")
+        }
+        let (experimentsHost, experimentsPort) = try Self.address(target, "--experiment-service")
+        var configuration = RunnerConfiguration(
+            runnerID: setting(runnerID, "FAULTLINE_RUNNER_ID") ?? ProcessInfo.processInfo.hostName,
+            venv: URL(fileURLWithPath: setting(venv, "FAULTLINE_VENV") ?? ".venv"),
+            stateDirectory: URL(fileURLWithPath: setting(stateDir, "FAULTLINE_RUNNER_STATE_DIR") ?? "/var/lib/faultline/runner"))
+        if let text = setting(capacity.map(String.init), "FAULTLINE_RUNNER_CAPACITY") {
+            guard let value = Int(text), value >= 1 else { throw ValidationError("capacity must be a positive integer, got '\(text)'") }
+            configuration.capacity = value
+        }
+        for pair in (setting(labels, "FAULTLINE_RUNNER_LABELS") ?? "").split(separator: ",") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("labels are k=v,k=v; got '\(pair)'") }
+            configuration.labels[String(parts[0])] = String(parts[1])
+        }
+        var logger = Logger(label: "faultline.runner")
+        let level = setting(logLevel, "FAULTLINE_LOG_LEVEL") ?? "info"
+        guard let parsed = Logger.Level(rawValue: level) else { throw ValidationError("unknown log level '\(level)'") }
+        logger.logLevel = parsed
+
+        let client = RPCClient(host: experimentsHost, port: experimentsPort, logger: logger)
+        let runner: RunnerServer
+        do {
+            runner = try RunnerServer(configuration: configuration, experiments: ExperimentsV1.ExperimentClient(client), logger: logger)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        // Background services stop after the server drained: runs complete before the client closes.
+        try await RPCHost(name: "runner", listen: .init(host: listenHost, port: listenPort), logger: logger)
+            .run(rpcServices: [runner], background: [client, runner])
+    }
+
+    static func address(_ text: String, _ what: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("\(what) must be HOST:PORT, got '\(text)'")
+        }
+        return (String(text[..<colon]), port)
+    }
+}
