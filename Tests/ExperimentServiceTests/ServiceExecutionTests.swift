@@ -72,11 +72,11 @@ struct ServiceExecutionTests {
             #expect(deviated.state == .deviated && deviated.deviated && deviated.score?.value == 0)
             let methodFailed = try await complete(.init(journalJson: Self.journal(methodFailed: true), exit: .init(exitCode: 0)))
             #expect(methodFailed.state == .failed, "exit 0 with a failed method activity is not completed")
-            let timedOut = try await complete(.init(journalJson: Self.journal(), fallbackState: .timedOut))
-            #expect(timedOut.state == .timedOut, "TIMED_OUT wins over the journal")
+            let timedOut = try await complete(.init(exit: .init(signal: 15), stopRequest: .timeLimit))
+            #expect(timedOut.state == .timedOut, "without a journal, the runner's time limit decides")
             let noJournal = try await complete(.init(exit: .init(exitCode: 1)))
             #expect(noJournal.state == .failed && noJournal.outcome?.hasJournal == false)
-            let interrupted = try await complete(.init(exit: .init(signal: 15), fallbackState: .interrupted))
+            let interrupted = try await complete(.init(exit: .init(signal: 15), stopRequest: .cancelled))
             #expect(interrupted.state == .interrupted && interrupted.score == nil, "interrupted runs are not scored")
             let unreadable = try await complete(.init(journalJson: "{not json"))
             #expect(unreadable.state == .failed && unreadable.reason == "journal_unreadable")
@@ -91,17 +91,14 @@ struct ServiceExecutionTests {
                 try await h.service.completeExecution(.init(executionId: pending.id, journalJson: Self.journal()), context: ctx)
             }
             await expectRPCError(.failedPrecondition, "pending cannot time out") {
-                try await h.service.completeExecution(.init(executionId: pending.id, fallbackState: .timedOut), context: ctx)
+                try await h.service.completeExecution(.init(executionId: pending.id, exit: .init(signal: 15), stopRequest: .timeLimit), context: ctx)
             }
             #expect(try await h.service.getExecution(.init(executionId: pending.id), context: ctx).execution?.state == .pending)
-            let lost = try await h.service.completeExecution(.init(executionId: pending.id, fallbackState: .lost), context: ctx)
+            await expectRPCError(.invalidArgument, "unknown stop request number") {
+                try await h.service.completeExecution(.init(executionId: pending.id, stopRequest: .unrecognized(99)), context: ctx)
+            }
+            let lost = try await h.service.completeExecution(.init(executionId: pending.id), context: ctx)
             #expect(lost.execution?.state == .lost, "pending may end as lost")
-            await expectRPCError(.invalidArgument, "fallback must be terminal") {
-                try await h.service.completeExecution(.init(executionId: pending.id, fallbackState: .running), context: ctx)
-            }
-            await expectRPCError(.invalidArgument, "unknown state number") {
-                try await h.service.completeExecution(.init(executionId: pending.id, fallbackState: .unrecognized(99)), context: ctx)
-            }
         }
     }
 
@@ -129,7 +126,7 @@ struct ServiceExecutionTests {
             }
             let state = try await h.service.getUserState(.init(executionId: run.id), context: ctx)
             #expect(state.executionState == .running && state.userState?.version == 4)
-            _ = try await h.service.completeExecution(.init(executionId: run.id, exit: .init(signal: 15), fallbackState: .interrupted), context: ctx)
+            _ = try await h.service.completeExecution(.init(executionId: run.id, exit: .init(signal: 15), stopRequest: .cancelled), context: ctx)
             await expectRPCError(.failedPrecondition, "terminal") {
                 try await h.service.terminateExecution(.init(executionId: run.id), context: ctx)
             }
@@ -195,7 +192,7 @@ struct ServiceExecutionTests {
             await expectRPCError(.notFound, "GetExperimentScore") { try await s.getExperimentScore(.init(experimentId: exp), context: b) }
             await expectRPCError(.notFound, "CreateExecution") { try await s.createExecution(.init(experimentId: exp), context: b) }
             await expectRPCError(.notFound, "StartExecution") { try await s.startExecution(.init(executionId: run.id), context: b) }
-            await expectRPCError(.notFound, "CompleteExecution") { try await s.completeExecution(.init(executionId: run.id, fallbackState: .lost), context: b) }
+            await expectRPCError(.notFound, "CompleteExecution") { try await s.completeExecution(.init(executionId: run.id), context: b) }
             await expectRPCError(.notFound, "GetExecution") { try await s.getExecution(.init(executionId: run.id), context: b) }
             await expectRPCError(.notFound, "GetExecutionJournal") { try await s.getExecutionJournal(.init(executionId: run.id), context: b) }
             await expectRPCError(.notFound, "GetExecutionLog") { try await s.getExecutionLog(.init(executionId: run.id), context: b) }

@@ -72,7 +72,7 @@ struct ServiceSocketTests {
                 }
                 #expect(report.accepted == 2_000 && report.duplicates == 10)
                 #expect(report.progress.map(\.contiguousSequence) == [2_000])
-                _ = try await client.completeExecution(.init(executionId: execution.id, fallbackState: .failed, reason: "test"), options: Self.options())
+                _ = try await client.completeExecution(.init(executionId: execution.id, exit: .init(exitCode: 1), reason: "test"), options: Self.options())
                 for try await seen in group { #expect(seen == Array(1...2_000)) }
             }
 

@@ -58,14 +58,11 @@ struct Completion {
     static let truncationMarker = "\n[faultline: log truncated]\n"
 
     init(_ request: ExperimentsV1.CompleteExecutionRequest, logCap: Int, journalLimits: DocumentLimits) throws(RPCError) {
-        let fallback: ExecutionStatus?
-        switch request.fallbackState {
-        case .unspecified: fallback = nil
-        case let state:
-            guard let status = ExecutionStatus(state), status.isTerminal else {
-                throw RPCError(.invalidArgument, "fallback_state must be a terminal state")
-            }
-            fallback = status
+        let stop: ExecutionOutcome.StopRequest? = switch request.stopRequest {
+        case .cancelled: .cancelled
+        case .timeLimit: .timeLimit
+        case .unspecified: nil
+        case .unrecognized(let value): throw RPCError(.invalidArgument, "unknown stop_request \(value)")
         }
         var journal: JSONValue?
         if !request.journalJson.isEmpty {
@@ -85,15 +82,10 @@ struct Completion {
             decided = ExecutionOutcome.classify(
                 journal: journal, exitCode: request.exit?.signal == 0 ? request.exit?.exitCode : nil,
                 signal: request.exit.flatMap { $0.signal == 0 ? nil : $0.signal },
-                stopRequest: fallback == .interrupted ? .cancelled : fallback == .timedOut ? .timeLimit : nil)
+                stopRequest: stop)
         }
-        // The proto's precedence: TIMED_OUT and LOST always win; without a journal the runner's
-        // fallback decides; with one, the journal does.
-        switch fallback {
-        case .timedOut?, .lost?: status = fallback!
-        case let f? where journal == nil && !unreadable: status = f
-        default: status = decided.status
-        }
+        // The journal decides when there is one; the stop request and exit only without it.
+        status = decided.status
         reason = request.reason.isEmpty ? decided.reason.rawValue : request.reason
 
         let summary = decided.journal
@@ -117,11 +109,10 @@ struct Completion {
         // The score follows the state actually recorded, so a LOST that overrode a journal is unscored.
         let recorded = status == decided.status ? decided : ExecutionOutcome(status: status, reason: decided.reason, journal: summary)
         score = ExecutionScore.score(recorded)
-        scoreParts = score.map { _ in
-            StoredScore(before: summary?.steadyStateBefore == false ? 0 : 1,
-                        after: summary?.steadyStateAfter == false ? 0 : 1,
-                        method: summary?.method.successRatio ?? 1,
-                        rollbacks: summary?.rollbacks.successRatio ?? 1)
+        scoreParts = score.map { score in
+            // The two factors of the formula, kept so clients can show why a run scored as it did.
+            let rollbackFactor = 0.5 + 0.5 * (summary?.rollbacks.successRatio ?? 1)
+            return StoredScore(verdict: score / rollbackFactor, rollbackFactor: rollbackFactor)
         }
         journalText = request.journalJson.isEmpty ? nil : request.journalJson
         journalCompact = journal?.serialized()

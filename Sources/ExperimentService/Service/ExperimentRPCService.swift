@@ -135,7 +135,7 @@ struct ExperimentRPCService: ExperimentsV1.ExperimentService {
             let completion = try Completion(request, logCap: configuration.maximumLogBytes, journalLimits: configuration.journalLimits)
             // What makes two completions "the same request" for the retry rule.
             let digestSource = [request.journalJson, request.log, "\(request.exit?.exitCode ?? -1)/\(request.exit?.signal ?? -1)/\(request.exit != nil)",
-                                "\(request.fallbackState.rawValue)", request.reason, "\(request.endedAtUs)"]
+                                "\(request.stopRequest.rawValue)", request.reason, "\(request.endedAtUs)"]
                 .map { "\($0.utf8.count):\($0)" }.joined()
             let execution = try await executions.complete(org, request.executionId, completion, digestSource: digestSource, endedAt: request.endedAtUs)
             return ExperimentsV1.CompleteExecutionResponse(execution: execution)

@@ -62,18 +62,16 @@ enum ExecutionRecord {
 
     static func score(value: Double?, parts: String?) throws -> ExperimentsV1.ExecutionScore? {
         guard let value else { return nil }
-        let stored = try parts.map { try JSONB($0).decode(StoredScore.self) } ?? StoredScore(before: 0, after: 0, method: 0, rollbacks: 0)
-        return ExperimentsV1.ExecutionScore(value: value, before: stored.before, after: stored.after, method: stored.method,
-                                            rollbacks: stored.rollbacks, formula: executionFormula)
+        let stored = try parts.map { try JSONB($0).decode(StoredScore.self) } ?? StoredScore(verdict: value, rollbackFactor: 1)
+        return ExperimentsV1.ExecutionScore(value: value, verdict: stored.verdict, rollbackFactor: stored.rollbackFactor,
+                                            formula: executionFormula)
     }
 }
 
-/// The components shown next to a score: the journal's facts, each in [0, 1].
+/// The factors of an execution's score (`score = verdict × rollbackFactor`, SCORING.md).
 struct StoredScore: Codable {
-    var before: Double
-    var after: Double
-    var method: Double
-    var rollbacks: Double
+    var verdict: Double
+    var rollbackFactor: Double
 }
 
 /// `ExecutionOutcome` as kept in `executions.outcome`.

@@ -3,7 +3,6 @@ import FaultlinePostgres
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
 import UnixSignals
 
 /// `faultline up`: the whole platform on this machine. An embedded Postgres under the state
@@ -15,11 +14,8 @@ struct Up: AsyncParsableCommand {
         abstract: "Start the whole platform on this machine on its embedded default."
     )
 
-    @Option(help: "Where the embedded Postgres keeps its data between starts.")
+    @Option(help: "Where the embedded Postgres and the platform's state live between starts (env FAULTLINE_STATE_DIR).")
     var stateDir: String = ProcessInfo.processInfo.environment["FAULTLINE_STATE_DIR"] ?? ".state"
-
-    /// The services `up` starts, each as `faultline <name>`.
-    static let services = ["experiment-service"]
 
     func run() async throws {
         let logger = Logger(label: "faultline.up")
@@ -39,13 +35,13 @@ struct Up: AsyncParsableCommand {
         }
         announce("postgres: \(database)")
 
-        var environment = ProcessInfo.processInfo.environment
-        environment["DATABASE_URL"] = database.url
-        environment["FAULTLINE_LISTEN"] = "127.0.0.1:0"
+        let plan = try PlatformPlan(stateDirectory: stateDirectory, database: database)
         let executable = try Self.ownExecutable()
-        let children = Self.services.map { name in
-            ChildProcess(name: name, executable: executable, arguments: [name], environment: environment,
-                         logger: logger) { name, address in announce("\(name): \(address)") }
+        let children = plan.services.map { service in
+            ChildProcess(name: service.name, executable: executable, arguments: [service.name],
+                         environment: service.environment, logger: logger) { name, address in
+                announce("\(name): \(address)")
+            }
         }
         let group = ServiceGroup(configuration: .init(
             services: children.map { .init(service: $0) },
@@ -63,6 +59,50 @@ struct Up: AsyncParsableCommand {
     /// The running binary, so children are exactly this build of `faultline`.
     static func ownExecutable() throws -> String {
         try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+    }
+}
+
+/// Which service processes `up` runs and how they find each other. Ports are chosen once, up
+/// front, so a service that crashes and restarts comes back where its peers expect it.
+struct PlatformPlan {
+    struct PlannedService {
+        let name: String
+        let environment: [String: String]
+    }
+
+    let services: [PlannedService]
+
+    init(stateDirectory: String, database: PostgresConfiguration) throws {
+        var base = ProcessInfo.processInfo.environment
+        base["DATABASE_URL"] = database.url
+        let experiments = "127.0.0.1:\(try FreePort.pick())"
+
+        var experimentService = base
+        experimentService["FAULTLINE_LISTEN"] = experiments
+        services = [
+            PlannedService(name: "experiment-service", environment: experimentService),
+        ]
+    }
+}
+
+/// A port nothing listens on right now, from the kernel (bind to port 0, read, close).
+enum FreePort {
+    static func pick() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw CocoaError(.fileReadUnknown) }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
+                bind(fd, socketAddress, length) == 0 && getsockname(fd, socketAddress, &length) == 0
+            }
+        }
+        guard bound else { throw CocoaError(.fileReadUnknown) }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 
