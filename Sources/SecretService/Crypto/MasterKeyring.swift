@@ -5,9 +5,11 @@ import Foundation
 /// previous ones (during a rotation) still unwrap what they wrapped until `RotateKeys` re-wraps
 /// it, so reads never stop. Keys are known by an id derived from the key, never by the key.
 public struct MasterKeyring: Sendable {
-    public let current: SymmetricKey
     public let currentID: String
-    private let byID: [String: SymmetricKey]
+    /// Key bytes by id (`SymmetricKey` is not Sendable on Linux); keys are made per use.
+    private let byID: [String: [UInt8]]
+
+    var current: SymmetricKey { SymmetricKey(data: byID[currentID]!) }
 
     public struct LoadError: Error, CustomStringConvertible {
         public let description: String
@@ -17,15 +19,14 @@ public struct MasterKeyring: Sendable {
         for key in [current] + previous where key.bitCount != 256 {
             throw LoadError(description: "master keys must be 32 bytes")
         }
-        self.current = current
         currentID = Self.id(of: current)
-        var byID: [String: SymmetricKey] = [:]
-        for key in previous { byID[Self.id(of: key)] = key }
-        byID[currentID] = current
+        var byID: [String: [UInt8]] = [:]
+        for key in previous { byID[Self.id(of: key)] = key.withUnsafeBytes { Array($0) } }
+        byID[currentID] = current.withUnsafeBytes { Array($0) }
         self.byID = byID
     }
 
-    public func key(id: String) -> SymmetricKey? { byID[id] }
+    func key(id: String) -> SymmetricKey? { byID[id].map { SymmetricKey(data: $0) } }
 
     /// `mk_` and the first 8 bytes of an HMAC of a fixed label under the key: stable, and says
     /// nothing about the key.
@@ -38,7 +39,7 @@ public struct MasterKeyring: Sendable {
     /// `FAULTLINE_MASTER_KEY_FILE` (raw 32 bytes or base64 text), and the previous keys being
     /// rotated out from `FAULTLINE_MASTER_KEY_PREVIOUS` (comma-separated base64) or
     /// `FAULTLINE_MASTER_KEY_PREVIOUS_FILE` (one base64 key per line). Errors never show key material.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws(LoadError) -> MasterKeyring {
+    public static func fromEnvironment(_ environment: [String: String]) throws(LoadError) -> MasterKeyring {
         let current: SymmetricKey
         if let text = environment["FAULTLINE_MASTER_KEY"], !text.isEmpty {
             current = try decode(text, "FAULTLINE_MASTER_KEY")

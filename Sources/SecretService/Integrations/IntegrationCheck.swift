@@ -47,7 +47,8 @@ enum IntegrationCheck {
         for (name, value) in probe.headers {
             try headerName(name, "\(field).headers")
             try Check.text(value, "\(field).headers[\(name)]", max: 8192)
-            guard !value.contains(where: { $0 == "\r" || $0 == "\n" }) else {
+            // By scalar: "\r\n" is one Character, equal to neither.
+            guard !value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" }) else {
                 throw RPCError(.invalidArgument, "\(field).headers[\(name)] contains a line break")
             }
         }

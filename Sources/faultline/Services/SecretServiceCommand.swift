@@ -1,6 +1,7 @@
 import ArgumentParser
 import FaultlinePostgres
 import Foundation
+import Logging
 import SecretService
 import ServiceKit
 
