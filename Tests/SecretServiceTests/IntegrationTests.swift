@@ -27,6 +27,8 @@ struct IntegrationTests {
                 ("pre-check", Self.preCheck()),
                 ("safeguard", .init(kind: .httpSafeguard(.init(probe: Self.probe(), intervalUs: 500_000, failureThreshold: 3, skipRollbacks: true)))),
                 ("webhook", .init(kind: .webhook(.init(url: "https://hooks.example.com/faultline", signingSecret: "HOOK_KEY", events: ["run-finished"])))),
+                ("slack", .init(kind: .slack(.init(channel: "#chaos", tokenSecret: "STATUS_TOKEN", events: ["deviated"])))),
+                ("prometheus", .init(kind: .prometheus(.init(pushgatewayUrl: "http://pushgateway:9091", job: "", labels: ["team": "payments"])))),
             ]
             var ids: [String] = []
             for (name, config) in configs {
@@ -35,14 +37,14 @@ struct IntegrationTests {
                 ids.append(try #require(created.integration?.id))
             }
             let listed = try await h.service.listIntegrations(.init(pageSize: 2), context: h.context())
-            #expect(listed.integrations.map(\.name) == ["pre-check", "safeguard"] && !listed.nextPageToken.isEmpty)
+            #expect(listed.integrations.map(\.name) == ["pre-check", "prometheus"] && !listed.nextPageToken.isEmpty)
             #expect(try await h.service.getIntegration(.init(integrationId: ids[2]), context: h.context()).integration?.config == configs[2].1)
             await expectRPCError(.failedPrecondition, "environment in use") {
                 try await h.service.deleteEnvironment(.init(environmentId: environment.id), context: h.context())
             }
 
             let rendered = try await h.service.renderControls(.init(integrationIds: ids, executionId: "exe-9"), context: h.runnerContext())
-            #expect(rendered.controls.map(\.name) == ["pre-check", "safeguard", "webhook"])
+            #expect(rendered.controls.map(\.name) == ["pre-check", "safeguard", "webhook", "slack", "prometheus"])
             #expect(rendered.controls.map(\.integrationId) == ids)
             #expect(rendered.environment?.secrets.map(\.name) == ["HOOK_KEY", "STATUS_TOKEN"])
             #expect(rendered.environment?.variables == ["SERVICE": "api"])
@@ -95,13 +97,18 @@ struct IntegrationTests {
                 ("threshold", .init(kind: .httpSafeguard(.init(probe: Self.probe(), failureThreshold: -1)))),
                 ("webhook events", .init(kind: .webhook(.init(url: "https://h.example", signingSecret: "STATUS_TOKEN", events: ["nope"])))),
                 ("webhook secret", .init(kind: .webhook(.init(url: "https://h.example", signingSecret: "")))),
+                ("slack channel", .init(kind: .slack(.init(channel: "", tokenSecret: "STATUS_TOKEN")))),
+                ("slack token", .init(kind: .slack(.init(channel: "#c", tokenSecret: "xoxb-inline-token")))),
+                ("prometheus url", .init(kind: .prometheus(.init(pushgatewayUrl: "pushgateway:9091")))),
+                ("prometheus job", .init(kind: .prometheus(.init(pushgatewayUrl: "http://p", job: "a/b")))),
+                ("prometheus label", .init(kind: .prometheus(.init(pushgatewayUrl: "http://p", labels: ["__name__": "x"])))),
             ]
             for (what, config) in invalid {
                 await expectRPCError(.invalidArgument, what) { try await create(config) }
             }
             await expectRPCError(.invalidArgument, "secrets without environment") { try await create(Self.preCheck(), environment: "") }
             await expectRPCError(.notFound, "unknown environment") { try await create(Self.preCheck(), environment: "env_" + String(repeating: "1", count: 32)) }
-            await expectRPCError(.unimplemented, "slack") { try await create(.init(kind: .slack(.init(channel: "#c", tokenSecret: "STATUS_TOKEN")))) }
+            await expectRPCError(.unimplemented, "opentelemetry") { try await create(.init(kind: .opentelemetry(.init(endpoint: "http://otel:4317")))) }
             try await create(Self.preCheck())
             await expectRPCError(.alreadyExists, "same name") { try await create(Self.preCheck()) }
             #expect(try await h.service.listIntegrations(.init(), context: h.context()).integrations.count == 1)

@@ -12,6 +12,8 @@ enum ControlRenderer {
     static let preCheckModule = "chaosfaultline.integrations.precheck"
     static let safeguardModule = "chaosfaultline.integrations.safeguard"
     static let webhookModule = "chaosfaultline.integrations.webhook"
+    static let slackModule = "chaosfaultline.integrations.slack"
+    static let prometheusModule = "chaosfaultline.integrations.prometheus"
 
     static func render(_ integration: SecretsV1.Integration, environment: SecretsV1.RevealedEnvironment) throws(RPCError) -> SecretsV1.RenderedControl {
         let module: String
@@ -36,6 +38,20 @@ enum ControlRenderer {
                 "events": hook.events.isEmpty ? runEvents : hook.events,
                 "timeout": Double(hook.timeoutUs == 0 ? 10_000_000 : hook.timeoutUs) / 1_000_000,
                 "integration": integration.name,
+            ]
+        case .slack(let slack):
+            module = slackModule
+            arguments = [
+                "channel": slack.channel,
+                "token": try reference(slack.tokenSecret, environment, integration),
+                "events": slack.events.isEmpty ? ["run-started", "run-finished"] : slack.events,
+            ]
+        case .prometheus(let prometheus):
+            module = prometheusModule
+            arguments = [
+                "pushgateway_url": prometheus.pushgatewayUrl,
+                "job": prometheus.job.isEmpty ? "faultline" : prometheus.job,
+                "labels": prometheus.labels,
             ]
         default:
             throw RPCError(.unimplemented, "integration \(integration.id) has a kind this version cannot render")

@@ -28,8 +28,27 @@ enum IntegrationCheck {
             try timeout(hook.timeoutUs, "config.webhook.timeout_us")
             try events(hook.events, "config.webhook.events")
             secrets = [hook.signingSecret]
-        case .slack, .prometheus, .opentelemetry:
-            throw RPCError(.unimplemented, "this integration kind is not supported yet: http_pre_check, http_safeguard and webhook are")
+        case .slack(let slack):
+            guard (1...80).contains(slack.channel.utf8.count) else { throw RPCError(.invalidArgument, "config.slack.channel must be 1-80 bytes") }
+            try Check.text(slack.channel, "config.slack.channel", max: 80)
+            try Check.identifier(slack.tokenSecret, "config.slack.token_secret")
+            try events(slack.events, "config.slack.events")
+            secrets = [slack.tokenSecret]
+        case .prometheus(let prometheus):
+            try url(prometheus.pushgatewayUrl, "config.prometheus.pushgateway_url")
+            guard prometheus.job.utf8.count <= 128, !prometheus.job.contains("/") else {
+                throw RPCError(.invalidArgument, "config.prometheus.job must be at most 128 bytes without /")
+            }
+            try Check.text(prometheus.job, "config.prometheus.job", max: 128)
+            guard prometheus.labels.count <= 20 else { throw RPCError(.invalidArgument, "config.prometheus.labels: at most 20") }
+            for (name, value) in prometheus.labels {
+                try Check.identifier(name, "config.prometheus.labels")
+                guard !name.hasPrefix("__") else { throw RPCError(.invalidArgument, "config.prometheus.labels: \(name) is reserved") }
+                try Check.text(value, "config.prometheus.labels[\(name)]", max: 1024)
+            }
+            secrets = []
+        case .opentelemetry:
+            throw RPCError(.unimplemented, "opentelemetry integrations are not supported yet")
         }
         if !secrets.isEmpty, !hasEnvironment {
             throw RPCError(.invalidArgument, "the configuration names secrets, so environment_id is required")

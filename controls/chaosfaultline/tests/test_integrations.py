@@ -26,6 +26,7 @@ class Peer:
 
     def __init__(self) -> None:
         self.posts: list[tuple[dict[str, str], bytes]] = []
+        self.paths: list[str] = []
         self.hits: dict[str, int] = {}
         peer = self
 
@@ -52,7 +53,13 @@ class Peer:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 peer.posts.append(({k: v for k, v in self.headers.items()}, body))
-                self.answer(204, b"")
+                peer.paths.append(f"{self.command} {self.path}")
+                if self.path.endswith("/chat.postMessage"):
+                    self.answer(200, b'{"ok": true}')
+                else:
+                    self.answer(204, b"")
+
+            do_PUT = do_POST
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -173,6 +180,31 @@ def test_webhook_reads_a_key_from_a_secret_file(peer: Peer, tmp_path: Path) -> N
     assert webhook.verify(b"\x00binary-key\xff", body, headers[webhook.HEADER])
 
 
+def test_slack_posts_start_and_end_with_the_token_from_the_environment(peer: Peer, tmp_path: Path) -> None:
+    code, journal, output = chaos(tmp_path, "run", experiment([
+        control("slack", "chaosfaultline.integrations.slack",
+                {"channel": "#chaos", "token": {"env": "FL_SLACK"}, "events": ["run-started", "run-finished"],
+                 "api_url": peer.url + "/api"})]), env={"FL_SLACK": "xoxb-canary"})
+    assert journal["status"] == "completed", output
+    assert peer.paths == ["POST /api/chat.postMessage"] * 2
+    for headers, body in peer.posts:
+        assert headers["Authorization"] == "Bearer xoxb-canary"
+        assert json.loads(body)["channel"] == "#chaos"
+    assert "xoxb-canary" not in output
+
+
+def test_prometheus_pushes_the_run_metrics(peer: Peer, tmp_path: Path) -> None:
+    code, journal, output = chaos(tmp_path, "run", experiment([
+        control("metrics", "chaosfaultline.integrations.prometheus",
+                {"pushgateway_url": peer.url, "job": "chaos runs", "labels": {"team": 'pay"ments'}})]))
+    assert journal["status"] == "completed", output
+    assert peer.paths == ["PUT /metrics/job/chaos%20runs"]
+    text = peer.posts[0][1].decode()
+    assert 'faultline_run_completed{team="pay\\"ments"} 1.0' in text
+    assert 'faultline_run_activities{team="pay\\"ments"} 1.0' in text
+    assert "# TYPE faultline_run_duration_seconds gauge" in text
+
+
 # MARK: validate
 
 
@@ -182,6 +214,8 @@ def test_webhook_reads_a_key_from_a_secret_file(peer: Peer, tmp_path: Path) -> N
     ("chaosfaultline.integrations.safeguard", {"probe": {"url": "http://x"}, "failure_threshold": 0}, "failure_threshold"),
     ("chaosfaultline.integrations.webhook", {"url": "http://x", "signing_key": "inline"}, "signing_key"),
     ("chaosfaultline.integrations.webhook", {"url": "http://x", "signing_key": {"env": "K"}, "events": ["nope"]}, "events"),
+    ("chaosfaultline.integrations.slack", {"channel": "#c", "token": "xoxb-inline"}, "token"),
+    ("chaosfaultline.integrations.prometheus", {"pushgateway_url": "http://x", "labels": {"__name__": "x"}}, "labels"),
 ])
 def test_validate_rejects_malformed_arguments(tmp_path: Path, module: str, arguments: dict[str, Any], problem: str) -> None:
     code, _, output = chaos(tmp_path, "validate", experiment([control("c", module, arguments)]))
@@ -195,6 +229,8 @@ def test_validate_accepts_every_integration(tmp_path: Path) -> None:
         control("guard", "chaosfaultline.integrations.safeguard", {"probe": probe("http://127.0.0.1:9/ok"), "interval": 1.0,
                                                                    "failure_threshold": 3, "skip_rollbacks": True}),
         control("hook", "chaosfaultline.integrations.webhook", {"url": "http://127.0.0.1:9/h", "signing_key": {"env": "K"}}),
+        control("slack", "chaosfaultline.integrations.slack", {"channel": "#c", "token": {"env": "K"}}),
+        control("metrics", "chaosfaultline.integrations.prometheus", {"pushgateway_url": "http://127.0.0.1:9", "job": "j"}),
     ]))
     assert code == 0, output
     assert "Could not find Python module" not in output
