@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // MARK: C libraries (Debian: libnghttp2-dev, libprotobuf-c-dev, libpq-dev)
@@ -118,11 +119,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(
+            name: "SecretService",
+            dependencies: [
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Sources/SecretService",
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: executables
         .executableTarget(
             name: "faultline",
             dependencies: [
-                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit", "ExperimentService", "RunnerService",
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit", "ExperimentService", "RunnerService", "SecretService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -217,6 +231,15 @@ let package = Package(
             name: "ScheduleServiceTests",
             dependencies: ["ScheduleService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC"],
             path: "Tests/ScheduleServiceTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SecretServiceTests",
+            dependencies: [
+                "SecretService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/SecretServiceTests",
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -9,7 +9,7 @@ struct Faultline: AsyncParsableCommand {
             Up.self,
             ExperimentServiceCommand.self,
             RunnerCommand.self,
-
+            SecretServiceCommand.self,
         ]
     )
 }

@@ -1,0 +1,171 @@
+import FaultlinePostgres
+import FaultlineProto
+import FaultlineRPC
+import Foundation
+import Testing
+@testable import SecretService
+
+@Suite("integrations rendered as Chaos Toolkit controls")
+struct IntegrationTests {
+    static func probe(_ url: String = "https://status.example.com/health") -> SecretsV1.HttpProbe {
+        SecretsV1.HttpProbe(url: url, method: "GET", headers: ["Accept": "text/plain"], secretHeaders: ["Authorization": "STATUS_TOKEN"],
+                            timeoutUs: 2_000_000, expectedStatus: [200, 204], expectedBodyRegex: "ok|healthy")
+    }
+
+    static func preCheck() -> SecretsV1.IntegrationConfig { .init(kind: .httpPreCheck(.init(probe: probe()))) }
+
+    static let tokenValue = "status-token-canary-55e1"
+    static let hookKey: [UInt8] = Array("hook-key-canary-9d2".utf8) + [0, 200]
+
+    @Test func preCheckSafeguardAndWebhookRenderControlsThatChaosValidateAccepts() async throws {
+        try await Harness.with(database: "secrets_render") { h in
+            let environment = try await h.createEnvironment("integrations", variables: ["SERVICE": "api"], secrets: [
+                Harness.envSecret("STATUS_TOKEN", Self.tokenValue, variable: "FL_STATUS_TOKEN"),
+                Harness.fileSecret("HOOK_KEY", Self.hookKey, path: "secrets/hook.key", pathEnvVar: "FL_HOOK_KEY_FILE"),
+            ])
+            let configs: [(String, SecretsV1.IntegrationConfig)] = [
+                ("pre-check", Self.preCheck()),
+                ("safeguard", .init(kind: .httpSafeguard(.init(probe: Self.probe(), intervalUs: 500_000, failureThreshold: 3, skipRollbacks: true)))),
+                ("webhook", .init(kind: .webhook(.init(url: "https://hooks.example.com/faultline", signingSecret: "HOOK_KEY", events: ["run-finished"])))),
+                ("slack", .init(kind: .slack(.init(channel: "#chaos", tokenSecret: "STATUS_TOKEN", events: ["deviated"])))),
+                ("prometheus", .init(kind: .prometheus(.init(pushgatewayUrl: "http://pushgateway:9091", job: "", labels: ["team": "payments"])))),
+            ]
+            var ids: [String] = []
+            for (name, config) in configs {
+                let created = try await h.service.createIntegration(.init(name: name, description: "d", config: config, environmentId: environment.id),
+                                                                    context: h.context())
+                ids.append(try #require(created.integration?.id))
+            }
+            let listed = try await h.service.listIntegrations(.init(pageSize: 2), context: h.context())
+            #expect(listed.integrations.map(\.name) == ["pre-check", "prometheus"] && !listed.nextPageToken.isEmpty)
+            #expect(try await h.service.getIntegration(.init(integrationId: ids[2]), context: h.context()).integration?.config == configs[2].1)
+            await expectRPCError(.failedPrecondition, "environment in use") {
+                try await h.service.deleteEnvironment(.init(environmentId: environment.id), context: h.context())
+            }
+
+            let rendered = try await h.service.renderControls(.init(integrationIds: ids, executionId: "exe-9"), context: h.runnerContext())
+            #expect(rendered.controls.map(\.name) == ["pre-check", "safeguard", "webhook", "slack", "prometheus"])
+            #expect(rendered.controls.map(\.integrationId) == ids)
+            #expect(rendered.environment?.secrets.map(\.name) == ["HOOK_KEY", "STATUS_TOKEN"])
+            #expect(rendered.environment?.variables == ["SERVICE": "api"])
+            for control in rendered.controls {
+                #expect(!control.controlJson.contains("canary"), "\(control.controlJson)")
+            }
+            #expect(rendered.controlFileJson.contains(#""Authorization":{"env":"FL_STATUS_TOKEN"}"#))
+            #expect(rendered.controlFileJson.contains(#""signing_key":{"file_env":"FL_HOOK_KEY_FILE"}"#))
+            let audit = try await h.service.listAuditEvents(.init(executionId: "exe-9"), context: h.context())
+            #expect(audit.events.map(\.action) == [.renderControls])
+            #expect(audit.events.first?.integrationIds == ids && audit.events.first?.secretNames == ["HOOK_KEY", "STATUS_TOKEN"])
+
+            // The control file as an experiment's `controls`, through the real `chaos validate`.
+            let file = try #require(try JSONSerialization.jsonObject(with: Data(rendered.controlFileJson.utf8)) as? [String: Any])
+            let controls = rendered.controls.map { control -> [String: Any] in ["name": control.name, "provider": (file[control.name] as! [String: Any])["provider"]!] }
+            let valid = try ChaosValidate.run(controls: controls)
+            #expect(valid.status == 0, "\(valid.output)")
+            #expect(!valid.output.contains("Could not find Python module"), "\(valid.output)")
+
+            // The same check fails when a control's arguments are wrong, so it is not vacuous.
+            var broken = controls
+            var provider = broken[0]["provider"] as! [String: Any]
+            provider["arguments"] = ["probe": ["url": "ftp://nowhere"]]
+            broken[0]["provider"] = provider
+            #expect(try ChaosValidate.run(controls: broken).status != 0)
+        }
+    }
+
+    @Test func integrationConfigsAreValidated() async throws {
+        try await Harness.with(database: "secrets_integration_input") { h in
+            let environment = try await h.createEnvironment(secrets: [Harness.envSecret("STATUS_TOKEN", "t")])
+            func create(_ config: SecretsV1.IntegrationConfig?, environment id: String = environment.id, name: String = "i") async throws {
+                _ = try await h.service.createIntegration(.init(name: name, config: config, environmentId: id), context: h.context())
+            }
+            func probe(_ change: (inout SecretsV1.HttpProbe) -> Void) -> SecretsV1.IntegrationConfig {
+                var probe = Self.probe()
+                change(&probe)
+                return .init(kind: .httpPreCheck(.init(probe: probe)))
+            }
+            let invalid: [(String, SecretsV1.IntegrationConfig?)] = [
+                ("no config", nil), ("empty kind", .init()),
+                ("no probe", .init(kind: .httpPreCheck(.init()))),
+                ("ftp url", probe { $0.url = "ftp://x/y" }), ("no host", probe { $0.url = "http://" }),
+                ("credentials in url", probe { $0.url = "https://user:pw@x.example/" }),
+                ("method", probe { $0.method = "get" }), ("header name", probe { $0.headers = ["Bad Header": "v"] }),
+                ("header CRLF", probe { $0.headers = ["X": "a\r\nInjected: 1"] }),
+                ("secret header name", probe { $0.secretHeaders = ["Authorization": "not-an-identifier"] }),
+                ("status", probe { $0.expectedStatus = [99] }), ("regex", probe { $0.expectedBodyRegex = "([" }),
+                ("timeout", probe { $0.timeoutUs = -1 }),
+                ("threshold", .init(kind: .httpSafeguard(.init(probe: Self.probe(), failureThreshold: -1)))),
+                ("webhook events", .init(kind: .webhook(.init(url: "https://h.example", signingSecret: "STATUS_TOKEN", events: ["nope"])))),
+                ("webhook secret", .init(kind: .webhook(.init(url: "https://h.example", signingSecret: "")))),
+                ("slack channel", .init(kind: .slack(.init(channel: "", tokenSecret: "STATUS_TOKEN")))),
+                ("slack token", .init(kind: .slack(.init(channel: "#c", tokenSecret: "xoxb-inline-token")))),
+                ("prometheus url", .init(kind: .prometheus(.init(pushgatewayUrl: "pushgateway:9091")))),
+                ("prometheus job", .init(kind: .prometheus(.init(pushgatewayUrl: "http://p", job: "a/b")))),
+                ("prometheus label", .init(kind: .prometheus(.init(pushgatewayUrl: "http://p", labels: ["__name__": "x"])))),
+            ]
+            for (what, config) in invalid {
+                await expectRPCError(.invalidArgument, what) { try await create(config) }
+            }
+            await expectRPCError(.invalidArgument, "secrets without environment") { try await create(Self.preCheck(), environment: "") }
+            await expectRPCError(.notFound, "unknown environment") { try await create(Self.preCheck(), environment: "env_" + String(repeating: "1", count: 32)) }
+            await expectRPCError(.unimplemented, "opentelemetry") { try await create(.init(kind: .opentelemetry(.init(endpoint: "http://otel:4317")))) }
+            try await create(Self.preCheck())
+            await expectRPCError(.alreadyExists, "same name") { try await create(Self.preCheck()) }
+            #expect(try await h.service.listIntegrations(.init(), context: h.context()).integrations.count == 1)
+
+            // A secret named by the config but missing from the environment fails at render time, clearly.
+            let listed = try await h.service.listIntegrations(.init(), context: h.context()).integrations
+            let id = try #require(listed.first?.id)
+            _ = try await h.service.updateEnvironment(.init(environmentId: environment.id, deleteSecrets: ["STATUS_TOKEN"]), context: h.context())
+            let error = await expectRPCError(.failedPrecondition) { try await h.service.renderControls(.init(integrationIds: [id]), context: h.runnerContext()) }
+            #expect(error?.message.contains("STATUS_TOKEN") == true)
+            await expectRPCError(.invalidArgument, "duplicate ids") {
+                try await h.service.renderControls(.init(integrationIds: [id, id]), context: h.runnerContext())
+            }
+            // Update replaces, with optimistic versions.
+            let updated = try await h.service.updateIntegration(.init(integrationId: id, expectedVersion: 1, name: "renamed",
+                                                                       config: .init(kind: .webhook(.init(url: "https://h.example", signingSecret: "K"))),
+                                                                       environmentId: environment.id), context: h.context())
+            #expect(updated.integration?.version == 2 && updated.integration?.name == "renamed")
+            await expectRPCError(.aborted) {
+                try await h.service.updateIntegration(.init(integrationId: id, expectedVersion: 1, name: "x", config: Self.preCheck(),
+                                                            environmentId: environment.id), context: h.context())
+            }
+            try await h.service.deleteIntegration(.init(integrationId: id), context: h.context())
+            await expectRPCError(.notFound) { try await h.service.getIntegration(.init(integrationId: id), context: h.context()) }
+            try await h.service.deleteEnvironment(.init(environmentId: environment.id), context: h.context())
+        }
+    }
+}
+
+/// `chaos --no-version-check validate` from `$FAULTLINE_VENV` (default: the package's `.venv`)
+/// on an experiment carrying `controls`.
+enum ChaosValidate {
+    static var venv: URL {
+        if let dir = ProcessInfo.processInfo.environment["FAULTLINE_VENV"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".venv")
+    }
+
+    static func run(controls: [[String: Any]]) throws -> (status: Int32, output: String) {
+        let directory = try TestPostgres.makeTemporaryDirectory("chaos-validate")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let experiment: [String: Any] = [
+            "title": "carries integrations", "description": "d", "controls": controls,
+            "method": [["type": "action", "name": "noop", "provider": ["type": "process", "path": "true"]]],
+        ]
+        let path = (directory as NSString).appendingPathComponent("experiment.json")
+        try JSONSerialization.data(withJSONObject: experiment).write(to: URL(fileURLWithPath: path))
+        let process = Process()
+        process.executableURL = venv.appendingPathComponent("bin/chaos")
+        process.arguments = ["--no-version-check", "--log-file", (directory as NSString).appendingPathComponent("chaos.log"), "validate", path]
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+}
