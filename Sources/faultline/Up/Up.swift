@@ -76,12 +76,42 @@ struct PlatformPlan {
         var base = ProcessInfo.processInfo.environment
         base["DATABASE_URL"] = database.url
         let experiments = "127.0.0.1:\(try FreePort.pick())"
+        let secrets = "127.0.0.1:\(try FreePort.pick())"
+        let runner = "127.0.0.1:\(try FreePort.pick())"
+        let venv = URL(fileURLWithPath: base["FAULTLINE_VENV"] ?? ".venv").standardizedFileURL.path
 
-        var experimentService = base
-        experimentService["FAULTLINE_LISTEN"] = experiments
+        func service(_ name: String, _ settings: [String: String]) -> PlannedService {
+            PlannedService(name: name, environment: base.merging(settings) { _, new in new })
+        }
         services = [
-            PlannedService(name: "experiment-service", environment: experimentService),
+            service("experiment-service", ["FAULTLINE_LISTEN": experiments]),
+            service("secret-service", [
+                "FAULTLINE_LISTEN": secrets,
+                "FAULTLINE_MASTER_KEY_FILE": try Self.secretFile(stateDirectory + "/master.key"),
+                "FAULTLINE_RUNNER_CREDENTIAL": try String(contentsOfFile: Self.secretFile(stateDirectory + "/runner-credential"), encoding: .utf8),
+            ]),
+            service("runner", [
+                "FAULTLINE_LISTEN": runner,
+                "FAULTLINE_EXPERIMENT_SERVICE": experiments,
+                "FAULTLINE_VENV": venv,
+                "FAULTLINE_RUNNER_STATE_DIR": stateDirectory + "/runner",
+            ]),
         ]
+    }
+
+    /// A file of 32 random bytes in base64, made once with mode 0600 and kept between starts:
+    /// the embedded default's master key and runner credential.
+    static func secretFile(_ path: String) throws -> String {
+        if !FileManager.default.fileExists(atPath: path) {
+            // SystemRandomNumberGenerator reads the kernel's CSPRNG (getrandom) on Linux.
+            var generator = SystemRandomNumberGenerator()
+            let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+            guard FileManager.default.createFile(atPath: path, contents: Data(Data(bytes).base64EncodedString().utf8),
+                                                 attributes: [.posixPermissions: 0o600]) else {
+                throw CocoaError(.fileWriteNoPermission)
+            }
+        }
+        return path
     }
 }
 
