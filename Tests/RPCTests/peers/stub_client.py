@@ -49,7 +49,7 @@ def main():
         out = {"responses": [response(r) for r in stub.Update(requests, timeout=30)]}
     elif scenario == "deadline":
         try:
-            stub.Get(Request(text="slow", delay_ms=60000), timeout=0.3)
+            stub.Get(Request(text="slow", delay_ms=60000), timeout=1)
             out = {"code": 0}
         except grpc.RpcError as e:
             out = error(e)
