@@ -187,7 +187,7 @@ let package = Package(
         .testTarget(
             name: "RPCTests",
             dependencies: [
-                "FaultlineRPC", "FaultlineProto",
+                "FaultlineRPC", "FaultlineProto", "ServiceKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

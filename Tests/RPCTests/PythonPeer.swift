@@ -60,13 +60,13 @@ enum PythonPeer {
         private let process: Process
         private let stdin: Pipe
 
-        init() async throws {
+        init(_ script: String = "grpcio_server.py") async throws {
             guard FileManager.default.isExecutableFile(atPath: PythonPeer.python) else {
                 throw Failure(description: "no Python at \(PythonPeer.python): set FAULTLINE_VENV or run scripts/bootstrap")
             }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: PythonPeer.python)
-            process.arguments = [PythonPeer.peers.appendingPathComponent("grpcio_server.py").path]
+            process.arguments = [PythonPeer.peers.appendingPathComponent(script).path]
             process.currentDirectoryURL = PythonPeer.peers
             let stdout = Pipe(), stdin = Pipe()
             process.standardOutput = stdout
@@ -86,7 +86,7 @@ enum PythonPeer {
             }
             guard let port = Int(line.trimmingCharacters(in: .whitespacesAndNewlines)) else {
                 process.terminate()
-                throw Failure(description: "grpcio server did not start: \(line)")
+                throw Failure(description: "\(script) did not start: \(line)")
             }
             self.port = port
             self.process = process

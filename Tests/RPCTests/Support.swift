@@ -79,14 +79,7 @@ struct EchoService: RPCService {
 
     private func prologue(_ context: ServerContext) async throws {
         probe.started(context.deadline)
-        var echoed = Metadata()
-        var trailing = Metadata()
-        for (key, value) in context.metadata where key.hasPrefix("x-echo-") {
-            echoed.append(key, value)
-            trailing.append("x-trailer-" + key.dropFirst(2), value)
-        }
-        context.addInitialMetadata(echoed)
-        context.addTrailingMetadata(trailing)
+        context.echoTestMetadata()
         if let delay = context.metadata[stringValue: "x-delay-ms"].flatMap(Int.init) {
             do {
                 try await Task.sleep(for: .milliseconds(delay))
@@ -99,6 +92,21 @@ struct EchoService: RPCService {
             throw RPCError(code, context.metadata[stringValue: "x-fail-message"].map { TestText.decode($0) } ?? "failed on request")
         }
         probe.finished()
+    }
+}
+
+extension ServerContext {
+    /// Sends request metadata named `x-echo-*` back in the response headers and, prefixed
+    /// `x-trailer-`, in the trailers: how the test services show what arrived.
+    func echoTestMetadata() {
+        var echoed = Metadata()
+        var trailing = Metadata()
+        for (key, value) in metadata where key.hasPrefix("x-echo-") {
+            echoed.append(key, value)
+            trailing.append("x-trailer-" + key.dropFirst(2), value)
+        }
+        addInitialMetadata(echoed)
+        addTrailingMetadata(trailing)
     }
 }
 
