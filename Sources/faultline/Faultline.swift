@@ -8,6 +8,7 @@ struct Faultline: AsyncParsableCommand {
         subcommands: [
             Up.self,
             ExperimentServiceCommand.self,
+            GatewayCommand.self,
 
         ]
     )
