@@ -3,6 +3,8 @@ import FaultlineRPC
 import Foundation
 @testable import Gateway
 import HTTPTypes
+import HummingbirdTesting
+import ServiceKit
 import NIOCore
 import NIOPosix
 import Testing

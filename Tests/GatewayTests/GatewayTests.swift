@@ -3,6 +3,7 @@ import FaultlineProto
 import Foundation
 @testable import Gateway
 import HTTPTypes
+import ServiceKit
 import Testing
 
 @Suite("Gateway", .serialized)
@@ -83,6 +84,10 @@ struct GatewayTests {
             #expect(try await h.call(.get, "/api/v1/nothing-here", token: h.token()).code == "route.not_found")
             #expect(try await h.call(.post, "/api/v1/tokens", token: h.token(), body: "{not json").code == "request.malformed")
             #expect(try await h.call(.post, "/api/v1/tokens", token: h.token(), body: #"{"name": "x", "role": "god"}"#).status == 400)
+            #expect(try await h.call(.post, "/api/v1/tokens", token: h.token(), body: #"{"name": "a\u0000b", "role": "viewer"}"#).code == "token.name.invalid")
+            let trace = try await h.call(.init("TRACE")!, "/api/v1/tokens", token: h.token())
+            #expect(trace.status == 405)
+            #expect(trace.headers[HTTPField.Name("allow")!] != nil)
         }
     }
 

@@ -41,7 +41,9 @@ struct Harness: Sendable {
             }
         }
         let server = ExperimentServer(database: database, logger: logger)
-        let rpc = RPCServer(configuration: .init(host: "127.0.0.1", port: 0), services: server.services, logger: logger)
+        let health = HealthServer(monitor: HealthMonitor(serving: ["faultline.experiments.v1.ExperimentService"]))
+        let rpc = RPCServer(configuration: .init(host: "127.0.0.1", port: 0), services: server.services + [health], logger: logger)
+        let tokenValues = values, organizationIDs = organizations
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await rpc.run() }
             group.addTask { try await server.run() }
@@ -58,7 +60,7 @@ struct Harness: Sendable {
             do {
                 try await gateway.application().test(.live) { client in
                     try await body(Harness(client: client, tokens: tokens, experiments: experiments, database: database,
-                                           values: values, organizations: organizations))
+                                           values: tokenValues, organizations: organizationIDs))
                 }
             } catch {
                 await rpcClient.close()
@@ -84,7 +86,7 @@ struct Harness: Sendable {
         let response = try await client.execute(uri: uri, method: method, headers: headers,
                                                 body: body.map { ByteBuffer(string: $0) })
         return Reply(status: response.status.code, headers: response.headers,
-                     text: response.body.map { String(buffer: $0) } ?? "")
+                     text: String(buffer: response.body))
     }
 
     struct Reply: Sendable {

@@ -1,5 +1,6 @@
 import FaultlinePostgres
 import Foundation
+import HummingbirdTesting
 @testable import Gateway
 import Testing
 

@@ -20,6 +20,9 @@ struct EdgeMiddleware: RouterMiddleware {
             response = Response(status: .noContent)  // CORS preflight
         } else {
             do {
+                guard Self.methods.contains(request.method) else {
+                    throw Problem(.methodNotAllowed, code: "route.method_not_allowed", detail: "the API has no \(request.method) routes")
+                }
                 response = try await next(request, context)
             } catch {
                 let problem = Problem(from: error)
@@ -30,6 +33,7 @@ struct EdgeMiddleware: RouterMiddleware {
             }
         }
         response.headers[.requestID] = context.requestID
+        if response.status == .methodNotAllowed { response.headers[.allow] = "GET, HEAD, POST, DELETE, OPTIONS" }
         if let origin, configuration.allowedOrigins.contains("*") || configuration.allowedOrigins.contains(origin) {
             response.headers[.accessControlAllowOrigin] = configuration.allowedOrigins.contains("*") ? "*" : origin
             response.headers[.accessControlAllowHeaders] = "authorization, content-type, last-event-id, x-request-id"
@@ -43,6 +47,8 @@ struct EdgeMiddleware: RouterMiddleware {
         ])
         return response
     }
+
+    static let methods: Set<HTTPRequest.Method> = [.get, .head, .post, .delete, .options]
 
     /// A client's id is kept only when short and printable: it goes into logs and metadata.
     static func acceptable(_ value: String) -> String? {
@@ -73,6 +79,7 @@ extension HTTPField.Name {
     static let requestID = Self("x-request-id")!
     static let origin = Self("origin")!
     static let vary = Self("vary")!
+    static let allow = Self("allow")!
     static let lastEventID = Self("last-event-id")!
     static let accessControlAllowOrigin = Self("access-control-allow-origin")!
     static let accessControlAllowHeaders = Self("access-control-allow-headers")!

@@ -49,6 +49,7 @@ extension Problem {
             let code: String = switch status.code {
             case 404: "route.not_found"
             case 405: "route.method_not_allowed"
+            case 405: "route.method_not_allowed"
             case 413: "request.too_large"
             case 400: "request.malformed"
             default: "http.\(status.code)"
@@ -62,6 +63,12 @@ extension Problem {
     }
 
     init(rpc: RPCError) {
+        // A malformed id (ExperimentService's ResourceID: "<field> is not a <kind> id") names no
+        // resource at all: to an HTTP client that is the same as an unknown id.
+        for kind in ["experiment", "execution"] where rpc.code == .invalidArgument && rpc.message.hasSuffix(" is not a \(kind) id") {
+            self = .notFound(kind)
+            return
+        }
         let status: HTTPResponse.Status = switch rpc.code {
         case .invalidArgument, .failedPrecondition, .outOfRange: .badRequest
         case .unauthenticated: .unauthorized

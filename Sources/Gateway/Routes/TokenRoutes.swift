@@ -22,8 +22,9 @@ struct TokenRoutes {
         group.post("tokens") { request, context in
             let principal = try context.require(.administer)
             let body = try await request.json(CreateBody.self, context)
-            guard (1...200).contains(body.name.count) else {
-                throw Problem.badRequest("token.name.invalid", "name must have 1 to 200 characters")
+            // Control characters (NUL above all, which Postgres text refuses) are the client's mistake.
+            guard (1...200).contains(body.name.count), !body.name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw Problem.badRequest("token.name.invalid", "name must have 1 to 200 printable characters")
             }
             if let expiry = body.expires_at_us, expiry <= TokenStore.nowUs() {
                 throw Problem.badRequest("token.expiry.past", "expires_at_us must be in the future")
