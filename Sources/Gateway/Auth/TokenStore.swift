@@ -1,0 +1,166 @@
+import Crypto
+public import FaultlinePostgres
+import Foundation
+public import ServiceKit
+
+/// The caller a bearer token resolved to.
+public struct Principal: Sendable, Equatable {
+    public var organization: OrganizationID
+    public var tokenID: String
+    public var role: Role
+}
+
+/// A token as listed: never its value, which exists only in the creation response.
+public struct TokenInfo: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var role: Role
+    public var createdAtUs: Int64
+    public var expiresAtUs: Int64?
+    public var revokedAtUs: Int64?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, role
+        case createdAtUs = "created_at_us"
+        case expiresAtUs = "expires_at_us"
+        case revokedAtUs = "revoked_at_us"
+    }
+}
+
+/// Organisations and API tokens in schema `gateway`. A token is `flt_` + 43 base64url
+/// characters (256 random bits); only its SHA-256 is stored, so a database dump reveals none.
+public struct TokenStore: Sendable {
+    public static let migrations = Migrations(schema: "gateway", [
+        Migration(version: 1, name: "organisations and tokens", sql: """
+            CREATE TABLE organizations (
+                id         text   PRIMARY KEY,
+                name       text   NOT NULL,
+                created_us bigint NOT NULL
+            );
+            CREATE TABLE api_tokens (
+                id         text   PRIMARY KEY,
+                org        text   NOT NULL REFERENCES organizations (id),
+                name       text   NOT NULL,
+                role       text   NOT NULL CHECK (role IN ('owner', 'editor', 'viewer', 'runner')),
+                sha256     bytea  NOT NULL UNIQUE,
+                created_us bigint NOT NULL,
+                expires_us bigint,
+                revoked_us bigint
+            );
+            CREATE INDEX api_tokens_by_org ON api_tokens (org, created_us DESC, id DESC);
+            """),
+    ])
+
+    public let database: PostgresClient
+
+    public init(database: PostgresClient) {
+        self.database = database
+    }
+
+    public func createOrganization(name: String) async throws -> OrganizationID {
+        let id = "org_" + Self.randomHex(bytes: 12)
+        try await database.execute("""
+            INSERT INTO gateway.organizations (id, name, created_us) VALUES (\(id), \(name), \(Self.nowUs()))
+            """)
+        return OrganizationID(id)!
+    }
+
+    /// Creates a token and returns its value: the only time it is ever known.
+    public func createToken(in organization: OrganizationID, name: String, role: Role,
+                            expiresAtUs: Int64? = nil) async throws -> (info: TokenInfo, value: String) {
+        let value = "flt_" + Self.randomBase64URL(bytes: 32)
+        let info = TokenInfo(id: "tok_" + Self.randomHex(bytes: 12), name: name, role: role,
+                             createdAtUs: Self.nowUs(), expiresAtUs: expiresAtUs, revokedAtUs: nil)
+        try await database.execute("""
+            INSERT INTO gateway.api_tokens (id, org, name, role, sha256, created_us, expires_us)
+            VALUES (\(info.id), \(organization.rawValue), \(name), \(role.rawValue), \(Self.digest(value)),
+                    \(info.createdAtUs), \(expiresAtUs))
+            """)
+        return (info, value)
+    }
+
+    /// The principal of a live (not revoked, not expired) token, or nil.
+    public func authenticate(_ value: String) async throws -> Principal? {
+        // Shape check first: garbage never reaches the database.
+        guard value.hasPrefix("flt_"), value.utf8.count == 47 else { return nil }
+        let rows = try await database.query("""
+            SELECT org, id, role FROM gateway.api_tokens
+            WHERE sha256 = \(Self.digest(value)) AND revoked_us IS NULL
+              AND (expires_us IS NULL OR expires_us > \(Self.nowUs()))
+            """)
+        guard let row = rows.first else { return nil }
+        let (org, id, role) = try row.decode((String, String, String).self)
+        guard let organization = OrganizationID(org), let role = Role(rawValue: role) else { return nil }
+        return Principal(organization: organization, tokenID: id, role: role)
+    }
+
+    public func listTokens(in organization: OrganizationID) async throws -> [TokenInfo] {
+        try await database.query("""
+            SELECT id, name, role, created_us, expires_us, revoked_us FROM gateway.api_tokens
+            WHERE org = \(organization.rawValue) ORDER BY created_us DESC, id DESC
+            """).map { row in
+            let (id, name, role, created, expires, revoked) = try row.decode((String, String, String, Int64, Int64?, Int64?).self)
+            return TokenInfo(id: id, name: name, role: Role(rawValue: role) ?? .viewer, createdAtUs: created,
+                             expiresAtUs: expires, revokedAtUs: revoked)
+        }
+    }
+
+    /// Revokes a token of `organization`; false when it has no such token. Revoking twice is a no-op.
+    public func revokeToken(_ id: String, in organization: OrganizationID) async throws -> Bool {
+        let rows = try await database.query("""
+            UPDATE gateway.api_tokens SET revoked_us = COALESCE(revoked_us, \(Self.nowUs()))
+            WHERE id = \(id) AND org = \(organization.rawValue) RETURNING id
+            """)
+        return !rows.isEmpty
+    }
+
+    /// When no organisation exists yet: a default one with an owner token, written to `path`
+    /// (mode 0600, created exclusively). Returns whether it bootstrapped.
+    public func bootstrap(ownerTokenFile path: String) async throws -> Bool {
+        try await database.withTransaction { connection in
+            // Serialises concurrent gateways starting on one empty database.
+            try await connection.execute("LOCK TABLE gateway.organizations IN EXCLUSIVE MODE")
+            guard try await connection.query("SELECT 1 FROM gateway.organizations LIMIT 1").isEmpty else { return false }
+            return true
+        } ? try await writeOwnerToken(to: path) : false
+    }
+
+    private func writeOwnerToken(to path: String) async throws -> Bool {
+        let organization = try await createOrganization(name: "default")
+        let (_, value) = try await createToken(in: organization, name: "bootstrap owner", role: .owner)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw BootstrapError(path: path, errno: errno) }
+        defer { close(fd) }
+        fchmod(fd, 0o600)
+        let bytes = Array((value + "\n").utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw BootstrapError(path: path, errno: errno) }
+        return true
+    }
+
+    struct BootstrapError: Error, CustomStringConvertible {
+        var path: String
+        var errno: Int32
+        var description: String { "cannot write the owner token file \(path) (errno \(errno))" }
+    }
+
+    static func digest(_ value: String) -> [UInt8] {
+        Array(SHA256.hash(data: Array(value.utf8)))
+    }
+
+    static func nowUs() -> Int64 {
+        Int64((Date().timeIntervalSince1970 * 1_000_000).rounded())
+    }
+
+    static func randomHex(bytes count: Int) -> String {
+        var generator = SystemRandomNumberGenerator()  // getrandom(2): cryptographically secure
+        return (0..<count).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }.joined()
+    }
+
+    static func randomBase64URL(bytes count: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        return Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}
