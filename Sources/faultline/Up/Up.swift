@@ -17,6 +17,9 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Where the embedded Postgres and the platform's state live between starts (env FAULTLINE_STATE_DIR).")
     var stateDir: String = ProcessInfo.processInfo.environment["FAULTLINE_STATE_DIR"] ?? ".state"
 
+    @Option(help: "The Gateway's HTTP port on 127.0.0.1 (0 picks a free one).")
+    var port: Int = 8080
+
     func run() async throws {
         let logger = Logger(label: "faultline.up")
         let stateDirectory = URL(fileURLWithPath: stateDir).standardizedFileURL.path
@@ -35,12 +38,12 @@ struct Up: AsyncParsableCommand {
         }
         announce("postgres: \(database)")
 
-        let plan = try PlatformPlan(stateDirectory: stateDirectory, database: database)
+        let plan = try PlatformPlan(stateDirectory: stateDirectory, database: database, gatewayPort: port)
         let executable = try Self.ownExecutable()
         let children = plan.services.map { service in
             ChildProcess(name: service.name, executable: executable, arguments: [service.name],
                          environment: service.environment, logger: logger) { name, address in
-                announce("\(name): \(address)")
+                announce(name == "gateway" ? "gateway: http://\(address)" : "\(name): \(address)")
             }
         }
         let group = ServiceGroup(configuration: .init(
@@ -72,7 +75,7 @@ struct PlatformPlan {
 
     let services: [PlannedService]
 
-    init(stateDirectory: String, database: PostgresConfiguration) throws {
+    init(stateDirectory: String, database: PostgresConfiguration, gatewayPort: Int) throws {
         var base = ProcessInfo.processInfo.environment
         base["DATABASE_URL"] = database.url
         let experiments = "127.0.0.1:\(try FreePort.pick())"
@@ -95,6 +98,13 @@ struct PlatformPlan {
                 "FAULTLINE_EXPERIMENT_SERVICE": experiments,
                 "FAULTLINE_VENV": venv,
                 "FAULTLINE_RUNNER_STATE_DIR": stateDirectory + "/runner",
+            ]),
+            service("gateway", [
+                "FAULTLINE_HTTP_LISTEN": "127.0.0.1:\(gatewayPort == 0 ? try FreePort.pick() : gatewayPort)",
+                "FAULTLINE_EXPERIMENT_SERVICE": experiments,
+                "FAULTLINE_RUNNER_SERVICE": runner,
+                // Written once, 0600, on the first start: the owner's API token.
+                "FAULTLINE_OWNER_TOKEN_FILE": stateDirectory + "/owner-token",
             ]),
         ]
     }
