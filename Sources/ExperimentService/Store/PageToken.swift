@@ -1,5 +1,6 @@
 import Foundation
 import FaultlineRPC
+import ServiceKit
 
 /// An opaque list cursor: the keyset position of the last row returned, plus a fingerprint of
 /// the filters, so a token is only honoured by the query that made it. Rows inserted later sort
@@ -9,11 +10,8 @@ struct PageToken: Equatable {
     var id: String
     var filters: UInt64
 
-    static let maximumPageSize = 500
-
     static func pageSize(_ requested: Int32, default value: Int = 50) throws(RPCError) -> Int {
-        guard requested >= 0 else { throw RPCError(.invalidArgument, "page_size must not be negative") }
-        return requested == 0 ? value : min(Int(requested), maximumPageSize)
+        try PageSize.resolve(requested, default: value)
     }
 
     var encoded: String {

@@ -18,7 +18,7 @@ struct AuditStore {
     }
 
     static func append(_ tx: PostgresConnection, _ org: OrganizationID, _ action: SecretsV1.AuditAction, _ entry: Entry) async throws {
-        let now = Clock.nowMicros()
+        let now = WallClock.nowMicros()
         try await tx.execute("""
             INSERT INTO secrets.audit_events (org, id, occurred_us, action, actor_kind, actor_id, peer, environment_id,
                                               integration_ids, secret_names, execution_id)

@@ -26,7 +26,7 @@ struct DataKeys {
         // A concurrent first writer may win: then use its key.
         let inserted = try await tx.execute("""
             INSERT INTO secrets.data_keys (org, id, wrapped, master_key_id, active, created_us)
-            VALUES (\(org.rawValue), \(id), \(wrapped), \(keyring.currentID), true, \(Clock.nowMicros()))
+            VALUES (\(org.rawValue), \(id), \(wrapped), \(keyring.currentID), true, \(WallClock.nowMicros()))
             ON CONFLICT (org) WHERE active DO NOTHING
             """)
         if inserted == 1 { return Unwrapped(id: id, key: key) }

@@ -15,7 +15,7 @@ struct EnvironmentStore {
     // MARK: writes
 
     func create(_ org: OrganizationID, _ request: SecretsV1.CreateEnvironmentRequest, audit: AuditStore.Entry) async throws -> SecretsV1.Environment {
-        let now = Clock.nowMicros()
+        let now = WallClock.nowMicros()
         let id = ResourceID.make(.environment, now: now)
         try await database.withTransaction { tx in
             try await tx.execute("""
@@ -36,7 +36,7 @@ struct EnvironmentStore {
 
     func update(_ org: OrganizationID, _ request: SecretsV1.UpdateEnvironmentRequest, maximumSecrets: Int,
                 audit: AuditStore.Entry) async throws -> SecretsV1.Environment {
-        let now = Clock.nowMicros()
+        let now = WallClock.nowMicros()
         let id = request.environmentId
         try await database.withTransaction { tx in
             guard let row = try await tx.query("""

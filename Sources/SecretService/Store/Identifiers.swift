@@ -1,9 +1,8 @@
 import FaultlineRPC
 import Foundation
+import ServiceKit
 
-// Services never import each other, so these mirror ExperimentService's ResourceID and PageToken.
-
-/// Ids this service hands out: a kind prefix and a UUIDv7 in lower-case hex (`env_0193…`).
+/// Ids this service hands out (`env_0193…`): `PrefixedID`s of four kinds.
 enum ResourceID {
     enum Kind: String {
         case environment = "env"
@@ -12,32 +11,15 @@ enum ResourceID {
         case audit = "aud"
     }
 
-    static func make(_ kind: Kind, now: Int64 = Clock.nowMicros()) -> String {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        let millis = UInt64(max(0, now / 1000))
-        for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - i))) }
-        var random = SystemRandomNumberGenerator()
-        for i in 6..<16 { bytes[i] = random.next() }
-        bytes[6] = (bytes[6] & 0x0F) | 0x70
-        bytes[8] = (bytes[8] & 0x3F) | 0x80
-        return kind.rawValue + "_" + bytes.map { String(format: "%02x", $0) }.joined()
+    static func make(_ kind: Kind, now: Int64 = WallClock.nowMicros()) -> String {
+        PrefixedID.make(prefix: kind.rawValue, now: now)
     }
 
     /// A wrong shape is INVALID_ARGUMENT; a well-formed id nobody owns is NOT_FOUND (the query decides).
     static func validate(_ id: String, _ kind: Kind, field: String) throws(RPCError) {
         guard !id.isEmpty else { throw RPCError(.invalidArgument, "\(field) is required") }
-        let prefix = kind.rawValue + "_"
-        guard id.utf8.count == prefix.utf8.count + 32, id.hasPrefix(prefix),
-              id.utf8.dropFirst(prefix.utf8.count).allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) })
+        guard PrefixedID.isWellFormed(id, prefix: kind.rawValue)
         else { throw RPCError(.invalidArgument, "\(field) is not a well-formed \(kind.rawValue)_ id") }
-    }
-}
-
-enum Clock {
-    static func nowMicros() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
     }
 }
 
@@ -47,8 +29,7 @@ struct PageToken {
     var id: String
 
     static func pageSize(_ requested: Int32, default value: Int = 50) throws(RPCError) -> Int {
-        guard requested >= 0 else { throw RPCError(.invalidArgument, "page_size must not be negative") }
-        return requested == 0 ? value : min(Int(requested), 500)
+        try PageSize.resolve(requested, default: value)
     }
 
     func encoded(filters: String) -> String {

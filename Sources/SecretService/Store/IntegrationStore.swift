@@ -12,7 +12,7 @@ struct IntegrationStore {
     static let notFound = RPCError(.notFound, "no such integration")
 
     func create(_ org: OrganizationID, _ request: SecretsV1.CreateIntegrationRequest) async throws -> SecretsV1.Integration {
-        let now = Clock.nowMicros()
+        let now = WallClock.nowMicros()
         let id = ResourceID.make(.integration, now: now)
         let config = try Array(buffer: (request.config ?? .init()).serializedBytes())
         try await database.withTransaction { tx in
@@ -41,7 +41,7 @@ struct IntegrationStore {
             try await tx.execute("""
                 UPDATE secrets.integrations SET name = \(request.name), description = \(request.description), config = \(config),
                     environment_id = \(request.environmentId.isEmpty ? nil : request.environmentId), version = version + 1,
-                    updated_us = \(Clock.nowMicros())
+                    updated_us = \(WallClock.nowMicros())
                 WHERE org = \(org.rawValue) AND id = \(id)
                 """)
         }
