@@ -3,7 +3,7 @@ public import FaultlinePostgres
 public import FaultlineRPC
 public import Logging
 public import ServiceLifecycle
-import UnixSignals
+
 
 /// Runs one Faultline service as a process: connects to its database and prepares it (the
 /// service's migrations), serves its RPC services plus `grpc.health.v1.Health`, announces
@@ -47,25 +47,9 @@ public struct ServiceHost: Sendable {
         try await Self.retryingWhileUnavailable(logger: logger) { try await prepare(postgres) }
 
         let parts = build(postgres)
-        // Health answers for the whole server ("") and for each fully qualified service name.
-        let names = Set(parts.rpcServices.flatMap { $0.methods.map(\.descriptor.service) })
-        let health = HealthMonitor(serving: names.sorted())
-        let server = RPCServer(
-            configuration: listen,
-            services: parts.rpcServices + [HealthServer(monitor: health)],
-            logger: logger
-        )
-        let readiness = Readiness(server: server, health: health, host: listen.host)
-        // Shutdown runs in reverse: readiness (NOT_SERVING) first, then the server drains,
-        // then background work stops, and the pool closes last.
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: postgres)]
-                + parts.background.map { .init(service: $0) }
-                + [.init(service: server), .init(service: readiness)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ))
-        try await group.run()
+        // The pool goes first in the group, so it closes last, after the server has drained.
+        try await RPCHost(name: name, listen: listen, logger: self.logger)
+            .run(rpcServices: parts.rpcServices, background: [postgres] + parts.background)
     }
 
     /// A container may start before its database: retry UNAVAILABLE failures for a minute,
@@ -84,20 +68,5 @@ public struct ServiceHost: Sendable {
                 delay = min(delay * 2, .seconds(5))
             }
         }
-    }
-}
-
-/// Announces the bound address once the server listens; on shutdown, flips health to
-/// NOT_SERVING before the server stops taking calls.
-private struct Readiness: Service {
-    let server: RPCServer
-    let health: HealthMonitor
-    let host: String
-
-    func run() async throws {
-        let port = try await server.listeningPort
-        ServiceReadiness.announce(host: host, port: port)
-        try? await gracefulShutdown()
-        health.shutDown()
     }
 }

@@ -68,7 +68,7 @@ final class ChildProcess: Service, Sendable {
         }
         try process.run()
         let pid = process.processIdentifier
-        return try await withGracefulShutdownHandler {
+        return await withGracefulShutdownHandler {
             var statuses = exited.stream.makeAsyncIterator()
             return await statuses.next() ?? -1
         } onGracefulShutdown: { [stopGrace] in
