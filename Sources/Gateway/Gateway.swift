@@ -160,4 +160,19 @@ extension Parameters {
         }
         return String(value)
     }
+
+    /// The path id of an experiment or execution. A malformed one names no resource at all: to
+    /// an HTTP client that is the same as an unknown id, so it is a 404 before any RPC.
+    func id(of kind: ResourceKind, _ name: String = "id") throws -> String {
+        let value = try id(name)
+        guard PrefixedID.isWellFormed(value, prefix: kind.prefix) else { throw Problem.notFound(kind.rawValue) }
+        return value
+    }
+}
+
+/// The kinds of ids the routes take, with ExperimentService's prefixes.
+enum ResourceKind: String {
+    case experiment, execution
+
+    var prefix: String { self == .experiment ? "exp" : "exe" }
 }

@@ -82,6 +82,10 @@ struct GatewayTests {
             #expect(try await h.call(.get, "/api/v1/experiments?page_token=garbage", token: h.token()).status == 400)
             #expect(try await h.call(.get, "/api/v1/executions?status=sleeping", token: h.token()).status == 400)
             #expect(try await h.call(.get, "/api/v1/nothing-here", token: h.token()).code == "route.not_found")
+            // A malformed id names nothing: 404 like an unknown one, decided before any RPC.
+            #expect(try await h.call(.get, "/api/v1/experiments/not-an-id", token: h.token()).code == "experiment.not_found")
+            #expect(try await h.call(.get, "/api/v1/executions/exp_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa/journal", token: h.token()).code == "execution.not_found")
+            #expect(try await h.call(.get, "/api/v1/executions/exe_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa", token: h.token()).status == 404)
             #expect(try await h.call(.post, "/api/v1/tokens", token: h.token(), body: "{not json").code == "request.malformed")
             #expect(try await h.call(.post, "/api/v1/tokens", token: h.token(), body: #"{"name": "x", "role": "god"}"#).status == 400)
             #expect(try await h.call(.post, "/api/v1/tokens", token: h.token(), body: #"{"name": "a\u0000b", "role": "viewer"}"#).code == "token.name.invalid")

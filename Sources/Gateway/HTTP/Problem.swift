@@ -63,12 +63,6 @@ extension Problem {
     }
 
     init(rpc: RPCError) {
-        // A malformed id (ExperimentService's ResourceID: "<field> is not a <kind> id") names no
-        // resource at all: to an HTTP client that is the same as an unknown id.
-        for kind in ["experiment", "execution"] where rpc.code == .invalidArgument && rpc.message.hasSuffix(" is not a \(kind) id") {
-            self = .notFound(kind)
-            return
-        }
         let status: HTTPResponse.Status = switch rpc.code {
         case .invalidArgument, .failedPrecondition, .outOfRange: .badRequest
         case .unauthenticated: .unauthorized

@@ -33,12 +33,12 @@ struct ExecutionRoutes {
         }
         group.get("executions/{id}") { _, context in
             _ = try context.require(.read)
-            let found = try await client.getExecution(.init(executionId: try context.parameters.id()), options: gateway.callOptions(context))
+            let found = try await client.getExecution(.init(executionId: try context.parameters.id(of: .execution)), options: gateway.callOptions(context))
             return try Response.json(ExecutionView(found.execution ?? .init()))
         }
         group.get("executions/{id}/journal") { _, context in
             _ = try context.require(.read)
-            let found = try await client.getExecutionJournal(.init(executionId: try context.parameters.id()), options: gateway.callOptions(context))
+            let found = try await client.getExecutionJournal(.init(executionId: try context.parameters.id(of: .execution)), options: gateway.callOptions(context))
             guard !found.journalJson.isEmpty else {
                 throw Problem(.notFound, code: "journal.not_available", detail: "the execution has no journal (yet)")
             }
@@ -46,14 +46,14 @@ struct ExecutionRoutes {
         }
         group.get("executions/{id}/log") { _, context in
             _ = try context.require(.read)
-            let found = try await client.getExecutionLog(.init(executionId: try context.parameters.id()), options: gateway.callOptions(context))
+            let found = try await client.getExecutionLog(.init(executionId: try context.parameters.id(of: .execution)), options: gateway.callOptions(context))
             struct Body: Encodable { var log: String; var truncated: Bool; var original_size_bytes: Int64 }
             return try Response.json(Body(log: found.log, truncated: found.truncated, original_size_bytes: found.originalSizeBytes))
         }
         group.get("executions/{id}/events") { request, context in
             _ = try context.require(.read)
             var list = ExperimentsV1.ListExecutionEventsRequest()
-            list.executionId = try context.parameters.id()
+            list.executionId = try context.parameters.id(of: .execution)
             list.afterSequence = try request.integer("after", in: 0...Int64.max) ?? 0
             list.pageSize = Int32(try request.integer("page_size", in: 1...1000) ?? 100)
             list.pageToken = request.string("page_token") ?? ""
@@ -67,7 +67,7 @@ struct ExecutionRoutes {
             guard (body.max_duration_us ?? 0) >= 0 else {
                 throw Problem.badRequest("request.parameter.invalid", "max_duration_us must not be negative")
             }
-            let request = ExperimentsV1.PauseExecutionRequest(executionId: try context.parameters.id(),
+            let request = ExperimentsV1.PauseExecutionRequest(executionId: try context.parameters.id(of: .execution),
                                                               maxDurationUs: body.max_duration_us ?? 0, reason: body.reason ?? "")
             let paused = try await client.pauseExecution(request, options: gateway.callOptions(context))
             return try Response.json(ExecutionView(paused.execution ?? .init()))
@@ -76,7 +76,7 @@ struct ExecutionRoutes {
             _ = try context.require(.write)
             struct Body: Decodable { var reason: String? }
             let body = try await request.json(Body.self, context)
-            let resumed = try await client.resumeExecution(.init(executionId: try context.parameters.id(), reason: body.reason ?? ""),
+            let resumed = try await client.resumeExecution(.init(executionId: try context.parameters.id(of: .execution), reason: body.reason ?? ""),
                                                            options: gateway.callOptions(context))
             return try Response.json(ExecutionView(resumed.execution ?? .init()))
         }
@@ -84,7 +84,7 @@ struct ExecutionRoutes {
             _ = try context.require(.write)
             struct Body: Decodable { var skip_rollbacks: Bool?; var reason: String? }
             let body = try await request.json(Body.self, context)
-            let request = ExperimentsV1.TerminateExecutionRequest(executionId: try context.parameters.id(),
+            let request = ExperimentsV1.TerminateExecutionRequest(executionId: try context.parameters.id(of: .execution),
                                                                   skipRollbacks: body.skip_rollbacks ?? false, reason: body.reason ?? "")
             let terminated = try await client.terminateExecution(request, options: gateway.callOptions(context))
             return try Response.json(ExecutionView(terminated.execution ?? .init()))
@@ -101,7 +101,7 @@ struct ExecutionRoutes {
         }
         group.get("executions/{id}/events/stream") { request, context in
             _ = try context.require(.read)
-            let id = try context.parameters.id()
+            let id = try context.parameters.id(of: .execution)
             let resumeHeader = request.headers[.lastEventID]
             let after: Int64
             if let resumeHeader {
@@ -135,7 +135,7 @@ struct ExecutionRoutes {
             var payload: JSONValue?
         }
         struct Body: Decodable { var events: [Reported] }
-        let executionID = try context.parameters.id()
+        let executionID = try context.parameters.id(of: .execution)
         let body = try await request.json(Body.self, context)
         guard !body.events.isEmpty, body.events.count <= Self.maximumEventsPerBatch else {
             throw Problem.badRequest("events.count", "send 1 to \(Self.maximumEventsPerBatch) events")

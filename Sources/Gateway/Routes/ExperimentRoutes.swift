@@ -45,20 +45,20 @@ struct ExperimentRoutes {
         }
         group.get("experiments/{id}") { _, context in
             _ = try context.require(.read)
-            let id = try context.parameters.id()
+            let id = try context.parameters.id(of: .experiment)
             let found = try await client.getExperiment(.init(experimentId: id), options: gateway.callOptions(context))
             return try Response.json(ExperimentView(found.experiment ?? .init()))
         }
         group.delete("experiments/{id}") { _, context in
             _ = try context.require(.write)
-            let id = try context.parameters.id()
+            let id = try context.parameters.id(of: .experiment)
             let deleted = try await client.deleteExperiment(.init(experimentId: id), options: gateway.callOptions(context))
             return try Response.json(ExperimentView(deleted.experiment ?? .init()))
         }
         group.get("experiments/{id}/revisions") { request, context in
             _ = try context.require(.read)
             var list = ExperimentsV1.ListExperimentRevisionsRequest()
-            list.experimentId = try context.parameters.id()
+            list.experimentId = try context.parameters.id(of: .experiment)
             list.pageSize = Int32(try request.integer("page_size", in: 1...200) ?? 50)
             list.pageToken = request.string("page_token") ?? ""
             let page = try await client.listExperimentRevisions(list, options: gateway.callOptions(context))
@@ -70,21 +70,21 @@ struct ExperimentRoutes {
             guard let number = context.parameters.get("revision").flatMap(Int64.init), number >= 1 else {
                 throw Problem.badRequest("request.parameter.invalid", "revision must be a positive integer")
             }
-            let found = try await client.getExperimentRevision(.init(experimentId: try context.parameters.id(), revision: number),
+            let found = try await client.getExperimentRevision(.init(experimentId: try context.parameters.id(of: .experiment), revision: number),
                                                                options: gateway.callOptions(context))
             return try Response.json(RevisionView(found.revision ?? .init()))
         }
         group.get("experiments/{id}/export") { request, context in
             _ = try context.require(.read)
             let revision = try request.integer("revision", in: 1...Int64.max) ?? 0
-            let found = try await client.getExperimentRevision(.init(experimentId: try context.parameters.id(), revision: revision),
+            let found = try await client.getExperimentRevision(.init(experimentId: try context.parameters.id(of: .experiment), revision: revision),
                                                                options: gateway.callOptions(context))
             // Byte for byte what was imported (YAML as its lossless JSON): `chaos run` takes it.
             return Response.json(found.revision?.definitionJson ?? "{}")
         }
         group.post("experiments/{id}/run") { request, context in
             _ = try context.require(.write)
-            let id = try context.parameters.id()
+            let id = try context.parameters.id(of: .experiment)
             let body = try await request.json(RunBody.self, context)
             guard let runners = gateway.runners else {
                 throw Problem(.serviceUnavailable, code: "runner.not_configured",
@@ -108,7 +108,7 @@ struct ExperimentRoutes {
                 throw Problem.badRequest("execution.external.required", "only external executions can be created here; use /run")
             }
             var create = ExperimentsV1.CreateExecutionRequest()
-            create.experimentId = try context.parameters.id()
+            create.experimentId = try context.parameters.id(of: .experiment)
             let created = try await client.createExecution(create, options: gateway.callOptions(context))
             return try Response.json(ExecutionView(created.execution ?? .init()), status: .created)
         }
