@@ -216,6 +216,15 @@ def test_prometheus_pushes_the_run_metrics(peer: Peer, tmp_path: Path) -> None:
     ("chaosfaultline.integrations.webhook", {"url": "http://x", "signing_key": {"env": "K"}, "events": ["nope"]}, "events"),
     ("chaosfaultline.integrations.slack", {"channel": "#c", "token": "xoxb-inline"}, "token"),
     ("chaosfaultline.integrations.prometheus", {"pushgateway_url": "http://x", "labels": {"__name__": "x"}}, "labels"),
+    ("chaosfaultline.integrations.opentelemetry", {"endpoint": "otel:4318"}, "endpoint"),
+    ("chaosfaultline.integrations.opentelemetry", {"endpoint": "http://otel:4318?x=1"}, "no query"),
+    ("chaosfaultline.integrations.opentelemetry", {"endpoint": "http://o", "headers": {"X": "a\r\nB: c"}}, "line breaks"),
+    ("chaosfaultline.integrations.opentelemetry", {"endpoint": "http://o", "secret_headers": {"Authorization": "inline"}}, "secret reference"),
+    ("chaosfaultline.integrations.opentelemetry", {"endpoint": "http://o", "headers": {"authorization": "x"},
+                                                   "secret_headers": {"Authorization": {"env": "T"}}}, "both in headers"),
+    ("chaosfaultline.integrations.opentelemetry", {"endpoint": "http://o", "service_name": ""}, "service_name"),
+    ("chaosfaultline.integrations.opentelemetry", {"endpoint": "http://o", "resource_attributes": {"k": 1}}, "resource_attributes"),
+    ("chaosfaultline.integrations.opentelemetry", {"endpoint": "http://o", "timeout": 0}, "timeout"),
 ])
 def test_validate_rejects_malformed_arguments(tmp_path: Path, module: str, arguments: dict[str, Any], problem: str) -> None:
     code, _, output = chaos(tmp_path, "validate", experiment([control("c", module, arguments)]))
@@ -231,6 +240,10 @@ def test_validate_accepts_every_integration(tmp_path: Path) -> None:
         control("hook", "chaosfaultline.integrations.webhook", {"url": "http://127.0.0.1:9/h", "signing_key": {"env": "K"}}),
         control("slack", "chaosfaultline.integrations.slack", {"channel": "#c", "token": {"env": "K"}}),
         control("metrics", "chaosfaultline.integrations.prometheus", {"pushgateway_url": "http://127.0.0.1:9", "job": "j"}),
+        control("traces", "chaosfaultline.integrations.opentelemetry", {
+            "endpoint": "http://127.0.0.1:9/otlp", "headers": {"X-Scope-OrgID": "o"}, "secret_headers": {"Authorization": {"env": "K"}},
+            "service_name": "faultline", "resource_attributes": {"deployment.environment": "test"}, "timeout": 10.0,
+            "integration": "traces"}),
     ]))
     assert code == 0, output
     assert "Could not find Python module" not in output
