@@ -74,6 +74,17 @@ struct AccessTests {
             await expectRPCError(.notFound) {
                 try await h.service.createIntegration(.init(name: "i", config: IntegrationTests.preCheck(), environmentId: mine.id), context: h.context(other))
             }
+            // Integrations: invisible to another organisation, and never rendered for its runner.
+            let integration = try #require(try await h.service.createIntegration(
+                .init(name: "i", config: IntegrationTests.preCheck(), environmentId: mine.id), context: h.context()).integration)
+            await expectRPCError(.notFound) { try await h.service.getIntegration(.init(integrationId: integration.id), context: h.context(other)) }
+            await expectRPCError(.notFound) {
+                try await h.service.updateIntegration(.init(integrationId: integration.id, name: "x", config: IntegrationTests.preCheck()), context: h.context(other))
+            }
+            await expectRPCError(.notFound) { try await h.service.deleteIntegration(.init(integrationId: integration.id), context: h.context(other)) }
+            await expectRPCError(.notFound) { try await h.service.renderControls(.init(integrationIds: [integration.id]), context: h.runnerContext(other)) }
+            #expect(try await h.service.listIntegrations(.init(), context: h.context(other)).integrations.isEmpty)
+            #expect(try await h.service.getIntegration(.init(integrationId: integration.id), context: h.context()).integration?.name == "i")
             #expect(try await h.service.listEnvironments(.init(), context: h.context(other)).environments.map(\.name) == ["staging"])
             #expect(try await h.service.listEnvironments(.init(), context: h.context()).environments.map(\.id) == [mine.id])
             await expectRPCError(.unauthenticated) { try await h.service.listEnvironments(.init(), context: h.context(nil)) }

@@ -167,4 +167,54 @@ struct EncryptionTests {
             #expect(audited.events.count == 2)
         }
     }
+    /// Backends of this database waiting on a row lock, for holding a rotation mid-flight.
+    static func lockWaiters(_ database: PostgresClient) async throws -> Int64 {
+        try await database.query("""
+            SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+            """).first!.decode(Int64.self, at: 0)
+    }
+
+    static func waitForLockWaiters(_ database: PostgresClient, _ count: Int64, _ what: String) async throws {
+        for _ in 0..<3000 where try await lockWaiters(database) < count { try await Task.sleep(for: .milliseconds(10)) }
+        try #require(try await lockWaiters(database) >= count, "\(what) never waited on a lock")
+    }
+
+    @Test func aRotationInFlightStopsNoReaderAndFailsNoWriter() async throws {
+        let oldKey = SymmetricKey(size: .bits256), newKey = SymmetricKey(size: .bits256)
+        try await Harness.with(database: "secrets_rotation_live", keyring: try MasterKeyring(current: oldKey)) { old in
+            let environment = try await old.createEnvironment(secrets: [Harness.envSecret("A", "alpha"), Harness.envSecret("B", "beta")])
+            let rotating = old.replica(try MasterKeyring(current: newKey, previous: [oldKey]))
+            // Holding the secrets' rows stops the rotation after it re-wrapped and replaced the data
+            // key, before it re-encrypts: the longest a real rotation keeps its transaction open.
+            try await old.database.withTransaction { blocker in
+                try await blocker.execute("SELECT 1 FROM secrets.secrets FOR SHARE")
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        let rotated = try await rotating.service.rotateKeys(.init(newDataKey: true), context: rotating.context())
+                        #expect(rotated.secretsReencrypted >= 2)
+                    }
+                    try await Self.waitForLockWaiters(old.database, 1, "the rotation")
+                    // Readers on either side of the rotation see the committed rows and answer.
+                    for replica in [old, rotating] {
+                        let revealed = try await replica.reveal(environment.id)
+                        #expect(revealed.secrets.map(\.value) == [Array("alpha".utf8), Array("beta".utf8)])
+                    }
+                    // A writer during the rotation waits for it and then succeeds.
+                    group.addTask {
+                        _ = try await rotating.service.updateEnvironment(.init(environmentId: environment.id, setSecrets: [
+                            Harness.envSecret("C", "gamma")]), context: rotating.context())
+                    }
+                    try await Self.waitForLockWaiters(old.database, 2, "the writer")
+                    try await blocker.execute("COMMIT")
+                    try await blocker.execute("BEGIN")  // withTransaction commits on return
+                    try await group.waitForAll()
+                }
+            }
+            let after = old.replica(try MasterKeyring(current: newKey))
+            let revealed = try await after.reveal(environment.id)
+            #expect(revealed.secrets.map(\.name) == ["A", "B", "C"])
+            #expect(revealed.secrets.map(\.value) == [Array("alpha".utf8), Array("beta".utf8), Array("gamma".utf8)])
+            #expect(try await after.database.query("SELECT count(*) FROM secrets.data_keys WHERE org = 'org-a'").first!.decode(Int64.self, at: 0) == 1)
+        }
+    }
 }

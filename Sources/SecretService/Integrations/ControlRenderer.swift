@@ -14,6 +14,7 @@ enum ControlRenderer {
     static let webhookModule = "chaosfaultline.integrations.webhook"
     static let slackModule = "chaosfaultline.integrations.slack"
     static let prometheusModule = "chaosfaultline.integrations.prometheus"
+    static let openTelemetryModule = "chaosfaultline.integrations.opentelemetry"
 
     static func render(_ integration: SecretsV1.Integration, environment: SecretsV1.RevealedEnvironment) throws(RPCError) -> SecretsV1.RenderedControl {
         let module: String
@@ -53,6 +54,17 @@ enum ControlRenderer {
                 "job": prometheus.job.isEmpty ? "faultline" : prometheus.job,
                 "labels": prometheus.labels,
             ]
+        case .opentelemetry(let traces):
+            module = openTelemetryModule
+            arguments = [
+                "endpoint": traces.endpoint,
+                "headers": traces.headers,
+                "secret_headers": try secretHeaders(traces.secretHeaders, environment, integration),
+                "service_name": traces.serviceName.isEmpty ? "faultline" : traces.serviceName,
+                "resource_attributes": traces.resourceAttributes,
+                "timeout": 10.0,
+                "integration": integration.name,
+            ]
         default:
             throw RPCError(.unimplemented, "integration \(integration.id) has a kind this version cannot render")
         }
@@ -70,18 +82,24 @@ enum ControlRenderer {
 
     private static func probe(_ probe: SecretsV1.HttpProbe, _ environment: SecretsV1.RevealedEnvironment,
                               _ integration: SecretsV1.Integration) throws(RPCError) -> [String: Any] {
-        var secretHeaders: [String: Any] = [:]
-        for (header, secret) in probe.secretHeaders { secretHeaders[header] = try reference(secret, environment, integration) }
-        return [
+        [
             "url": probe.url,
             "method": probe.method.isEmpty ? "GET" : probe.method,
             "headers": probe.headers,
-            "secret_headers": secretHeaders,
+            "secret_headers": try secretHeaders(probe.secretHeaders, environment, integration),
             "body": probe.body,
             "timeout": Double(probe.timeoutUs == 0 ? 10_000_000 : probe.timeoutUs) / 1_000_000,
             "expected_status": probe.expectedStatus.map(Int.init),
             "expected_body_regex": probe.expectedBodyRegex,
         ]
+    }
+
+    /// Header name -> where the run finds the header's secret.
+    private static func secretHeaders(_ headers: [String: String], _ environment: SecretsV1.RevealedEnvironment,
+                                      _ integration: SecretsV1.Integration) throws(RPCError) -> [String: Any] {
+        var references: [String: Any] = [:]
+        for (header, secret) in headers { references[header] = try reference(secret, environment, integration) }
+        return references
     }
 
     /// Where the run finds secret `name` of the integration's environment.

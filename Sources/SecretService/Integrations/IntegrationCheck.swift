@@ -47,8 +47,8 @@ enum IntegrationCheck {
                 try Check.text(value, "config.prometheus.labels[\(name)]", max: 1024)
             }
             secrets = []
-        case .opentelemetry:
-            throw RPCError(.unimplemented, "opentelemetry integrations are not supported yet")
+        case .opentelemetry(let traces):
+            secrets = try openTelemetry(traces)
         }
         if !secrets.isEmpty, !hasEnvironment {
             throw RPCError(.invalidArgument, "the configuration names secrets, so environment_id is required")
@@ -62,19 +62,7 @@ enum IntegrationCheck {
         guard ["", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(probe.method) else {
             throw RPCError(.invalidArgument, "\(field).method must be an upper-case HTTP method")
         }
-        guard probe.headers.count + probe.secretHeaders.count <= 50 else { throw RPCError(.invalidArgument, "\(field): at most 50 headers") }
-        for (name, value) in probe.headers {
-            try headerName(name, "\(field).headers")
-            try Check.text(value, "\(field).headers[\(name)]", max: 8192)
-            // By scalar: "\r\n" is one Character, equal to neither.
-            guard !value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" }) else {
-                throw RPCError(.invalidArgument, "\(field).headers[\(name)] contains a line break")
-            }
-        }
-        for (name, secret) in probe.secretHeaders {
-            try headerName(name, "\(field).secret_headers")
-            try Check.identifier(secret, "\(field).secret_headers[\(name)]")
-        }
+        try headers(probe.headers, secret: probe.secretHeaders, field)
         try Check.text(probe.body, "\(field).body", max: 64 << 10)
         try timeout(probe.timeoutUs, "\(field).timeout_us")
         guard probe.expectedStatus.count <= 50, probe.expectedStatus.allSatisfy({ (100...599).contains($0) }) else {
@@ -85,6 +73,62 @@ enum IntegrationCheck {
             throw RPCError(.invalidArgument, "\(field).expected_body_regex is not a valid regular expression")
         }
         return probe.secretHeaders.values.sorted()
+    }
+
+    private static func openTelemetry(_ traces: SecretsV1.OpenTelemetryTraces) throws(RPCError) -> [String] {
+        let field = "config.opentelemetry"
+        try url(traces.endpoint, "\(field).endpoint")
+        // The control appends /v1/traces, as OTEL_EXPORTER_OTLP_ENDPOINT is used.
+        guard !traces.endpoint.contains("?"), !traces.endpoint.contains("#") else {
+            throw RPCError(.invalidArgument, "\(field).endpoint must have no query or fragment (/v1/traces is appended)")
+        }
+        guard !traces.endpoint.hasSuffix("/v1/traces"), !traces.endpoint.hasSuffix("/v1/traces/") else {
+            throw RPCError(.invalidArgument, "\(field).endpoint is the OTLP base URL: /v1/traces is appended")
+        }
+        switch traces.otlpProtocol {
+        case .unspecified, .httpJson: break
+        case .grpc, .httpProtobuf:
+            throw RPCError(.unimplemented, "\(field).otlp_protocol: this version exports OTLP/HTTP with JSON only (OTLP_PROTOCOL_HTTP_JSON)")
+        case .unrecognized(let value):
+            throw RPCError(.invalidArgument, "\(field).otlp_protocol: unknown value \(value)")
+        }
+        try headers(traces.headers, secret: traces.secretHeaders, field)
+        try Check.text(traces.serviceName, "\(field).service_name", max: 256)
+        guard !traces.serviceName.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw RPCError(.invalidArgument, "\(field).service_name contains a control character")
+        }
+        guard traces.resourceAttributes.count <= 64 else { throw RPCError(.invalidArgument, "\(field).resource_attributes: at most 64") }
+        for (key, value) in traces.resourceAttributes {
+            guard (1...256).contains(key.utf8.count), !key.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw RPCError(.invalidArgument, "\(field).resource_attributes: keys must be 1-256 bytes without control characters")
+            }
+            guard key != "service.name" else {
+                throw RPCError(.invalidArgument, "\(field).resource_attributes: service.name is set by service_name")
+            }
+            try Check.text(value, "\(field).resource_attributes[\(key)]", max: 4096)
+        }
+        return traces.secretHeaders.values.sorted()
+    }
+
+    /// Plain headers (no line breaks) and secret headers (header -> secret name); a header is one or the other.
+    private static func headers(_ plain: [String: String], secret: [String: String], _ field: String) throws(RPCError) {
+        guard plain.count + secret.count <= 50 else { throw RPCError(.invalidArgument, "\(field): at most 50 headers") }
+        for (name, value) in plain {
+            try headerName(name, "\(field).headers")
+            try Check.text(value, "\(field).headers[\(name)]", max: 8192)
+            // By scalar: "\r\n" is one Character, equal to neither.
+            guard !value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" }) else {
+                throw RPCError(.invalidArgument, "\(field).headers[\(name)] contains a line break")
+            }
+        }
+        let plainNames = Set(plain.keys.map { $0.lowercased() })
+        for (name, secretName) in secret {
+            try headerName(name, "\(field).secret_headers")
+            try Check.identifier(secretName, "\(field).secret_headers[\(name)]")
+            guard !plainNames.contains(name.lowercased()) else {
+                throw RPCError(.invalidArgument, "\(field): header \(name) is both in headers and in secret_headers")
+            }
+        }
     }
 
     private static func url(_ text: String, _ field: String) throws(RPCError) {

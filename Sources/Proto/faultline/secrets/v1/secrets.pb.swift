@@ -482,8 +482,12 @@ extension SecretsV1 {
 }
 
 extension SecretsV1 {
-    /// Exports an OpenTelemetry trace of the run (one span per activity) over OTLP.
+    /// Exports an OpenTelemetry trace of the run over OTLP when the run ends: the experiment is the
+    /// root span; each hypothesis check, the method and the rollbacks are its children, with a span per
+    /// activity under them. A failed export never fails the run.
     public struct OpenTelemetryTraces: Hashable, Sendable {
+        /// The OTLP/HTTP base URL (as OTEL_EXPORTER_OTLP_ENDPOINT), e.g. `http://collector:4318`;
+        /// spans go to `<endpoint>/v1/traces`. No query, fragment or credentials.
         public var endpoint: String = ""
         public var otlpProtocol: SecretsV1.OtlpProtocol = .unspecified
         public var headers: [String: String] = [:]
@@ -491,6 +495,7 @@ extension SecretsV1 {
         public var secretHeaders: [String: String] = [:]
         /// `faultline` when empty.
         public var serviceName: String = ""
+        /// Added to the resource (e.g. `deployment.environment`); `service.name` is service_name's.
         public var resourceAttributes: [String: String] = [:]
 
         public init() {}
@@ -1005,21 +1010,25 @@ extension SecretsV1 {
 }
 
 extension SecretsV1 {
+    /// How traces are sent. This version exports OTLP/HTTP with the JSON encoding only (what
+    /// unspecified means); gRPC and HTTP/protobuf are refused with UNIMPLEMENTED on create/update.
     public enum OtlpProtocol: RawRepresentable, Hashable, Sendable {
         case unspecified  // = 0
         case grpc  // = 1
         case httpProtobuf  // = 2
+        case httpJson  // = 3
         /// A value this version of the contract does not know (proto3 enums are open).
         case unrecognized(Int32)
 
         /// Every value this version knows, in declaration order.
-        public static let knownCases: [OtlpProtocol] = [.unspecified, .grpc, .httpProtobuf]
+        public static let knownCases: [OtlpProtocol] = [.unspecified, .grpc, .httpProtobuf, .httpJson]
 
         public init(rawValue: Int32) {
             switch rawValue {
             case 0: self = .unspecified
             case 1: self = .grpc
             case 2: self = .httpProtobuf
+            case 3: self = .httpJson
             default: self = .unrecognized(rawValue)
             }
         }
@@ -1029,6 +1038,7 @@ extension SecretsV1 {
             case .unspecified: 0
             case .grpc: 1
             case .httpProtobuf: 2
+            case .httpJson: 3
             case .unrecognized(let value): value
             }
         }

@@ -5595,18 +5595,20 @@ const ProtobufCMessageDescriptor faultline__secrets__v1__rotate_keys_response__d
   (ProtobufCMessageInit) faultline__secrets__v1__rotate_keys_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue faultline__secrets__v1__otlp_protocol__enum_values_by_number[3] =
+static const ProtobufCEnumValue faultline__secrets__v1__otlp_protocol__enum_values_by_number[4] =
 {
   { "OTLP_PROTOCOL_UNSPECIFIED", "FAULTLINE__SECRETS__V1__OTLP_PROTOCOL__OTLP_PROTOCOL_UNSPECIFIED", 0 },
   { "OTLP_PROTOCOL_GRPC", "FAULTLINE__SECRETS__V1__OTLP_PROTOCOL__OTLP_PROTOCOL_GRPC", 1 },
   { "OTLP_PROTOCOL_HTTP_PROTOBUF", "FAULTLINE__SECRETS__V1__OTLP_PROTOCOL__OTLP_PROTOCOL_HTTP_PROTOBUF", 2 },
+  { "OTLP_PROTOCOL_HTTP_JSON", "FAULTLINE__SECRETS__V1__OTLP_PROTOCOL__OTLP_PROTOCOL_HTTP_JSON", 3 },
 };
 static const ProtobufCIntRange faultline__secrets__v1__otlp_protocol__value_ranges[] = {
-{0, 0},{0, 3}
+{0, 0},{0, 4}
 };
-static const ProtobufCEnumValueIndex faultline__secrets__v1__otlp_protocol__enum_values_by_name[3] =
+static const ProtobufCEnumValueIndex faultline__secrets__v1__otlp_protocol__enum_values_by_name[4] =
 {
   { "OTLP_PROTOCOL_GRPC", 1 },
+  { "OTLP_PROTOCOL_HTTP_JSON", 3 },
   { "OTLP_PROTOCOL_HTTP_PROTOBUF", 2 },
   { "OTLP_PROTOCOL_UNSPECIFIED", 0 },
 };
@@ -5617,9 +5619,9 @@ const ProtobufCEnumDescriptor faultline__secrets__v1__otlp_protocol__descriptor 
   "OtlpProtocol",
   "Faultline__Secrets__V1__OtlpProtocol",
   "faultline.secrets.v1",
-  3,
+  4,
   faultline__secrets__v1__otlp_protocol__enum_values_by_number,
-  3,
+  4,
   faultline__secrets__v1__otlp_protocol__enum_values_by_name,
   1,
   faultline__secrets__v1__otlp_protocol__value_ranges,

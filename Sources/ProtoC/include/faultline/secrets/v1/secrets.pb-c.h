@@ -77,10 +77,15 @@ typedef struct Faultline__Secrets__V1__RotateKeysResponse Faultline__Secrets__V1
 
 /* --- enums --- */
 
+/*
+ * How traces are sent. This version exports OTLP/HTTP with the JSON encoding only (what
+ * unspecified means); gRPC and HTTP/protobuf are refused with UNIMPLEMENTED on create/update.
+ */
 typedef enum _Faultline__Secrets__V1__OtlpProtocol {
   FAULTLINE__SECRETS__V1__OTLP_PROTOCOL__OTLP_PROTOCOL_UNSPECIFIED = 0,
   FAULTLINE__SECRETS__V1__OTLP_PROTOCOL__OTLP_PROTOCOL_GRPC = 1,
-  FAULTLINE__SECRETS__V1__OTLP_PROTOCOL__OTLP_PROTOCOL_HTTP_PROTOBUF = 2
+  FAULTLINE__SECRETS__V1__OTLP_PROTOCOL__OTLP_PROTOCOL_HTTP_PROTOBUF = 2,
+  FAULTLINE__SECRETS__V1__OTLP_PROTOCOL__OTLP_PROTOCOL_HTTP_JSON = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FAULTLINE__SECRETS__V1__OTLP_PROTOCOL)
 } Faultline__Secrets__V1__OtlpProtocol;
 typedef enum _Faultline__Secrets__V1__AuditAction {
@@ -625,11 +630,17 @@ struct  Faultline__Secrets__V1__OpenTelemetryTraces__ResourceAttributesEntry
 
 
 /*
- * Exports an OpenTelemetry trace of the run (one span per activity) over OTLP.
+ * Exports an OpenTelemetry trace of the run over OTLP when the run ends: the experiment is the
+ * root span; each hypothesis check, the method and the rollbacks are its children, with a span per
+ * activity under them. A failed export never fails the run.
  */
 struct  Faultline__Secrets__V1__OpenTelemetryTraces
 {
   ProtobufCMessage base;
+  /*
+   * The OTLP/HTTP base URL (as OTEL_EXPORTER_OTLP_ENDPOINT), e.g. `http://collector:4318`;
+   * spans go to `<endpoint>/v1/traces`. No query, fragment or credentials.
+   */
   char *endpoint;
   Faultline__Secrets__V1__OtlpProtocol otlp_protocol;
   size_t n_headers;
@@ -643,6 +654,9 @@ struct  Faultline__Secrets__V1__OpenTelemetryTraces
    * `faultline` when empty.
    */
   char *service_name;
+  /*
+   * Added to the resource (e.g. `deployment.environment`); `service.name` is service_name's.
+   */
   size_t n_resource_attributes;
   Faultline__Secrets__V1__OpenTelemetryTraces__ResourceAttributesEntry **resource_attributes;
 };
