@@ -79,7 +79,8 @@ struct AccessTests {
                 .init(name: "i", config: IntegrationTests.preCheck(), environmentId: mine.id), context: h.context()).integration)
             await expectRPCError(.notFound) { try await h.service.getIntegration(.init(integrationId: integration.id), context: h.context(other)) }
             await expectRPCError(.notFound) {
-                try await h.service.updateIntegration(.init(integrationId: integration.id, name: "x", config: IntegrationTests.preCheck()), context: h.context(other))
+                try await h.service.updateIntegration(.init(integrationId: integration.id, name: "x", config: IntegrationTests.preCheck(), environmentId: mine.id),
+                                                      context: h.context(other))
             }
             await expectRPCError(.notFound) { try await h.service.deleteIntegration(.init(integrationId: integration.id), context: h.context(other)) }
             await expectRPCError(.notFound) { try await h.service.renderControls(.init(integrationIds: [integration.id]), context: h.runnerContext(other)) }

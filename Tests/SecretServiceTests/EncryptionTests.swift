@@ -184,14 +184,14 @@ struct EncryptionTests {
         try await Harness.with(database: "secrets_rotation_live", keyring: try MasterKeyring(current: oldKey)) { old in
             let environment = try await old.createEnvironment(secrets: [Harness.envSecret("A", "alpha"), Harness.envSecret("B", "beta")])
             let rotating = old.replica(try MasterKeyring(current: newKey, previous: [oldKey]))
-            // Holding the secrets' rows stops the rotation after it re-wrapped and replaced the data
-            // key, before it re-encrypts: the longest a real rotation keeps its transaction open.
+            // Holding secret A's row stops the rotation after it re-wrapped and replaced the data key,
+            // before it re-encrypts (it locks A, then B): the longest a real rotation stays open.
             try await old.database.withTransaction { blocker in
-                try await blocker.execute("SELECT 1 FROM secrets.secrets FOR SHARE")
+                try await blocker.execute("SELECT 1 FROM secrets.secrets WHERE name = 'A' FOR SHARE")
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         let rotated = try await rotating.service.rotateKeys(.init(newDataKey: true), context: rotating.context())
-                        #expect(rotated.secretsReencrypted >= 2)
+                        #expect(rotated.secretsReencrypted == 2)  // the writer's secret comes after, under the fresh key
                     }
                     try await Self.waitForLockWaiters(old.database, 1, "the rotation")
                     // Readers on either side of the rotation see the committed rows and answer.
@@ -199,10 +199,11 @@ struct EncryptionTests {
                         let revealed = try await replica.reveal(environment.id)
                         #expect(revealed.secrets.map(\.value) == [Array("alpha".utf8), Array("beta".utf8)])
                     }
-                    // A writer during the rotation waits for it and then succeeds.
+                    // A writer during the rotation (setting one secret, deleting another) waits for it,
+                    // then succeeds: no foreign key to a deleted data key, no deadlock.
                     group.addTask {
                         _ = try await rotating.service.updateEnvironment(.init(environmentId: environment.id, setSecrets: [
-                            Harness.envSecret("C", "gamma")]), context: rotating.context())
+                            Harness.envSecret("C", "gamma")], deleteSecrets: ["B"]), context: rotating.context())
                     }
                     try await Self.waitForLockWaiters(old.database, 2, "the writer")
                     try await blocker.execute("COMMIT")
@@ -212,8 +213,8 @@ struct EncryptionTests {
             }
             let after = old.replica(try MasterKeyring(current: newKey))
             let revealed = try await after.reveal(environment.id)
-            #expect(revealed.secrets.map(\.name) == ["A", "B", "C"])
-            #expect(revealed.secrets.map(\.value) == [Array("alpha".utf8), Array("beta".utf8), Array("gamma".utf8)])
+            #expect(revealed.secrets.map(\.name) == ["A", "C"])
+            #expect(revealed.secrets.map(\.value) == [Array("alpha".utf8), Array("gamma".utf8)])
             #expect(try await after.database.query("SELECT count(*) FROM secrets.data_keys WHERE org = 'org-a'").first!.decode(Int64.self, at: 0) == 1)
         }
     }

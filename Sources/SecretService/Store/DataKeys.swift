@@ -14,9 +14,13 @@ struct DataKeys {
     }
 
     /// The organisation's active data key, made on first use. Runs inside the caller's transaction.
+    ///
+    /// `FOR SHARE` makes a writer wait for a rotation in flight (which holds the keys `FOR UPDATE`)
+    /// and then use the key it committed: a plain read would take the key the rotation is
+    /// deleting, and the secret's foreign key would fail when the rotation commits.
     func active(_ tx: PostgresConnection, _ org: OrganizationID) async throws -> Unwrapped {
         if let row = try await tx.query("""
-            SELECT id, wrapped, master_key_id FROM secrets.data_keys WHERE org = \(org.rawValue) AND active
+            SELECT id, wrapped, master_key_id FROM secrets.data_keys WHERE org = \(org.rawValue) AND active FOR SHARE
             """).first {
             return try unwrap(org, row)
         }

@@ -54,13 +54,15 @@ struct EnvironmentStore {
                     variables = \(try JSONB(encoding: variables)), version = version + 1, updated_us = \(now)
                 WHERE org = \(org.rawValue) AND id = \(id)
                 """)
+            // The data key before any secret row: a rotation locks keys then secrets, so the same
+            // order here can wait for one but never deadlock with it.
+            let key = request.setSecrets.isEmpty ? nil : try await keys.active(tx, org)
             if !request.deleteSecrets.isEmpty {
                 try await tx.execute("""
                     DELETE FROM secrets.secrets WHERE org = \(org.rawValue) AND environment_id = \(id) AND name = ANY(\(request.deleteSecrets))
                     """)
             }
-            if !request.setSecrets.isEmpty {
-                let key = try await keys.active(tx, org)
+            if let key {
                 for secret in request.setSecrets { try await upsert(tx, org, id, secret, key, now) }
                 let count = try await tx.query("SELECT count(*) FROM secrets.secrets WHERE org = \(org.rawValue) AND environment_id = \(id)")
                     .first?.decode(Int64.self, at: 0) ?? 0
