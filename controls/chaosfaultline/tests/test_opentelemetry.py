@@ -187,6 +187,32 @@ def test_a_deviated_run_marks_the_hypothesis_and_the_root(chaos: Chaos, collecto
     assert root["status"] == {"code": 2, "message": "steady state deviated"}
 
 
+def test_an_interrupted_run_exports_what_it_reached(chaos: Chaos, collector: Collector) -> None:
+    """A safeguard stops the run in the middle of its only activity: the trace still goes out,
+    the unfinished activity and its method are errors, the root says interrupted."""
+    experiment = chaos.write("interrupted.json", {
+        "title": "interrupted", "description": "d",
+        "method": [{"type": "action", "name": "long", "provider": {"type": "process", "path": "sleep", "arguments": "60"}}]})
+    guard = {"url": collector.url + "/down", "method": "GET", "headers": {}, "secret_headers": {}, "body": "", "timeout": 5.0,
+             "expected_status": [], "expected_body_regex": ""}
+    control_file = {
+        "traces": {"provider": {"type": "python", "module": MODULE, "arguments": arguments(collector.url + "/otlp")}},
+        "guard": {"provider": {"type": "python", "module": "chaosfaultline.integrations.safeguard",
+                               "arguments": {"probe": guard, "interval": 0.1, "failure_threshold": 1}}}}
+    traced = chaos.run(experiment, control_file=control_file, env={"FL_OTLP_TOKEN": f"Bearer {TOKEN}"})
+    assert traced.journal is not None and traced.journal["status"] == "interrupted", traced.stderr
+    exports = [r for r in collector.requests if r[0] == "/otlp/v1/traces"]
+    assert len(exports) == 1  # the safeguard's GETs to /down are the other requests
+    spans = json.loads(exports[0][2])["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    by_name = {s["name"]: s for s in spans}
+    assert set(by_name) == {"interrupted", "method", "long"}
+    assert by_name["interrupted"]["status"] == {"code": 2, "message": "run interrupted"}
+    assert attributes(by_name["interrupted"]["attributes"])["chaostoolkit.run.status"] == "interrupted"
+    assert by_name["method"]["status"]["code"] == 2
+    assert by_name["long"]["status"]["code"] == 2
+    assert by_name["long"]["parentSpanId"] == by_name["method"]["spanId"]
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

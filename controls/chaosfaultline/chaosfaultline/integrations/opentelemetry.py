@@ -167,10 +167,6 @@ def _trace(integration: str) -> Trace:
         return _traces.get(integration) or Trace(Exporter(integration=integration))
 
 
-def _failed_runs(runs: Any) -> int:
-    return sum(1 for run in runs if isinstance(run, dict) and run.get("status") == "failed") if isinstance(runs, list) else 0
-
-
 def _phase_started(integration: str, name: str, **attributes: Any) -> None:
     trace = _trace(integration)
     with trace.lock:
@@ -182,6 +178,20 @@ def _phase_ended(integration: str, status: int, message: str = "", **attributes:
     with trace.lock:
         if trace.phase is not None:
             trace.phase.finish(status, message, **attributes)
+        trace.phase = None
+
+
+def _activities_ended(integration: str) -> None:
+    """The method or the rollbacks: an error when one of its activities failed or never finished
+    (chaoslib's ``state`` lists only the runs that completed)."""
+    trace = _trace(integration)
+    with trace.lock:
+        phase = trace.phase
+        if phase is None:
+            return
+        failed = sum(1 for span in trace.spans if span.parent_id == phase.span_id and span.status[0] != STATUS_OK)
+        phase.finish(STATUS_ERROR if failed else STATUS_OK, f"{failed} activity(ies) did not succeed" if failed else "",
+                     **{"chaostoolkit.activities.failed": failed})
         trace.phase = None
 
 
@@ -289,10 +299,8 @@ def before_method_control(context: Any, integration: str = "", **kwargs: Any) ->
 
 
 @_guarded
-def after_method_control(context: Any, state: Any = None, integration: str = "", **kwargs: Any) -> None:
-    failed = _failed_runs(state)
-    _phase_ended(integration, STATUS_ERROR if failed else STATUS_OK, f"{failed} activity(ies) failed" if failed else "",
-                 **{"chaostoolkit.activities.failed": failed})
+def after_method_control(context: Any, integration: str = "", **kwargs: Any) -> None:
+    _activities_ended(integration)
 
 
 @_guarded
@@ -301,10 +309,8 @@ def before_rollback_control(context: Any, integration: str = "", **kwargs: Any) 
 
 
 @_guarded
-def after_rollback_control(context: Any, state: Any = None, integration: str = "", **kwargs: Any) -> None:
-    failed = _failed_runs(state)
-    _phase_ended(integration, STATUS_ERROR if failed else STATUS_OK, f"{failed} rollback(s) failed" if failed else "",
-                 **{"chaostoolkit.activities.failed": failed})
+def after_rollback_control(context: Any, integration: str = "", **kwargs: Any) -> None:
+    _activities_ended(integration)
 
 
 @_guarded
@@ -338,5 +344,5 @@ def after_activity_control(context: Any, state: Any = None, integration: str = "
             exception = run.get("exception")
             last = exception[-1] if isinstance(exception, list) and exception else ""
             kind = str(last).split(":", 1)[0].strip() or None
-            span.finish(STATUS_ERROR, f"activity {status or 'did not succeed'}",
-                        **{"chaostoolkit.activity.status": status, "exception.type": kind})
+            span.finish(STATUS_ERROR, f"activity {status}" if status else "activity did not finish",
+                        **{"chaostoolkit.activity.status": status or None, "exception.type": kind})
