@@ -92,6 +92,43 @@ struct IntegrationTests {
         }
     }
 
+    /// Render to run, end to end: the control SecretService renders, under a real `chaos run` with
+    /// the revealed environment as the runner gives it, exports the run's trace (secret header
+    /// resolved) to a local OTLP/HTTP collector.
+    @Test func theRenderedOpenTelemetryControlExportsTheRunsTrace() async throws {
+        let collector = try OTLPCollector()
+        defer { collector.stop() }
+        try await Harness.with(database: "secrets_render_otel") { h in
+            let environment = try await h.createEnvironment("otel", variables: [:], secrets: [
+                Harness.envSecret("OTLP_TOKEN", "Bearer otlp-canary-81", variable: "FL_OTLP_TOKEN")])
+            let config = Self.traces { $0.endpoint = collector.url + "/otlp"; $0.secretHeaders = ["Authorization": "OTLP_TOKEN"] }
+            let integration = try #require(try await h.service.createIntegration(
+                .init(name: "traces", config: config, environmentId: environment.id), context: h.context()).integration)
+            let rendered = try await h.service.renderControls(.init(integrationIds: [integration.id], executionId: "exe-otel"), context: h.runnerContext())
+            #expect(!rendered.controlFileJson.contains("canary"))
+            var runEnvironment = rendered.environment?.variables ?? [:]
+            for secret in rendered.environment?.secrets ?? [] {
+                guard case .envVar(let variable) = secret.delivery?.target else { continue }
+                runEnvironment[variable.name.isEmpty ? secret.name : variable.name] = String(decoding: secret.value, as: UTF8.self)
+            }
+            let run = try ChaosValidate.run(command: "run", controlFile: rendered.controlFileJson, environment: runEnvironment)
+            #expect(run.status == 0, "\(run.output)")
+            #expect(!run.output.contains("canary"))
+
+            let (path, headers, body) = try collector.firstRequest()
+            #expect(path == "/otlp/v1/traces")
+            #expect(headers["authorization"] == "Bearer otlp-canary-81" && headers["x-scope-orgid"] == "chaos")
+            let document = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
+            let resourceSpans = try #require((document["resourceSpans"] as? [[String: Any]])?.first)
+            let resource = try #require((resourceSpans["resource"] as? [String: Any])?["attributes"] as? [[String: Any]])
+            #expect(Set(resource.compactMap { $0["key"] as? String }) == ["service.name", "deployment.environment"])
+            let spans = try #require(((resourceSpans["scopeSpans"] as? [[String: Any]])?.first?["spans"]) as? [[String: Any]])
+            #expect(spans.compactMap { $0["name"] as? String }.sorted() ==
+                    ["carries integrations", "method", "noop", "probe-true", "probe-true", "rollbacks", "steady-state hypothesis", "steady-state hypothesis"])
+            #expect(Set(spans.compactMap { $0["traceId"] as? String }).count == 1)
+        }
+    }
+
     @Test func integrationsEnvironmentsMergeAndAConflictIsRefused() async throws {
         try await Harness.with(database: "secrets_render_merge") { h in
             let token = Harness.envSecret("STATUS_TOKEN", "token-canary-1", variable: "FL_STATUS_TOKEN")
@@ -227,17 +264,35 @@ enum ChaosValidate {
     }
 
     static func run(controls: [[String: Any]]) throws -> (status: Int32, output: String) {
+        try run(command: "validate", experimentControls: controls)
+    }
+
+    /// `chaos <command>` on an experiment with a steady-state probe, one action and no rollbacks,
+    /// carrying `experimentControls` and/or given `controlFile` (as the runner passes rendered
+    /// controls), in an environment of PATH plus `environment`.
+    static func run(command: String, experimentControls: [[String: Any]] = [], controlFile: String? = nil,
+                    environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let directory = try TestPostgres.makeTemporaryDirectory("chaos-validate")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let experiment: [String: Any] = [
-            "title": "carries integrations", "description": "d", "controls": controls,
+            "title": "carries integrations", "description": "d", "controls": experimentControls,
+            "steady-state-hypothesis": ["title": "true is true", "probes": [
+                ["type": "probe", "name": "probe-true", "tolerance": 0, "provider": ["type": "process", "path": "true"]]]],
             "method": [["type": "action", "name": "noop", "provider": ["type": "process", "path": "true"]]],
         ]
         let path = (directory as NSString).appendingPathComponent("experiment.json")
         try JSONSerialization.data(withJSONObject: experiment).write(to: URL(fileURLWithPath: path))
+        var arguments = ["--no-version-check", "--log-file", (directory as NSString).appendingPathComponent("chaos.log"), command]
+        if let controlFile {
+            let controlPath = (directory as NSString).appendingPathComponent("controls.json")
+            try Data(controlFile.utf8).write(to: URL(fileURLWithPath: controlPath))
+            arguments += ["--control-file", controlPath]
+        }
+        if command == "run" { arguments += ["--journal-path", (directory as NSString).appendingPathComponent("journal.json")] }
         let process = Process()
         process.executableURL = venv.appendingPathComponent("bin/chaos")
-        process.arguments = ["--no-version-check", "--log-file", (directory as NSString).appendingPathComponent("chaos.log"), "validate", path]
+        process.arguments = arguments + [path]
+        process.environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"].merging(environment) { $1 }
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -246,5 +301,57 @@ enum ChaosValidate {
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+}
+
+/// A local OTLP/HTTP collector: a Python process from the venv that binds 127.0.0.1 on a free port,
+/// says it on its first output line, and records the first POST (path, headers, body) to a file.
+final class OTLPCollector: Sendable {
+    private static let script = """
+        import http.server, json, sys
+        out = sys.argv[1]
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with open(out + ".tmp", "w") as f:
+                    json.dump({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body.decode()}, f)
+                import os; os.rename(out + ".tmp", out)
+                self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"{}")
+        s = http.server.HTTPServer(("127.0.0.1", 0), H)
+        s.timeout = 120
+        print(s.server_address[1], flush=True)
+        s.handle_request()
+        """
+
+    let url: String
+    private let process: Process
+    private let output: String
+
+    init() throws {
+        let directory = try TestPostgres.makeTemporaryDirectory("otlp-collector")
+        output = (directory as NSString).appendingPathComponent("request.json")
+        process = Process()
+        process.executableURL = ChaosValidate.venv.appendingPathComponent("bin/python")
+        process.arguments = ["-c", Self.script, output]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        var line = Data()
+        while let byte = try pipe.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line += byte }
+        guard let port = Int(String(decoding: line, as: UTF8.self)) else { throw CocoaError(.fileReadCorruptFile) }
+        url = "http://127.0.0.1:\(port)"
+    }
+
+    /// The request it got; it serves one and exits (or gives up after 120 s without one).
+    func firstRequest() throws -> (path: String, headers: [String: String], body: Data) {
+        process.waitUntilExit()
+        let recorded = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output))) as? [String: Any])
+        return (recorded["path"] as? String ?? "", recorded["headers"] as? [String: String] ?? [:], Data((recorded["body"] as? String ?? "").utf8))
+    }
+
+    func stop() {
+        if process.isRunning { process.terminate() }
+        try? FileManager.default.removeItem(atPath: (output as NSString).deletingLastPathComponent)
     }
 }
