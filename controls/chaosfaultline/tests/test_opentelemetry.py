@@ -21,9 +21,10 @@ TOKEN = "otlp-token-canary-7f3a"
 
 
 class Collector:
-    """Captures every request; answers ``status`` (200 with an empty ExportTraceServiceResponse)."""
+    """Captures every POST; answers ``status`` (200 with an empty ExportTraceServiceResponse).
+    GET is a health check for safeguards: 200 until the file ``down`` exists, then 503."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, down: Path | None = None) -> None:
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.status = status
         collector = self
@@ -31,6 +32,11 @@ class Collector:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                self.send_response(503 if down is not None and down.exists() else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -187,23 +193,27 @@ def test_a_deviated_run_marks_the_hypothesis_and_the_root(chaos: Chaos, collecto
     assert root["status"] == {"code": 2, "message": "steady state deviated"}
 
 
-def test_an_interrupted_run_exports_what_it_reached(chaos: Chaos, collector: Collector) -> None:
-    """A safeguard stops the run in the middle of its only activity: the trace still goes out,
-    the unfinished activity and its method are errors, the root says interrupted."""
-    experiment = chaos.write("interrupted.json", {
-        "title": "interrupted", "description": "d",
-        "method": [{"type": "action", "name": "long", "provider": {"type": "process", "path": "sleep", "arguments": "60"}}]})
-    guard = {"url": collector.url + "/down", "method": "GET", "headers": {}, "secret_headers": {}, "body": "", "timeout": 5.0,
-             "expected_status": [], "expected_body_regex": ""}
-    control_file = {
-        "traces": {"provider": {"type": "python", "module": MODULE, "arguments": arguments(collector.url + "/otlp")}},
-        "guard": {"provider": {"type": "python", "module": "chaosfaultline.integrations.safeguard",
-                               "arguments": {"probe": guard, "interval": 0.1, "failure_threshold": 1}}}}
-    traced = chaos.run(experiment, control_file=control_file, env={"FL_OTLP_TOKEN": f"Bearer {TOKEN}"})
+def test_an_interrupted_run_exports_what_it_reached(chaos: Chaos) -> None:
+    """A safeguard stops the run in the middle of its only activity (which takes the health check
+    down, so the trip cannot come before it): the trace still goes out, the unfinished activity
+    and its method are errors, the root says interrupted."""
+    collector = Collector(down=chaos.workdir / "down")
+    try:
+        experiment = chaos.write("interrupted.json", {
+            "title": "interrupted", "description": "d",
+            "method": [{"type": "action", "name": "long",
+                        "provider": {"type": "process", "path": "sh", "arguments": ["-c", "touch down && sleep 60"]}}]})
+        guard = {"url": collector.url + "/health", "method": "GET", "headers": {}, "secret_headers": {}, "body": "", "timeout": 5.0,
+                 "expected_status": [], "expected_body_regex": ""}
+        control_file = {
+            "traces": {"provider": {"type": "python", "module": MODULE, "arguments": arguments(collector.url + "/otlp")}},
+            "guard": {"provider": {"type": "python", "module": "chaosfaultline.integrations.safeguard",
+                                   "arguments": {"probe": guard, "interval": 0.1, "failure_threshold": 1}}}}
+        traced = chaos.run(experiment, control_file=control_file, env={"FL_OTLP_TOKEN": f"Bearer {TOKEN}"})
+    finally:
+        collector.close()
     assert traced.journal is not None and traced.journal["status"] == "interrupted", traced.stderr
-    exports = [r for r in collector.requests if r[0] == "/otlp/v1/traces"]
-    assert len(exports) == 1  # the safeguard's GETs to /down are the other requests
-    spans = json.loads(exports[0][2])["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans = exported(collector)[1]
     by_name = {s["name"]: s for s in spans}
     assert set(by_name) == {"interrupted", "method", "long"}
     assert by_name["interrupted"]["status"] == {"code": 2, "message": "run interrupted"}

@@ -147,8 +147,9 @@ class Trace:
         self.spans.append(span)
         return span
 
-    def payload(self, service_name: str, resource_attributes: dict[str, str]) -> dict[str, Any]:
-        resource = {**resource_attributes, "service.name": service_name}
+    def payload(self) -> dict[str, Any]:
+        """The ExportTraceServiceRequest, in OTLP/JSON."""
+        resource = {**self.exporter.resource_attributes, "service.name": self.exporter.service_name}
         for span in self.spans:  # whatever never ended (an interrupted run) ends with the export
             span.finish(STATUS_ERROR, "did not finish")
         return {"resourceSpans": [{
@@ -216,7 +217,7 @@ class Exporter:
             if trace.exported:
                 return
             trace.exported = True
-            body = json.dumps(trace.payload(self.service_name, self.resource_attributes)).encode()
+            body = json.dumps(trace.payload()).encode()
         try:
             headers = {"Content-Type": "application/json", **self.headers}
             for header, reference in self.secret_headers.items():
