@@ -68,16 +68,37 @@ final class ChildProcess: Service, Sendable {
         }
         try process.run()
         let pid = process.processIdentifier
-        return await withGracefulShutdownHandler {
-            var statuses = exited.stream.makeAsyncIterator()
-            return await statuses.next() ?? -1
-        } onGracefulShutdown: { [stopGrace] in
-            kill(pid, SIGTERM)
-            // Escalate if the service does not stop in time; harmless once it has exited.
-            Thread.detachNewThread {
-                Thread.sleep(forTimeInterval: Double(stopGrace.components.seconds))
-                if process.isRunning { kill(pid, SIGKILL) }
+        // Two child tasks: one waits for the exit; the other waits for graceful shutdown, asks the
+        // service to stop, and escalates after the grace period. Whichever exit comes first
+        // cancels the stopper, so nothing outlives the process it was watching.
+        return await withTaskGroup(of: Int32?.self) { group in
+            group.addTask {
+                var statuses = exited.stream.makeAsyncIterator()
+                return await statuses.next() ?? -1
             }
+            group.addTask { [stopGrace] in
+                do {
+                    try await gracefulShutdown()
+                } catch {
+                    return nil  // cancelled: the process exited by itself
+                }
+                kill(pid, SIGTERM)
+                do {
+                    try await Task.sleep(for: stopGrace)
+                } catch {
+                    return nil  // cancelled: it stopped within the grace period
+                }
+                kill(pid, SIGKILL)
+                return nil
+            }
+            var status: Int32 = -1
+            while let result = await group.next() {
+                if let result {
+                    status = result
+                    group.cancelAll()
+                }
+            }
+            return status
         }
     }
 }
