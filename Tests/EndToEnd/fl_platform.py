@@ -132,7 +132,7 @@ class Platform:
         event, event_id, data = "message", None, []
         try:
             while True:
-                raw = response.fp.readline()
+                raw = response.readline()  # de-chunked; b"" at the end of the body
                 if not raw:
                     return
                 line = raw.decode().rstrip("\r\n")
@@ -161,5 +161,6 @@ class Platform:
     # MARK: the CLI
 
     def cli(self, *args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
-        full = dict(os.environ, FAULTLINE_URL=self.url, FAULTLINE_TOKEN=self.token, **(env or {}))
+        full = dict(os.environ, FAULTLINE_URL=self.url, FAULTLINE_TOKEN=self.token)
+        full.update(env or {})
         return subprocess.run([str(self.faultline), *args], capture_output=True, text=True, cwd=cwd, env=full, timeout=timeout)

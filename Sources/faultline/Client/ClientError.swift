@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// Everything a client command can fail with, printed as one clear paragraph; each kind has its
 /// own exit code (documented in `faultline run --help`).
@@ -76,6 +77,9 @@ struct ClientError: Error, CustomStringConvertible, Sendable {
         switch error {
         case is CancellationError:
             self.init(.connection, "cancelled")
+        case let failed as NIOConnectionError:
+            let cause = failed.connectionErrors.first.map { "\($0.error)" } ?? failed.dnsAAAAError.map { "\($0)" } ?? "no address"
+            self.init(.connection, "cannot reach the Gateway at \(target): \(cause)")
         case let io as IOError:
             self.init(.connection, "cannot reach the Gateway at \(target): \(io.description)")
         case is ChannelError:
