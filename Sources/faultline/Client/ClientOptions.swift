@@ -110,7 +110,8 @@ enum JSON: Decodable, Sendable, Equatable {
         switch self {
         case .null: "-"
         case .bool(let value): value ? "true" : "false"
-        case .number(let value): value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(format: "%.2f", value)
+        // Integers exactly (microsecond times are ~1.8e15, below 2^53), others in their shortest form.
+        case .number(let value): value == value.rounded() && abs(value) < 9e15 ? String(Int64(value)) : "\(value)"
         case .string(let text): text
         case .array, .object: compact
         }

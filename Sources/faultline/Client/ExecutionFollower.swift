@@ -82,8 +82,10 @@ struct ExecutionFollower {
 
     private func show(_ event: ServerSentEvent, lastStatus: inout String?) {
         if json {
-            let id = event.id.map { JSON.string($0).compact } ?? "null"
-            Output.line(#"{"data":\#(event.data),"event":\#(JSON.string(event.event).compact),"id":\#(id)}"#)
+            // Re-encoded: a data field may span lines, and one event must stay one line.
+            let data = (try? JSONDecoder().decode(JSON.self, from: Data(event.data.utf8))) ?? .string(event.data)
+            let line: JSON = .object(["event": .string(event.event), "id": event.id.map(JSON.string) ?? .null, "data": data])
+            Output.line(line.compact)
             return
         }
         guard let data = try? JSON(object: Data(event.data.utf8)) else { return }
