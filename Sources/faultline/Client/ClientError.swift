@@ -96,6 +96,9 @@ struct ClientError: Error, CustomStringConvertible, Sendable {
         var text = "the Gateway refused the request"
         if let httpStatus { text += " (HTTP \(httpStatus)" + (problem?.code.map { ", \($0)" } ?? "") + ")" }
         text += ": \(message)"
+        if problem?.code == "route.not_found" {
+            text += "\n  this Gateway does not serve that route (is it older than this CLI?)"
+        }
         for item in problem?.problems ?? [] {
             text += "\n  \(item.severity ?? "error") at \(item.path.isEmpty ? "/" : item.path): \(item.message)"
             if let code = item.code { text += " [\(code)]" }
