@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import signal
+import subprocess
 
 import pytest
 
@@ -240,3 +241,41 @@ def test_run_local_reports_to_the_platform(platform, workspace):
     assert execution["events_received"] == len(events)
     # Not asserted: the platform's status. ExperimentService does not yet finish an external
     # execution on its experiment-after event (PROTOCOL.md §8), so it stays pending.
+
+
+def test_run_local_by_id_runs_the_export(platform, workspace, test_tmp):
+    path = test_tmp / "local.json"
+    path.write_bytes(fixture("check-file-exists"))  # relative paths: resolved in the cwd, as chaos does
+    experiment_id = cli_import(platform, path)
+    out = platform.cli("run", "--local", experiment_id, "--json", cwd=workspace)
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["outcome"] == "completed" and result["data"]["experiment_id"] == experiment_id
+
+    refused = platform.cli("run", "--local", experiment_id, "--environment", "env_1")
+    assert refused.returncode == 64
+
+
+def test_cli_run_follows_through_a_gateway_restart(platform, workspace):
+    """`faultline run` keeps following when the Gateway it streams from is killed: `up` brings
+    it back on the same port and the CLI resumes with Last-Event-ID, every event once."""
+    _, created, _ = platform.api("POST", "/api/v1/experiments", slow_experiment(workspace), expect=201)
+    experiment_id = created["experiment"]["id"]
+    env = dict(os.environ, FAULTLINE_URL=platform.url, FAULTLINE_TOKEN=platform.token)
+    run = subprocess.Popen([str(platform.faultline), "run", experiment_id, "--json"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    for line in run.stdout:
+        lines.append(json.loads(line))
+        if lines[-1]["event"] == "event" and lines[-1]["data"]["type"] == "activity-before" \
+                and lines[-1]["data"]["payload"]["name"] == "sleep-0":
+            break
+    before = len(platform.lines)
+    os.kill(platform.child_pid("gateway"), signal.SIGKILL)
+    platform.wait_for_line(lambda line: line.startswith("gateway: "), after=before)
+    lines += [json.loads(line) for line in run.stdout]
+    assert run.wait(timeout=300) == 0, run.stderr.read()
+    assert lines[-1]["event"] == "result" and lines[-1]["data"]["status"] == "completed"
+    shown = [line["data"]["sequence"] for line in lines if line["event"] == "event"]
+    stored = [e["sequence"] for e in platform.all_events(lines[-1]["data"]["id"])]
+    assert shown == stored, "the CLI skipped or repeated events across the restart"

@@ -84,6 +84,9 @@ struct ClientError: Error, CustomStringConvertible, Sendable {
             self.init(.connection, "cannot reach the Gateway at \(target): \(io.description)")
         case is ChannelError:
             self.init(.connection, "cannot reach the Gateway at \(target): \(error)")
+        case HTTPParserError.invalidEOFState:
+            // The connection closed mid-body (the Gateway restarting): a drop, not bad HTTP.
+            self.init(.connection, "the Gateway at \(target) closed the connection mid-response")
         case is HTTPParserError:
             self.init(.protocolViolation, "the Gateway at \(target) did not answer in HTTP/1.1 (\(error))")
         default:

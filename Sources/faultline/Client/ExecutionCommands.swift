@@ -34,6 +34,15 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Idempotency key: the same key runs once.")
     var idempotencyKey: String?
 
+    func validate() throws {
+        // A local run gets no environment: revealing secrets is for runners only (their
+        // credential), and the Gateway has no route that hands them to a user's machine.
+        if local, environmentID != nil || revision != nil || maxDuration != nil || detach || idempotencyKey != nil {
+            throw ValidationError("--local takes none of --environment, --revision, --max-duration, --detach, --idempotency-key")
+        }
+        if let maxDuration, maxDuration <= 0 { throw ValidationError("--max-duration must be a positive number of seconds") }
+    }
+
     func run() async throws {
         try await clientCommand {
             let client = try options.client()
