@@ -69,8 +69,8 @@ final class ChildProcess: Service, Sendable {
         try process.run()
         let pid = process.processIdentifier
         // Two child tasks: one waits for the exit; the other waits for graceful shutdown, asks the
-        // service to stop, and escalates after the grace period. Whichever exit comes first
-        // cancels the stopper, so nothing outlives the process it was watching.
+        // service to stop, and escalates to SIGKILL after the grace period. The exit cancels the
+        // stopper, so no task outlives the process it watches (and no process outlives `up`).
         return await withTaskGroup(of: Int32?.self) { group in
             group.addTask {
                 var statuses = exited.stream.makeAsyncIterator()
@@ -80,7 +80,10 @@ final class ChildProcess: Service, Sendable {
                 do {
                     try await gracefulShutdown()
                 } catch {
-                    return nil  // cancelled: the process exited by itself
+                    // Cancelled: the process exited by itself, or `up` is torn down without a
+                    // graceful shutdown, and then the service must not outlive it.
+                    if process.isRunning { kill(pid, SIGKILL) }
+                    return nil
                 }
                 kill(pid, SIGTERM)
                 do {
@@ -88,7 +91,7 @@ final class ChildProcess: Service, Sendable {
                 } catch {
                     return nil  // cancelled: it stopped within the grace period
                 }
-                kill(pid, SIGKILL)
+                if process.isRunning { kill(pid, SIGKILL) }
                 return nil
             }
             var status: Int32 = -1
