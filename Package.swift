@@ -281,6 +281,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FaultlineCommandTests",
+            dependencies: [
+                "faultline",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/FaultlineCommandTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "GatewayTests",
             dependencies: [
                 "Gateway", "ExperimentService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC", "ServiceKit",

@@ -14,12 +14,13 @@ final class ChildProcess: Service, Sendable {
     private let environment: [String: String]
     private let logger: Logger
     private let ready: @Sendable (String, String) -> Void
-    private let stopGrace: Duration = .seconds(10)
+    private let stopGrace: Duration
 
     /// `ready(name, address)` is called each time the child announces `ready HOST:PORT`.
     init(name: String, executable: String, arguments: [String], environment: [String: String],
-         logger: Logger, ready: @escaping @Sendable (String, String) -> Void) {
+         stopGrace: Duration = .seconds(10), logger: Logger, ready: @escaping @Sendable (String, String) -> Void) {
         self.name = name
+        self.stopGrace = stopGrace
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
