@@ -156,6 +156,9 @@ let package = Package(
             dependencies: [
                 "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit", "ExperimentService", "RunnerService", "SecretService", "Gateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -275,6 +278,16 @@ let package = Package(
             name: "PostgresTests",
             dependencies: ["FaultlinePostgres"],
             path: "Tests/PostgresTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FaultlineCommandTests",
+            dependencies: [
+                "faultline",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/FaultlineCommandTests",
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -11,6 +11,15 @@ struct Faultline: AsyncParsableCommand {
             RunnerCommand.self,
             SecretServiceCommand.self,
             GatewayCommand.self,
+            ExperimentCommand.self,
+            RunCommand.self,
+            ExecutionCommand.self,
+            PlanCommand.self,
+            EnvironmentCommand.self,
+            IntegrationCommand.self,
+            HaltCommand.self,
+            ResumeCommand.self,
+            HealthCommand.self,
         ]
     )
 }

@@ -13,7 +13,13 @@ import UnixSignals
 struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "Serve the public JSON API (schema `gateway`: organisations and API tokens)."
+        abstract: "Serve the public JSON API (schema `gateway`: organisations and API tokens).",
+        discussion: """
+            Configured by the environment: FAULTLINE_HTTP_LISTEN (HOST:PORT, default 0.0.0.0:8080), \
+            GATEWAY_DATABASE_URL or DATABASE_URL, FAULTLINE_EXPERIMENT_SERVICE and FAULTLINE_RUNNER_SERVICE \
+            (HOST:PORT), FAULTLINE_OWNER_TOKEN_FILE (the owner token, written 0600 on first start), \
+            FAULTLINE_CORS_ORIGINS (comma-separated), FAULTLINE_LOG_LEVEL.
+            """
     )
 
     func run() async throws {
