@@ -34,6 +34,7 @@ final class RunHandle: ControlPeer, Sendable {
     private let logger: Logger
     let relay: EventRelay
     private let status: Mutex<Status>
+    private let accepted = ContinuousClock.now
     /// Stop requests, for the escalation to SIGKILL.
     private let stopRequests: AsyncStream<Void>
     private let stopRequested: AsyncStream<Void>.Continuation
@@ -130,6 +131,8 @@ final class RunHandle: ControlPeer, Sendable {
         var exit: ChaosProcess.Exit?
         var reason = ""
         var completed = false
+        let clock = ContinuousClock()
+        var phases = (accepted: accepted, spawned: ContinuousClock.Instant?.none, exited: ContinuousClock.Instant?.none)
         await withTaskGroup(of: Void.self) { background in
             background.addTask { await self.relay.deliver() }
             do {
@@ -146,6 +149,7 @@ final class RunHandle: ControlPeer, Sendable {
                 socket = try await ControlSocket(path: runDirectory.appendingPathComponent("control.sock").path,
                                                  peer: self, logger: logger)
                 let process = try spawn(in: runDirectory, environment: secretEnvironment)
+                phases.spawned = clock.now
                 try? stateDirectory.save(RunRecord(executionID: executionID, organization: organization.rawValue,
                                                    pid: process.pid, runDirectory: runDirectory.path))
                 let stopNow = status.withLock { status -> Bool in
@@ -178,6 +182,7 @@ final class RunHandle: ControlPeer, Sendable {
                     process.signal(SIGKILL)
                     process.killGroup()
                 }
+                phases.exited = clock.now
                 // chaoslib leaves children of an activity cut short by SIGTERM running: always.
                 process.killGroup()
             } catch let stopped as StoppedBeforeStart {
@@ -195,7 +200,18 @@ final class RunHandle: ControlPeer, Sendable {
             let endedAt = Clock.nowUs
             status.withLock { $0.proto.endedAtUs = endedAt }
             await background.waitForAll()
+            let drained = clock.now
             completed = await complete(runDirectory: runDirectory, exit: exit, reason: reason, endedAt: endedAt)
+            // Where a run's time goes (the benchmark reads this to find the runner's overhead).
+            let ms = { (from: ContinuousClock.Instant?, to: ContinuousClock.Instant?) -> String in
+                guard let from, let to else { return "-" }
+                let d = to - from
+                return String(format: "%.1f", Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+            }
+            logger.debug("run phases", metadata: [
+                "to_spawn_ms": "\(ms(phases.accepted, phases.spawned))", "chaos_ms": "\(ms(phases.spawned, phases.exited))",
+                "drain_ms": "\(ms(phases.exited, drained))", "complete_ms": "\(ms(drained, clock.now))",
+            ])
         }
         // Always: it may hold secret files.
         try? FileManager.default.removeItem(at: runDirectory)

@@ -136,7 +136,9 @@ struct SecretRunTests {
     func noSecretService(_ mode: SecretMode) async throws {
         try await Platform.with(database: "runner_secret_missing", secrets: mode) { platform in
             let id = try await platform.createExperiment(RunnerTests.experiment(method: "[\(RunnerTests.getcwd)]"))
-            let environmentID = "env_0190a0c4-5f2e-7b1a-9c3d-1234567890ab"
+            // A real environment where there is a SecretService, else an id of the right shape.
+            let environmentID = try await platform.secrets?.createEnvironment(.init(name: "e", variables: ["A": "1"]), options: Platform.options)
+                .environment?.id ?? PrefixedID.make(prefix: "env")
             let run = try await platform.start(id) { $0.environmentId = environmentID }
             let execution = try await platform.waitUntilTerminal(run.executionId)
             #expect(execution.state == .failed)

@@ -10,16 +10,23 @@ import ServiceKit
 struct Options {
     var runs = 10
     var concurrent = 20
+    /// The runner's debug log (with each run's "run phases") on standard error.
+    var phases = false
 
     init(_ arguments: [String]) {
         var i = 0
         while i < arguments.count {
+            if arguments[i] == "--phases" {
+                phases = true
+                i += 1
+                continue
+            }
             let value = i + 1 < arguments.count ? Int(arguments[i + 1]) : nil
             switch (arguments[i], value) {
             case ("--runs", let v?) where v > 0: runs = v
             case ("--concurrent", let v?) where v > 0: concurrent = v
             default:
-                FileHandle.standardError.write(Data("usage: Benchmarks/Runner/run [--runs N] [--concurrent N] [--debug]\n".utf8))
+                FileHandle.standardError.write(Data("usage: Benchmarks/Runner/run [--runs N] [--concurrent N] [--phases] [--debug]\n".utf8))
                 exit(2)
             }
             i += 2
@@ -70,9 +77,13 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     let experimentsPort = try await experimentRPC.listeningPort
     let client = RPCClient(host: "127.0.0.1", port: experimentsPort, logger: quiet)
     let experiments = ExperimentsV1.ExperimentClient(client)
-    let runner = try RunnerServer(configuration: configuration, experiments: experiments, logger: quiet)
+    var runnerLogger = Logger(label: "runner", factory: { label in StreamLogHandler.standardError(label: label) })
+    runnerLogger.logLevel = options.phases ? .debug : .critical
+    let runner = try RunnerServer(configuration: configuration, experiments: experiments, logger: runnerLogger)
     let runnerRPC = RPCServer(configuration: .init(), services: [runner], logger: quiet)
     group.addTask { try await runnerRPC.run() }
+    // The runner owns its runs' tasks: it must run for StartRun to start anything.
+    group.addTask { try await runner.run() }
     let runnerClient = RPCClient(host: "127.0.0.1", port: try await runnerRPC.listeningPort, logger: quiet)
     let runners = RunnersV1.RunnerClient(runnerClient)
     let org = OrganizationID("bench")!
