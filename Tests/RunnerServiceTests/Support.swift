@@ -212,6 +212,8 @@ struct Platform: Sendable {
     let secrets: SecretsV1.SecretClient?
     /// What the runner logged.
     let logs: LogCapture
+    /// The runner's RPC server and its `run()` (which owns the runs); cancel it to kill the runner.
+    let lifecycle: Task<Void, any Error>
 
     static func with(database: String, secrets mode: SecretMode = .none, configure: (inout RunnerConfiguration) -> Void = { _ in },
                      _ body: (Platform) async throws -> Void) async throws {
@@ -262,7 +264,8 @@ struct Platform: Sendable {
                 let platform = Platform(experiments: ExperimentsV1.ExperimentClient(toExperiments),
                                         runner: RunnersV1.RunnerClient(toRunner), runnerServer: runnerServer,
                                         endpoint: endpoint, stateDirectory: state,
-                                        secrets: secretEndpoint == nil ? nil : toSecrets.map(SecretsV1.SecretClient.init), logs: logs)
+                                        secrets: secretEndpoint == nil ? nil : toSecrets.map(SecretsV1.SecretClient.init), logs: logs,
+                                        lifecycle: serving)
                 do { try await body(platform) } catch { failure = error }
                 await runnerServer.drain()
                 await toRunner.close()
