@@ -131,6 +131,69 @@ struct SecretRunTests {
         }
     }
 
+    /// A real HTTP server (Python's, from the venv) that answers 200 only to the expected token.
+    static let tokenServer = """
+    import http.server, os, sys
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.headers.get("X-Token") == os.environ["EXPECTED_TOKEN"]
+            with open(sys.argv[2], "a") as hits:
+                hits.write("ok\\n" if ok else "denied\\n")
+            self.send_response(200 if ok else 403)
+            self.end_headers()
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    with open(sys.argv[1] + ".tmp", "w") as out:
+        out.write(str(server.server_address[1]))
+    os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+    server.serve_forever()
+    """
+
+    @Test("an integration's pre-check gets its header from the integration's environment secret and lets the run go")
+    func passingPreCheck() async throws {
+        let directory = try Env.temporaryDirectory("http")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let portFile = directory.appendingPathComponent("port"), hitsFile = directory.appendingPathComponent("hits")
+        // Spawned as the runner spawns chaos: a Foundation Process started from Swift concurrency
+        // code would inherit SIGTERM blocked and outlive the test.
+        let server = try ChaosProcess(executable: Env.venv.appendingPathComponent("bin/python").path,
+                                      arguments: ["-c", Self.tokenServer, portFile.path, hitsFile.path],
+                                      environment: ["EXPECTED_TOKEN": Self.token], directory: directory.path, output: "/dev/null")
+        var failure: (any Error)?
+        do {
+            try await passingPreCheck(portFile: portFile, hitsFile: hitsFile)
+        } catch {
+            failure = error
+        }
+        server.killGroup()
+        _ = await server.waitForExit()
+        if let failure { throw failure }
+    }
+
+    private func passingPreCheck(portFile: URL, hitsFile: URL) async throws {
+        try await Platform.with(database: "runner_secret_precheck_ok", secrets: .service) { platform in
+            let port = try await platform.waitFor("the HTTP server's port") { try? String(contentsOf: portFile, encoding: .utf8) }
+            let secrets = try #require(platform.secrets)
+            let environment = try #require(try await secrets.createEnvironment(.init(
+                name: "gate-credentials", secrets: [.init(name: "API_TOKEN", delivery: .init(target: .envVar(.init())), value: Array(Self.token.utf8))]),
+                options: Platform.options).environment)
+            let check = SecretsV1.HttpPreCheck(probe: .init(url: "http://127.0.0.1:\(port)/health", secretHeaders: ["X-Token": "API_TOKEN"]))
+            let integration = try #require(try await secrets.createIntegration(
+                .init(name: "health-gate", config: .init(kind: .httpPreCheck(check)), environmentId: environment.id),
+                options: Platform.options).integration)
+            let id = try await platform.createExperiment(RunnerTests.experiment(method: "[\(RunnerTests.getcwd)]"))
+            let run = try await platform.start(id) { $0.integrationIds = [integration.id] }
+            let execution = try await platform.waitUntilTerminal(run.executionId)
+            #expect(execution.state == .completed, "\(execution.reason)")
+            #expect(try String(contentsOf: hitsFile, encoding: .utf8) == "ok\n", "the probe carried the secret header")
+            let journal = try await platform.experiments.getExecutionJournal(.init(executionId: run.executionId), options: Platform.options).journalJson
+            let log = try await platform.experiments.getExecutionLog(.init(executionId: run.executionId), options: Platform.options).log
+            let events = try await platform.events(run.executionId).map(\.payloadJson)
+            #expect(!([journal, log] + events + platform.logs.all).contains { $0.contains(Self.token) })
+        }
+    }
+
     @Test("without a reachable SecretService, a run with an environment fails at once with a clear reason",
           arguments: [SecretMode.none, .unreachable, .wrongCredential])
     func noSecretService(_ mode: SecretMode) async throws {
