@@ -140,12 +140,13 @@ final class RunHandle: ControlPeer, Sendable {
                 if case .terminate(_, let why) = status.withLock({ $0.desired }) {
                     throw StoppedBeforeStart(reason: why ?? "stopped before chaos started")
                 }
+                // Recorded before any secret file exists: after a crash, the next start removes them.
+                try stateDirectory.save(RunRecord(executionID: executionID, organization: organization.rawValue,
+                                                  pid: 0, runDirectory: runDirectory.path))
                 let secrets = try await RunSecrets.fetch(environmentID: environmentID, integrationIDs: integrationIDs,
                                                          executionID: executionID, organization: organization, source: secretSource)
                 try prepare(runDirectory, controls: secrets)
                 let secretEnvironment = try secrets.materialize(in: runDirectory)
-                try stateDirectory.save(RunRecord(executionID: executionID, organization: organization.rawValue,
-                                                  pid: 0, runDirectory: runDirectory.path))
                 socket = try await ControlSocket(path: runDirectory.appendingPathComponent("control.sock").path,
                                                  peer: self, logger: logger)
                 let process = try spawn(in: runDirectory, environment: secretEnvironment)
