@@ -253,8 +253,9 @@ let package = Package(
         .testTarget(
             name: "RunnerServiceTests",
             dependencies: [
-                "RunnerService", "ExperimentService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                "RunnerService", "ExperimentService", "SecretService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/RunnerServiceTests",
             swiftSettings: swiftSettings

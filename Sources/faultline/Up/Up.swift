@@ -98,6 +98,8 @@ struct PlatformPlan {
                 "FAULTLINE_EXPERIMENT_SERVICE": experiments,
                 "FAULTLINE_VENV": venv,
                 "FAULTLINE_RUNNER_STATE_DIR": stateDirectory + "/runner",
+                "FAULTLINE_SECRET_SERVICE": secrets,
+                "FAULTLINE_RUNNER_CREDENTIAL_FILE": try Self.secretFile(stateDirectory + "/runner-credential"),
             ]),
             service("gateway", [
                 "FAULTLINE_HTTP_LISTEN": "127.0.0.1:\(gatewayPort == 0 ? try FreePort.pick() : gatewayPort)",
