@@ -115,6 +115,7 @@ let package = Package(
             dependencies: [
                 "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/ScheduleService",

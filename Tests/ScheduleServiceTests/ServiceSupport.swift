@@ -137,6 +137,8 @@ struct Platform: Sendable {
             try await ScheduleServer.migrations.apply(on: database)
             var configuration = ScheduleServiceConfiguration()
             configuration.callTimeout = .seconds(20)
+            // Tests that are not about leases move the clock freely without heartbeats.
+            configuration.lease = .seconds(3600)
             configure(&configuration)
             let clock = ManualClock(start)
             var replicas: [ScheduleServer] = []

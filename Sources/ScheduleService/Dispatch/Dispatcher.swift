@@ -39,17 +39,17 @@ struct Dispatcher: Sendable {
         let now = clock.now()
         pass.lostRunners = try await RunnerStore(database: database, lease: configuration.lease,
                                                  heartbeatInterval: configuration.heartbeatInterval).sweepExpired(now: now.micros).count
+        // Fire a batch, dispatch a batch: the first runs start while later plans are still firing.
         while true {
             let fired = try await fireDue(now: now)
-            pass.fired += fired
-            if fired < configuration.batchSize { break }
-        }
-        while true {
             let (claimed, outcome) = try await dispatchOpen(now: now)
+            pass.fired += fired
             pass.dispatched += outcome.dispatched
             pass.queued += outcome.queued
             pass.failed += outcome.failed
-            if claimed < configuration.batchSize { break }
+            // Queued runs that found no runner come back in every batch: go on only on progress.
+            let progressed = claimed == configuration.batchSize && outcome.dispatched + outcome.failed > 0
+            if fired < configuration.batchSize && !progressed { break }
         }
         return pass
     }

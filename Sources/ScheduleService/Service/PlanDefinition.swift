@@ -9,7 +9,7 @@ struct PlanDefinition: Sendable {
     static let maximumBlackouts = 100
     static let maximumIntegrations = 50
     static let maximumLabels = 20
-    static let maximumRetries = 10
+    static let maximumRetries: Int32 = 10
 
     let spec: SchedulesV1.PlanSpec
     let schedule: Schedule
@@ -71,7 +71,7 @@ struct PlanDefinition: Sendable {
         guard (0...Self.maximumRetries).contains(retry.maxRetries) else {
             throw RPCError(.invalidArgument, "spec.retry.max_retries must be between 0 and \(Self.maximumRetries)")
         }
-        guard (0...86_400_000_000).contains(retry.backoffUs) else {
+        guard (Int64(0)...86_400_000_000).contains(retry.backoffUs) else {
             throw RPCError(.invalidArgument, "spec.retry.backoff_us must be between 0 and one day")
         }
         self.spec = spec
@@ -180,7 +180,7 @@ enum Check {
 
     static func runOptions(_ options: SchedulesV1.RunOptions?) throws(RPCError) {
         guard let options else { return }
-        guard (0...7 * 86_400_000_000).contains(options.maxDurationUs) else {
+        guard (Int64(0)...7 * 86_400_000_000).contains(options.maxDurationUs) else {
             throw RPCError(.invalidArgument, "run_options.max_duration_us must be between 0 and 7 days")
         }
         if case .unrecognized(let value) = options.rollbackStrategy {

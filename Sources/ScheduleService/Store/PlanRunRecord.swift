@@ -2,6 +2,7 @@ import FaultlinePostgres
 import FaultlineProto
 import FaultlineRPC
 import Foundation
+import NIOCore
 import ServiceKit
 
 /// Reading plan runs: one column list and one decoder for every query that returns them.

@@ -2,6 +2,7 @@ import FaultlinePostgres
 import FaultlineProto
 import FaultlineRPC
 import Foundation
+import NIOCore
 import ServiceKit
 
 /// Plans of one organisation at a time: every query is scoped by `org`, so another
