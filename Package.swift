@@ -210,6 +210,7 @@ let package = Package(
             dependencies: [
                 "ScheduleService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Benchmarks/Schedule/Sources",
             swiftSettings: swiftSettings
@@ -275,6 +276,7 @@ let package = Package(
             dependencies: [
                 "ScheduleService", "RunnerService", "ExperimentService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/ScheduleServiceTests",
             swiftSettings: swiftSettings

@@ -1,3 +1,4 @@
+import FaultlinePostgres
 import FaultlineProto
 import FaultlineRPC
 import Foundation
@@ -101,7 +102,7 @@ import Testing
         try await Platform.with(database: "sched_plans_bad") { p in
             let s = p.schedule
             let o = Platform.options()
-            func spec(_ change: (inout SchedulesV1.PlanSpec) -> Void) -> SchedulesV1.PlanSpec { Platform.spec(change) }
+            func spec(_ change: (inout SchedulesV1.PlanSpec) -> Void) -> SchedulesV1.PlanSpec { Platform.spec("* * * * *", change) }
             let badSpecs: [(String, SchedulesV1.PlanSpec)] = [
                 ("no name", spec { $0.name = "" }),
                 ("control chars in name", spec { $0.name = "a\u{7}b" }),
@@ -163,7 +164,12 @@ import Testing
                 await expectRPCError(.invalidArgument, "resume") { try await s.resumePlan(.init(planId: id), options: o) }
                 await expectRPCError(.invalidArgument, "trigger") { try await s.triggerPlan(.init(planId: id), options: o) }
                 await expectRPCError(.invalidArgument, "update") { try await s.updatePlan(.init(planId: id, spec: Platform.spec()), options: o) }
-                await expectRPCError(.invalidArgument, "get run") { try await s.getPlanRun(.init(planRunId: id), options: o) }
+                if !id.hasPrefix("prun_") {
+                    await expectRPCError(.invalidArgument, "get run") { try await s.getPlanRun(.init(planRunId: id), options: o) }
+                }
+            }
+            await expectRPCError(.invalidArgument, "a plan id as a plan run id") {
+                try await s.getPlanRun(.init(planRunId: plan.id), options: o)
             }
             await expectRPCError(.notFound, "unknown well-formed") {
                 try await s.getPlan(.init(planId: "plan_0193aaaabbbbccccddddeeeeffff0000"), options: o)

@@ -37,31 +37,6 @@ final class StandInRunner: RunnersV1.RunnerService, Sendable {
         return served.address
     }
 
-    var started: [RunnersV1.StartRunRequest] = []
-        var byRequest: [String: String] = [:]
-        var cancelled: [RunnersV1.CancelRunRequest] = []
-        var mode = Mode.accept
-    }
-
-    let state = Mutex(State())
-    private let server: RPCServer
-    private let task: Task<Void, any Error>
-    let address: String
-
-    init() async throws {
-        let box = Mutex<RPCServer?>(nil)
-        _ = box
-        let server = RPCServer(configuration: .init(), services: [], logger: quietLogger)
-        _ = server
-        fatalError("use make()")
-    }
-
-    private init(server: RPCServer, task: Task<Void, any Error>, address: String, state: State) {
-        self.server = server
-        self.task = task
-        self.address = address
-    }
-
     var started: [RunnersV1.StartRunRequest] { state.withLock { $0.started } }
     var cancelled: [RunnersV1.CancelRunRequest] { state.withLock { $0.cancelled } }
     func set(_ mode: Mode) { state.withLock { $0.mode = mode } }

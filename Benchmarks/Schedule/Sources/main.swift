@@ -8,13 +8,17 @@ import Foundation
 import Logging
 import ScheduleService
 import ServiceKit
+import ServiceLifecycle
 import Synchronization
 
 let plans = Int(ProcessInfo.processInfo.environment["SCHEDULE_BENCH_PLANS"] ?? "") ?? 10_000
 let targetP99 = 250.0
 let credential = "schedule-benchmark"
-var logger = Logger(label: "bench")
-logger.logLevel = .error
+let logger: Logger = {
+    var logger = Logger(label: "bench")
+    logger.logLevel = .error
+    return logger
+}()
 
 /// Records the first arrival of each plan run.
 final class Recorder: RunnersV1.RunnerService, Sendable {

@@ -47,9 +47,10 @@ struct Dispatcher: Sendable {
             pass.dispatched += outcome.dispatched
             pass.queued += outcome.queued
             pass.failed += outcome.failed
-            // Queued runs that found no runner come back in every batch: go on only on progress.
+            // Queued runs that found no runner come back in every batch: go on only on progress, or
+            // at once for runs whose runner failed (each failure rules out one more runner).
             let progressed = claimed == configuration.batchSize && outcome.dispatched + outcome.failed > 0
-            if fired < configuration.batchSize && !progressed { break }
+            if fired < configuration.batchSize && !progressed && outcome.runnerFailures == 0 { break }
         }
         return pass
     }
@@ -198,7 +199,7 @@ struct Dispatcher: Sendable {
         var ended_us: Int64 = 0
     }
 
-    struct Outcome: Sendable { var dispatched = 0, queued = 0, failed = 0 }
+    struct Outcome: Sendable { var dispatched = 0, queued = 0, failed = 0, runnerFailures = 0 }
 
     /// Assigns and starts one batch of open plan runs; answers how many it claimed.
     private func dispatchOpen(now: Date) async throws -> (Int, Outcome) {
@@ -337,6 +338,7 @@ struct Dispatcher: Sendable {
                                       reason: "the runner refused the run: \(String(error.message.prefix(500)))", ended_us: dispatchedAt))
             case .failure(let error):
                 outcome.queued += 1
+                outcome.runnerFailures += 1
                 logger.notice("runner did not take a run; trying another", metadata: [
                     "runner": "\(assignment.runnerID)", "plan_run": "\(assignment.runID)", "grpc.status": "\(error.code)"])
                 retry.append((assignment.runID, assignment.runnerID))

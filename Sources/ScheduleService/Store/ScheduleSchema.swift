@@ -73,6 +73,7 @@ enum ScheduleSchema {
             CREATE UNIQUE INDEX plan_runs_occurrence ON plan_runs (org, plan_id, occurrence_us) WHERE trigger IN (1, 4);
             CREATE UNIQUE INDEX plan_runs_request ON plan_runs (org, request_id) WHERE request_id <> '';
             CREATE INDEX plan_runs_id ON plan_runs (id);
+            CREATE INDEX plan_runs_execution ON plan_runs (execution_id) WHERE execution_id <> '';
             CREATE INDEX plan_runs_open ON plan_runs (not_before_us) WHERE state IN (1, 2);
             CREATE INDEX plan_runs_in_flight ON plan_runs (plan_id) WHERE state IN (1, 2, 3);
             CREATE INDEX plan_runs_on_runner ON plan_runs (runner_id) WHERE state IN (1, 2, 3);
