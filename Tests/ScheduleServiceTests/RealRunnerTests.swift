@@ -35,14 +35,30 @@ import Testing
             var configuration = RunnerConfiguration(runnerID: "real-runner", venv: Self.venv, stateDirectory: state)
             configuration.capacity = 2
             configuration.labels = ["kind": "real"]
-            let runner = try RunnerServer(configuration: configuration, experiments: experiments, logger: quietLogger)
-            let runnerEndpoint = try await Served.start([runner])
-            let registration = SchedulerRegistration(runner: runner, scheduler: p.schedule, advertisedAddress: runnerEndpoint.address,
-                                                     credential: Platform.credential, logger: quietLogger)
-            let group = ServiceGroup(configuration: .init(services: [.init(service: registration), .init(service: runner)],
-                                                          gracefulShutdownSignals: [], logger: quietLogger))
-            let running = Task { try await group.run() }
+            var failure: (any Error)?
+            do {
+                try await body(p, configuration: configuration, experiments: experiments)
+            } catch {
+                failure = error
+            }
+            await toExperiments.close()
+            await experimentEndpoint.stop()
+            experimentTask.cancel()
+            _ = await experimentTask.result
+            if let failure { throw failure }
+        }
+    }
 
+    private func body(_ p: Platform, configuration: RunnerConfiguration, experiments: ExperimentsV1.ExperimentClient) async throws {
+        let runner = try RunnerServer(configuration: configuration, experiments: experiments, logger: quietLogger)
+        let runnerEndpoint = try await Served.start([runner])
+        let registration = SchedulerRegistration(runner: runner, scheduler: p.schedule, advertisedAddress: runnerEndpoint.address,
+                                                 credential: Platform.credential, logger: quietLogger)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: registration), .init(service: runner)],
+                                                      gracefulShutdownSignals: [], logger: quietLogger))
+        let running = Task { try await group.run() }
+        var failure: (any Error)?
+        do {
             let registered = try await waitFor("registration") {
                 try await p.schedule.listRunners(.init(), options: Platform.options()).runners.first { $0.id == "real-runner" }
             }
@@ -65,17 +81,14 @@ import Testing
             #expect(ended.executionState == .completed)
             let execution = try await experiments.getExecution(.init(executionId: dispatched.executionId), options: Platform.options())
             #expect(execution.execution?.planRunId == run.id)
-
-            await group.triggerGracefulShutdown()
-            try await running.value
-            #expect(try await p.schedule.getRunner(.init(runnerId: "real-runner"), options: Platform.options()).runner?.state == .deregistered)
-
-            await runnerEndpoint.stop()
-            await toExperiments.close()
-            await experimentEndpoint.stop()
-            experimentTask.cancel()
-            _ = await experimentTask.result
+        } catch {
+            failure = error
         }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        await runnerEndpoint.stop()
+        if let failure { throw failure }
+        #expect(try await p.schedule.getRunner(.init(runnerId: "real-runner"), options: Platform.options()).runner?.state == .deregistered)
     }
 
     /// Polls until `probe` answers (a bound against hangs, not a timing assertion).
