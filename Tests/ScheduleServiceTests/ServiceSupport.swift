@@ -114,6 +114,8 @@ struct Platform: Sendable {
             configuration.callTimeout = .seconds(20)
             // Tests that are not about leases move the clock freely without heartbeats.
             configuration.lease = .seconds(3600)
+            // Decisions exactly at the ManualClock's time (the lookahead is measured in the benchmark).
+            configuration.lookahead = .zero
             configure(&configuration)
             let clock = ManualClock(start)
             var replicas: [ScheduleServer] = []

@@ -70,7 +70,7 @@ struct Dispatcher: Sendable {
         let (count, cancels) = try await database.withTransaction { tx -> (Int, [Cancellation]) in
             let rows = try await tx.query("""
                 SELECT org, id, spec, active_since_us, handled_through_us, next_fire_us FROM schedules.plans
-                WHERE state = 1 AND next_fire_us <= \(now.micros)
+                WHERE state = 1 AND next_fire_us <= \(now.micros + configuration.lookahead.micros)
                 ORDER BY next_fire_us LIMIT \(configuration.batchSize) FOR UPDATE SKIP LOCKED
                 """)
             guard !rows.isEmpty else { return (0, []) }
@@ -85,7 +85,10 @@ struct Dispatcher: Sendable {
                 // A stored spec was validated on write; one that no longer validates (e.g. its zone
                 // left tzdata) stops firing rather than failing every pass.
                 let definition = try? PlanDefinition(try SchedulesV1.PlanSpec(serializedBytes: spec), activeSince: activeSince)
-                let decision = definition?.planner(activeSince).decide(handledThrough: handled.map(Date.init(micros:)), now: now)
+                // Within the lookahead a plan is decided as of its due time: the run is recorded now
+                // and started when due.
+                let decision = definition?.planner(activeSince).decide(handledThrough: handled.map(Date.init(micros:)),
+                                                                       now: max(now, Date(micros: next)))
                 due.append(Due(org: organization, id: id, definition: definition, decision: decision, dueAt: next))
             }
 
@@ -117,7 +120,7 @@ struct Dispatcher: Sendable {
                                           next_fire_us: next, state: (finished ? SchedulesV1.PlanState.finished : .active).rawValue))
                 guard let fire = decision.fire else { continue }
                 let trigger: SchedulesV1.PlanRunTrigger = fire.kind == .catchUp ? .missed : .schedule
-                let dueAt = fire.kind == .catchUp ? now.micros : min(plan.dueAt, now.micros)
+                let dueAt = fire.kind == .catchUp ? now.micros : plan.dueAt
                 var state: SchedulesV1.PlanRunState = .pending
                 var reason = ""
                 if halted.contains(plan.org.rawValue) {
@@ -173,6 +176,7 @@ struct Dispatcher: Sendable {
         let avoid: Set<String>
         let runner: String
         let state: Int32
+        let notBefore: Int64
     }
 
     private struct LiveRunner {
@@ -187,6 +191,7 @@ struct Dispatcher: Sendable {
         let runID: String
         let runnerID: String
         let address: String
+        let notBefore: Int64
         let request: RunnersV1.StartRunRequest
     }
 
@@ -207,9 +212,11 @@ struct Dispatcher: Sendable {
         let (claimed, assignments) = try await database.withTransaction { tx -> (Int, [Assignment]) in
             let rows = try await tx.query("""
                 SELECT org, id, plan_id, experiment_id, experiment_revision, environment_id, integration_ids, options,
-                    max_in_flight, CASE WHEN avoid_until_us >= \(now.micros) THEN avoid_runners ELSE '{}' END, runner_id, state
+                    max_in_flight, CASE WHEN avoid_until_us >= \(now.micros) THEN avoid_runners ELSE '{}' END, runner_id, state,
+                    not_before_us
                 FROM schedules.plan_runs
-                WHERE state IN (1, 2) AND not_before_us <= \(now.micros) AND claim_until_us < \(now.micros)
+                WHERE state IN (1, 2) AND not_before_us <= \(now.micros + configuration.lookahead.micros)
+                    AND claim_until_us < \(now.micros)
                 ORDER BY due_us, id LIMIT \(configuration.batchSize) FOR UPDATE SKIP LOCKED
                 """)
             guard !rows.isEmpty else { return (0, []) }
@@ -219,11 +226,12 @@ struct Dispatcher: Sendable {
                     try row.decode((String, String, String, String, Int64, String, [String], [UInt8]).self)
                 let (maxInFlight, avoid, runner, state) = (try row.decode(Int32.self, at: 8), try row.decode([String].self, at: 9),
                                                            try row.decode(String.self, at: 10), try row.decode(Int32.self, at: 11))
+                let notBefore = try row.decode(Int64.self, at: 12)
                 guard let organization = OrganizationID(org) else { continue }
                 open.append(Open(org: organization, id: id, planID: plan, experimentID: experiment, revision: revision,
                                  environmentID: environment, integrationIDs: integrations,
                                  options: (try? SchedulesV1.RunOptions(serializedBytes: options)) ?? .init(),
-                                 maxInFlight: maxInFlight, avoid: Set(avoid), runner: runner, state: state))
+                                 maxInFlight: maxInFlight, avoid: Set(avoid), runner: runner, state: state, notBefore: notBefore))
             }
             let halted = try await Halts.organizations(on: tx)
             let plans = Array(Set(open.map(\.planID).filter { !$0.isEmpty }))
@@ -252,7 +260,7 @@ struct Dispatcher: Sendable {
 
             var changes: [Change] = []
             var assignments: [Assignment] = []
-            let claimUntil = now.micros + configuration.callTimeout.micros * 2
+            let claimUntil = now.micros + configuration.lookahead.micros + configuration.callTimeout.micros * 2
             for run in open {
                 if halted.contains(run.org.rawValue) {
                     changes.append(Change(id: run.id, state: SchedulesV1.PlanRunState.skipped.rawValue,
@@ -284,7 +292,7 @@ struct Dispatcher: Sendable {
                 changes.append(Change(id: run.id, state: SchedulesV1.PlanRunState.pending.rawValue,
                                       runner_id: runners[index].id, claim_until_us: claimUntil))
                 assignments.append(Assignment(
-                    org: run.org, runID: run.id, runnerID: runners[index].id, address: runners[index].address,
+                    org: run.org, runID: run.id, runnerID: runners[index].id, address: runners[index].address, notBefore: run.notBefore,
                     request: RunnersV1.StartRunRequest(
                         experimentId: run.experimentID, experimentRevision: run.revision, environmentId: run.environmentID,
                         integrationIds: run.integrationIDs, planId: run.planID, planRunId: run.id,
@@ -303,6 +311,9 @@ struct Dispatcher: Sendable {
             var pending = assignments[...]
             func start(_ assignment: Assignment) {
                 group.addTask {
+                    // Claimed within the lookahead: started when due, never before.
+                    let early = assignment.notBefore - clock.now().micros
+                    if early > 0 { try? await Task.sleep(for: .microseconds(early)) }
                     guard let runner = connections.runner(at: assignment.address) else {
                         return (assignment, .failure(RPCError(.unavailable, "runner address '\(assignment.address)' is not host:port")))
                     }

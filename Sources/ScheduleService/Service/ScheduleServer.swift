@@ -20,6 +20,10 @@ public struct ScheduleServiceConfiguration: Sendable {
     public var heartbeatInterval: Duration = .seconds(5)
     /// How often an idle dispatcher looks for due work.
     public var pollInterval: Duration = .milliseconds(50)
+    /// How far ahead occurrences are fired and their runs claimed, so that at the due time only
+    /// StartRun is left to do. Concurrency policies and halts are then judged up to this much
+    /// early (a halt in between still cancels the run right after it started). 0 = at the due time.
+    public var lookahead: Duration = .seconds(2)
     /// Plans or plan runs one transaction takes.
     public var batchSize = 500
     /// StartRun calls in flight at once per dispatcher.
