@@ -39,18 +39,30 @@ struct Dispatcher: Sendable {
         let now = clock.now()
         pass.lostRunners = try await RunnerStore(database: database, lease: configuration.lease,
                                                  heartbeatInterval: configuration.heartbeatInterval).sweepExpired(now: now.micros).count
-        // Fire a batch, dispatch a batch: the first runs start while later plans are still firing.
+        // Fire everything due (or due within the lookahead), claim every open run that can go, then
+        // start them: at the due time only StartRun is left to do.
         while true {
             let fired = try await fireDue(now: now)
-            let (claimed, outcome) = try await dispatchOpen(now: now)
             pass.fired += fired
+            if fired < configuration.batchSize { break }
+        }
+        for _ in 0..<8 {
+            var assignments: [Assignment] = []
+            while assignments.count < Self.maximumClaimed {
+                let (claimed, batch) = try await claimOpen(now: now)
+                assignments += batch
+                pass.queued += claimed - batch.count
+                // Queued runs that found no runner come back in every batch: go on only on progress.
+                if claimed < configuration.batchSize || batch.isEmpty { break }
+            }
+            guard !assignments.isEmpty else { break }
+            let outcome = try await start(assignments)
             pass.dispatched += outcome.dispatched
             pass.queued += outcome.queued
             pass.failed += outcome.failed
-            // Queued runs that found no runner come back in every batch: go on only on progress, or
-            // at once for runs whose runner failed (each failure rules out one more runner).
-            let progressed = claimed == configuration.batchSize && outcome.dispatched + outcome.failed > 0
-            if fired < configuration.batchSize && !progressed && outcome.runnerFailures == 0 { break }
+            // Runs whose runner failed are tried on the next runner at once (each failure rules
+            // out one more runner for that run).
+            if outcome.runnerFailures == 0 { break }
         }
         return pass
     }
@@ -206,10 +218,12 @@ struct Dispatcher: Sendable {
 
     struct Outcome: Sendable { var dispatched = 0, queued = 0, failed = 0, runnerFailures = 0 }
 
-    /// Assigns and starts one batch of open plan runs; answers how many it claimed.
-    private func dispatchOpen(now: Date) async throws -> (Int, Outcome) {
-        var outcome = Outcome()
-        let (claimed, assignments) = try await database.withTransaction { tx -> (Int, [Assignment]) in
+    /// Runs one pass claims before starting them.
+    static let maximumClaimed = 20_000
+
+    /// Assigns a runner to one batch of open plan runs and claims them; answers how many it took.
+    private func claimOpen(now: Date) async throws -> (Int, [Assignment]) {
+        try await database.withTransaction { tx -> (Int, [Assignment]) in
             let rows = try await tx.query("""
                 SELECT org, id, plan_id, experiment_id, experiment_revision, environment_id, integration_ids, options,
                     max_in_flight, CASE WHEN avoid_until_us >= \(now.micros) THEN avoid_runners ELSE '{}' END, runner_id, state,
@@ -302,8 +316,11 @@ struct Dispatcher: Sendable {
             try await Self.apply(changes, on: tx)
             return (rows.count, assignments)
         }
-        outcome.queued = claimed - assignments.count
-        guard !assignments.isEmpty else { return (claimed, outcome) }
+    }
+
+    /// StartRun for claimed runs (each when due), then records what the runners answered.
+    private func start(_ assignments: [Assignment]) async throws -> Outcome {
+        var outcome = Outcome()
 
         // StartRun, many at once: a slow runner delays only its own runs.
         let results = await withTaskGroup(of: (Assignment, Result<String, RPCError>).self) { group in
@@ -385,7 +402,7 @@ struct Dispatcher: Sendable {
             }
         }
         await Cancellation.deliver(orphaned, skipRollbacks: false, connections: connections, timeout: configuration.callTimeout, logger: logger)
-        return (claimed, outcome)
+        return outcome
     }
 
     private static func apply(_ changes: [Change], on tx: PostgresConnection) async throws {

@@ -23,7 +23,7 @@ public struct ScheduleServiceConfiguration: Sendable {
     /// How far ahead occurrences are fired and their runs claimed, so that at the due time only
     /// StartRun is left to do. Concurrency policies and halts are then judged up to this much
     /// early (a halt in between still cancels the run right after it started). 0 = at the due time.
-    public var lookahead: Duration = .seconds(2)
+    public var lookahead: Duration = .seconds(5)
     /// Plans or plan runs one transaction takes.
     public var batchSize = 500
     /// StartRun calls in flight at once per dispatcher.
