@@ -249,6 +249,8 @@ import Testing
             try await p.register(try await us.serve(), id: "us", capacity: 100, labels: ["zone": "us"])
             let plan = try await p.createPlan(Platform.spec("0 0 1 1 *") { $0.runOptions = .init(runnerLabels: ["zone": "eu"]) })
             let first = try #require(try await p.schedule.triggerPlan(.init(planId: plan.id), options: Platform.options()).run)
+            // Open runs go in due order (ties in no promised order): the second is due later.
+            p.clock.advance(by: 1)
             let second = try #require(try await p.schedule.triggerPlan(.init(planId: plan.id), options: Platform.options()).run)
             try await p.dispatch()
             #expect(eu.started.map(\.requestId) == [first.id], "eu has one slot")
