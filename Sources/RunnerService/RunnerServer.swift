@@ -40,6 +40,9 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
     /// Accepted runs, for `run()` to start as children of its task group.
     private let launches: AsyncStream<RunHandle>
     private let launch: AsyncStream<RunHandle>.Continuation
+    /// Every run that ended, for `SchedulerRegistration` to report (one reader).
+    let ended: AsyncStream<RunnersV1.Run>
+    private let endedInput: AsyncStream<RunnersV1.Run>.Continuation
 
     /// Fails fast when the venv is missing or the state directory cannot be created. Without
     /// `secrets`, runs that name an environment or integrations fail with that reason.
@@ -52,6 +55,7 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
         (launches, launch) = AsyncStream.makeStream(of: RunHandle.self)
         stateDirectory = try StateDirectory(configuration.stateDirectory)
         self.logger = logger
+        (ended, endedInput) = AsyncStream.makeStream(of: RunnersV1.Run.self)
     }
 
     public var labels: [String: String] { configuration.labels }
@@ -194,7 +198,19 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
         return run
     }
 
+    /// The runs not yet finished, across organisations (for heartbeats).
+    func activeRuns() -> [(execution: String, organization: OrganizationID)] {
+        registry.withLock { $0.runs.values.filter(\.isActive).map { ($0.snapshot.executionId, $0.organization) } }
+    }
+
+    /// Stops a run ScheduleService asked to stop (halt, REPLACE, declared lost), rollbacks played.
+    func cancel(executionID: String, reason: String) {
+        guard let run = registry.withLock({ $0.runs[executionID] }), run.isActive else { return }
+        run.stop(.cancelled, rollbacks: nil, reason: reason)
+    }
+
     private func finished(_ executionID: String) {
+        if let run = registry.withLock({ $0.runs[executionID] }) { endedInput.yield(run.snapshot) }
         let waiters = registry.withLock { registry -> [CheckedContinuation<Void, Never>] in
             registry.unfinished -= 1
             let finished = registry.order.filter { registry.runs[$0]?.isActive == false }

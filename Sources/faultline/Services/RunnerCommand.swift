@@ -41,6 +41,12 @@ struct RunnerCommand: AsyncParsableCommand {
     @Option(help: "This runner's id (env FAULTLINE_RUNNER_ID; default the host name).")
     var runnerID: String?
 
+    @Option(help: "ScheduleService HOST:PORT to register and heartbeat with (env FAULTLINE_SCHEDULE_SERVICE; unset: not registered).")
+    var scheduleService: String?
+
+    @Option(help: "HOST:PORT ScheduleService reaches this runner at (env FAULTLINE_RUNNER_ADVERTISE; default the --listen address).")
+    var advertise: String?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env FAULTLINE_LOG_LEVEL).")
     var logLevel: String?
 
@@ -89,18 +95,28 @@ struct RunnerCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        // Background services stop after the server drained: runs complete before the clients close.
-        let clients: [any Service] = [client] + (secretsClient.map { [$0] } ?? [])
+        // Background services stop in reverse order after the server drained: the runner's runs
+        // complete (and are reported) before the registration leaves and the clients close.
+        var background: [any Service] = [client] + (secretsClient.map { [$0] } ?? [])
+        if let target = setting(scheduleService, "FAULTLINE_SCHEDULE_SERVICE") {
+            let (scheduleHost, schedulePort) = try Self.address(target, "--schedule-service")
+            let advertised = setting(advertise, "FAULTLINE_RUNNER_ADVERTISE") ?? "\(listenHost):\(listenPort)"
+            _ = try Self.address(advertised, "--advertise")
+            let credential = try Self.runnerCredential(environment)
+            let toScheduler = RPCClient(host: scheduleHost, port: schedulePort, logger: logger)
+            background += [toScheduler, SchedulerRegistration(runner: runner, scheduler: SchedulesV1.ScheduleClient(toScheduler),
+                                                              advertisedAddress: advertised, credential: credential, logger: logger)]
+        }
         try await RPCHost(name: "runner", listen: .init(host: listenHost, port: listenPort), logger: logger)
-            .run(rpcServices: [runner], background: clients + [runner])
+            .run(rpcServices: [runner], background: background + [runner])
     }
 
-    /// The runner role's credential for SecretService: FAULTLINE_RUNNER_CREDENTIAL, or the file
-    /// FAULTLINE_RUNNER_CREDENTIAL_FILE names (trailing newlines dropped, as `$(cat file)` does).
+    /// The runner role's credential for SecretService and ScheduleService: FAULTLINE_RUNNER_CREDENTIAL,
+    /// or the file FAULTLINE_RUNNER_CREDENTIAL_FILE names (trailing newlines dropped, as `$(cat file)` does).
     static func runnerCredential(_ environment: [String: String]) throws -> String {
         if let value = environment["FAULTLINE_RUNNER_CREDENTIAL"], !value.isEmpty { return value }
         guard let path = environment["FAULTLINE_RUNNER_CREDENTIAL_FILE"], !path.isEmpty else {
-            throw ValidationError("a runner with a SecretService needs its credential: set FAULTLINE_RUNNER_CREDENTIAL or FAULTLINE_RUNNER_CREDENTIAL_FILE")
+            throw ValidationError("a runner with a SecretService or ScheduleService needs its credential: set FAULTLINE_RUNNER_CREDENTIAL or FAULTLINE_RUNNER_CREDENTIAL_FILE")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ValidationError("cannot read FAULTLINE_RUNNER_CREDENTIAL_FILE \(path)")
