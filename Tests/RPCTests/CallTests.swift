@@ -378,6 +378,48 @@ struct CallTests {
         }
     }
 
+    /// Many calls at once on a connection that allows two streams and refuses every one (some by
+    /// RST_STREAM, the rest by GOAWAY): each is replayed, some twice, on other connections, while
+    /// its caller is still writing. Several clients, so several connections race their set-up.
+    @Test func manyConcurrentRefusedStreamsAreAllReplayed() async throws {
+        try await withServer { _, port in
+            try await withThrowingTaskGroup(of: Int.self) { clients in
+                for clientIndex in 0..<6 {
+                    clients.addTask {
+                        let front = try await RefusingFrontDoor(upstream: port, resets: 3, maxConcurrentStreams: 2)
+                        try await withClient(port: front.port) { client in
+                            try await withThrowingTaskGroup(of: Void.self) { calls in
+                                for index in 0..<24 {
+                                    calls.addTask {
+                                        // A bound, so a lost stream fails the test instead of hanging it.
+                                        let options = CallOptions(timeout: .seconds(60))
+                                        let tag = "c\(clientIndex)-\(index)"
+                                        if index.isMultiple(of: 2) {
+                                            let response: RawMessage = try await client.unary(Echo.get, RawMessage(tag), options: options)
+                                            #expect(response.string == tag)
+                                        } else {
+                                            let response: RawMessage = try await client.clientStreaming(Echo.collect, options: options) { writer in
+                                                for part in [tag, "/", "x"] {
+                                                    try await writer.write(RawMessage(part))
+                                                    await Task.yield()
+                                                }
+                                            }
+                                            #expect(response.string == tag + "/x")
+                                        }
+                                    }
+                                }
+                                try await calls.waitForAll()
+                            }
+                        }
+                        await front.close()
+                        return front.refused.count
+                    }
+                }
+                for try await refused in clients { #expect(refused >= 4) }
+            }
+        }
+    }
+
     @Test func clientWithoutServerFailsUnavailable() async throws {
         let port = try await withServer { _, port in port }
         try await withClient(port: port) { client in
