@@ -206,24 +206,25 @@ public final class RPCClient: RPCCaller, Service, Sendable {
         }
     }
 
-    /// Moves a stream that never reached the server (its connection went away first) to the
-    /// current connection, so a call does not fail for a race it could not see.
-    private func rehome(_ io: H2StreamIO, headers: [HeaderField]?) {
+    /// Moves a stream that never reached the server (its connection went away first, or refused
+    /// it unprocessed) from `outbox`'s connection to the current one, so a call does not fail for
+    /// a race it could not see.
+    private func rehome(_ io: H2StreamIO, from outbox: ConnectionOutbox) {
         let future: EventLoopFuture<ClientConnection>
         do {
             future = try connectionFuture()
         } catch {
-            io.abort(error)
+            io.abortIfWaiting(on: outbox, error)
             return
         }
         future.whenComplete { result in
             switch result {
             case .success(let connection):
-                if !io.rehome(to: connection.outbox, headers: headers) {
-                    io.abort(RPCError(.unavailable, "the connection was lost before the call started"))
+                if io.rehome(from: outbox, to: connection.outbox) == .exhausted {
+                    io.abort(RPCError(.unavailable, "the call could not start: its connections went away \(H2StreamIO.maxMoves) times"))
                 }
             case .failure(let error):
-                io.abort(error as? RPCError ?? RPCError(.unavailable, "cannot connect to \(self.authority)", cause: error))
+                io.abortIfWaiting(on: outbox, error as? RPCError ?? RPCError(.unavailable, "cannot connect to \(self.authority)", cause: error))
             }
         }
     }
@@ -233,8 +234,8 @@ public final class RPCClient: RPCCaller, Service, Sendable {
         let connection = ClientConnection(
             eventLoop: eventLoop, maxMessageSize: configuration.maxMessageSize,
             onClose: { [weak self] closed in self?.connectionClosed(closed) },
-            onOrphan: { [weak self] io, headers in
-                if let self { self.rehome(io, headers: headers) } else { io.abort(RPCError(.unavailable, "the client is gone")) }
+            onOrphan: { [weak self] io, outbox in
+                if let self { self.rehome(io, from: outbox) } else { io.abort(RPCError(.unavailable, "the client is gone")) }
             })
         let configuration = configuration
         let logger = logger
