@@ -27,11 +27,27 @@ final class ClientConnectionHandler: H2ChannelHandler {
     /// start rather than being refused.
     private var settingsReceived = false
     private var waitingForSettings: [H2StreamIO] = []
+    /// A peer that accepts the connection but never sends SETTINGS (not an HTTP/2 server, or a
+    /// stuck one) would hold those streams forever: after this long the connection is given up,
+    /// and its streams move to another one (or fail once they have moved too often).
+    private let settingsTimeout: Duration
+    private var settingsTimer: Scheduled<Void>?
 
-    init(h2: H2Connection, outbox: ConnectionOutbox, connection: ClientConnection, maxMessageSize: Int, timers: Timers, logger: Logger) {
+    init(h2: H2Connection, outbox: ConnectionOutbox, connection: ClientConnection, maxMessageSize: Int, settingsTimeout: Duration,
+         timers: Timers, logger: Logger) {
         self.connection = connection
         self.maxMessageSize = maxMessageSize
+        self.settingsTimeout = settingsTimeout
         super.init(h2: h2, outbox: outbox, timers: timers, logger: logger)
+    }
+
+    override func channelActive(context: ChannelHandlerContext) {
+        settingsTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(settingsTimeout)) { [weak self] in
+            guard let self, !self.settingsReceived else { return }
+            self.logger.debug("closing connection: the server sent no SETTINGS")
+            self.close()
+        }
+        super.channelActive(context: context)
     }
 
     override var activeStreams: Int { streams.count }
@@ -148,6 +164,8 @@ final class ClientConnectionHandler: H2ChannelHandler {
         case .remoteSettings:
             guard !settingsReceived else { return }
             settingsReceived = true
+            settingsTimer?.cancel()
+            settingsTimer = nil
             let waiting = waitingForSettings
             waitingForSettings = []
             serve(waiting)
@@ -156,6 +174,7 @@ final class ClientConnectionHandler: H2ChannelHandler {
 
     override func connectionClosed() {
         closed = true
+        settingsTimer?.cancel()
         connection.markUnusable()
         let error = RPCError(.unavailable, "the connection to the server was lost")
         for (_, slot) in streams {

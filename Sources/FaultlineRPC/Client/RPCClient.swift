@@ -37,6 +37,7 @@ public final class RPCClient: RPCCaller, Service, Sendable {
     public struct Configuration: Sendable {
         /// The largest request or response message, in bytes.
         public var maxMessageSize: Int = 4 * 1024 * 1024
+        /// Bounds the TCP connect, and then the wait for the server's HTTP/2 SETTINGS.
         public var connectTimeout: Duration = .seconds(10)
         public var backoff = Backoff()
         /// How often to PING the server; nil (the default, as in gRPC) disables keepalive.
@@ -252,6 +253,7 @@ public final class RPCClient: RPCCaller, Service, Sendable {
                     let h2 = try H2Connection(server: false, settings: settings)
                     let handler = ClientConnectionHandler(
                         h2: h2, outbox: connection.outbox, connection: connection, maxMessageSize: configuration.maxMessageSize,
+                        settingsTimeout: configuration.connectTimeout,
                         timers: .init(keepaliveInterval: configuration.keepaliveInterval, keepaliveTimeout: configuration.keepaliveTimeout,
                                       idleTimeout: configuration.idleTimeout),
                         logger: logger)
