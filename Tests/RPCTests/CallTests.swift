@@ -424,19 +424,17 @@ struct CallTests {
     /// A peer that accepts connections but never speaks HTTP/2: a call without a deadline still
     /// ends (the client gives each connection up after `connectTimeout` without SETTINGS).
     @Test func aServerThatNeverSendsSettingsFailsCallsUnavailable() async throws {
-        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() }
-            .bind(host: "127.0.0.1", port: 0).get()
-        var configuration = RPCClient.Configuration()
-        configuration.connectTimeout = .milliseconds(100)
-        try await withClient(port: try #require(silent.localAddress?.port), configuration: configuration) { client in
-            let call = Task { let _: RawMessage = try await client.unary(Echo.get, RawMessage("x")) }
-            // A bound, not an assertion: without the SETTINGS timeout the call would never end.
-            let bound = Task { try await Task.sleep(for: .seconds(60)); call.cancel() }
-            defer { bound.cancel() }
-            _ = await expectStatus(.unavailable) { try await call.value }
+        try await withSilentServer { port in
+            var configuration = RPCClient.Configuration()
+            configuration.connectTimeout = .milliseconds(100)
+            try await withClient(port: port, configuration: configuration) { client in
+                let call = Task { let _: RawMessage = try await client.unary(Echo.get, RawMessage("x")) }
+                // A bound, not an assertion: without the SETTINGS timeout the call would never end.
+                let bound = Task { try await Task.sleep(for: .seconds(60)); call.cancel() }
+                defer { bound.cancel() }
+                _ = await expectStatus(.unavailable) { try await call.value }
+            }
         }
-        try await silent.close()
     }
 
     @Test func clientWithoutServerFailsUnavailable() async throws {

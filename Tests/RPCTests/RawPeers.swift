@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
+import Testing
 
 /// A raw TCP peer: writes exactly the bytes a test gives it and records what comes back.
 final class RawSocket: Sendable {
@@ -312,4 +313,18 @@ final class RefusingFrontDoor: Sendable {
     }
 
     func close() async { try? await listener.close() }
+}
+
+/// Runs `body` with the port of a peer that accepts connections and never says anything.
+func withSilentServer(_ body: (Int) async throws -> Void) async throws {
+    let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() }
+        .bind(host: "127.0.0.1", port: 0).get()
+    do {
+        try await body(try #require(silent.localAddress?.port))
+    } catch {
+        try? await silent.close()
+        throw error
+    }
+    try await silent.close()
 }
