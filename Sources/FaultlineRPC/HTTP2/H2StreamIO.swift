@@ -342,7 +342,11 @@ final class H2StreamIO: H2BodySource, Sendable {
         case exhausted
     }
 
-    static let maxMoves = 3
+    /// A bound, not a budget: a stream refused on a connection that is still current moves back
+    /// onto it, and a GOAWAY racing that refusal moves it again, so one unlucky stream can spend
+    /// three moves on a single reconnect (seen 1 in 17 stress runs). Five still ends a call whose
+    /// server refuses everything.
+    static let maxMoves = 5
 
     /// Client: the stream could not open on the connection of `from` (it went away before the
     /// stream was sent, or refused it unprocessed), so nothing reached the server: move it to
