@@ -12,7 +12,11 @@ import ServiceLifecycle
 struct RunnerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runner",
-        abstract: "Run experiments with Chaos Toolkit (RunnerService over gRPC)."
+        abstract: "Run experiments with Chaos Toolkit (RunnerService over gRPC).",
+        discussion: """
+            The runner role's credential, needed with a SecretService or a ScheduleService, comes from
+            FAULTLINE_RUNNER_CREDENTIAL or from the file FAULTLINE_RUNNER_CREDENTIAL_FILE names.
+            """
     )
 
     static let defaultPort = 7104
