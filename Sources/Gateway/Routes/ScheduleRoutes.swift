@@ -36,7 +36,8 @@ struct ScheduleRoutes {
         }
         group.get("runners/{id}") { _, context in
             _ = try context.require(.read)
-            let found = try await client().getRunner(.init(runnerId: try context.parameters.id(of: .runner)), options: gateway.callOptions(context))
+            let id = try context.parameters.id(of: .runner)
+            let found = try await client().getRunner(.init(runnerId: id), options: gateway.callOptions(context))
             return try Response.json(RunnerView(found.runner ?? .init()))
         }
         group.get("organization/halt") { _, context in
@@ -87,7 +88,8 @@ struct ScheduleRoutes {
         }
         group.get("plans/{id}") { _, context in
             _ = try context.require(.read)
-            let found = try await client().getPlan(.init(planId: try context.parameters.id(of: .plan)), options: gateway.callOptions(context))
+            let id = try context.parameters.id(of: .plan)
+            let found = try await client().getPlan(.init(planId: id), options: gateway.callOptions(context))
             return try Response.json(PlanView(found.plan ?? .init()))
         }
         group.put("plans/{id}") { request, context in
@@ -108,17 +110,20 @@ struct ScheduleRoutes {
         }
         group.delete("plans/{id}") { _, context in
             _ = try context.require(.write)
-            _ = try await client().deletePlan(.init(planId: try context.parameters.id(of: .plan)), options: gateway.callOptions(context))
+            let id = try context.parameters.id(of: .plan)
+            _ = try await client().deletePlan(.init(planId: id), options: gateway.callOptions(context))
             return Response(status: .noContent)
         }
         group.post("plans/{id}/pause") { _, context in
             _ = try context.require(.write)
-            let paused = try await client().pausePlan(.init(planId: try context.parameters.id(of: .plan)), options: gateway.callOptions(context))
+            let id = try context.parameters.id(of: .plan)
+            let paused = try await client().pausePlan(.init(planId: id), options: gateway.callOptions(context))
             return try Response.json(PlanView(paused.plan ?? .init()))
         }
         group.post("plans/{id}/resume") { _, context in
             _ = try context.require(.write)
-            let resumed = try await client().resumePlan(.init(planId: try context.parameters.id(of: .plan)), options: gateway.callOptions(context))
+            let id = try context.parameters.id(of: .plan)
+            let resumed = try await client().resumePlan(.init(planId: id), options: gateway.callOptions(context))
             return try Response.json(PlanView(resumed.plan ?? .init()))
         }
         group.post("plans/{id}/trigger") { request, context in

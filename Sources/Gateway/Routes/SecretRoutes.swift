@@ -78,7 +78,8 @@ struct SecretRoutes {
         }
         group.get("environments/{id}") { _, context in
             _ = try context.require(.read)
-            let found = try await client().getEnvironment(.init(environmentId: try context.parameters.id(of: .environment)),
+            let id = try context.parameters.id(of: .environment)
+            let found = try await client().getEnvironment(.init(environmentId: id),
                                                           options: gateway.callOptions(context))
             return try Response.json(EnvironmentView(found.environment ?? .init()))
         }
@@ -100,7 +101,8 @@ struct SecretRoutes {
         }
         group.delete("environments/{id}") { _, context in
             _ = try context.require(.write)
-            _ = try await client().deleteEnvironment(.init(environmentId: try context.parameters.id(of: .environment)),
+            let id = try context.parameters.id(of: .environment)
+            _ = try await client().deleteEnvironment(.init(environmentId: id),
                                                      options: gateway.callOptions(context))
             return Response(status: .noContent)
         }
@@ -130,7 +132,8 @@ struct SecretRoutes {
         }
         group.get("integrations/{id}") { _, context in
             _ = try context.require(.read)
-            let found = try await client().getIntegration(.init(integrationId: try context.parameters.id(of: .integration)),
+            let id = try context.parameters.id(of: .integration)
+            let found = try await client().getIntegration(.init(integrationId: id),
                                                           options: gateway.callOptions(context))
             return try Response.json(IntegrationView(found.integration ?? .init()))
         }
@@ -154,7 +157,8 @@ struct SecretRoutes {
         }
         group.delete("integrations/{id}") { _, context in
             _ = try context.require(.write)
-            _ = try await client().deleteIntegration(.init(integrationId: try context.parameters.id(of: .integration)),
+            let id = try context.parameters.id(of: .integration)
+            _ = try await client().deleteIntegration(.init(integrationId: id),
                                                      options: gateway.callOptions(context))
             return Response(status: .noContent)
         }
