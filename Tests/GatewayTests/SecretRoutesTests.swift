@@ -158,6 +158,8 @@ struct SecretRoutesTests {
             #expect(try await h.call(.post, "/api/v1/integrations", token: h.token(), body: #"{"name": "x", "config": {}}"#).code == "request.field.invalid")
             let otlp = #"{"name": "x", "config": {"opentelemetry": {"endpoint": "http://o", "otlp_protocol": "carrier-pigeon"}}}"#
             #expect(try await h.call(.post, "/api/v1/integrations", token: h.token(), body: otlp).code == "request.field.invalid")
+            let otlpValid = #"{"name": "x", "config": {"opentelemetry": {"endpoint": "http://o", "otlp_protocol": "grpc"}}}"#
+            #expect(try await h.call(.post, "/api/v1/integrations", token: h.token(), body: otlpValid).code == "integration.unsupported")
             let badURL = #"{"name": "x", "config": {"http_pre_check": {"probe": {"url": "ftp://nope"}}}}"#
             #expect(try await h.call(.post, "/api/v1/integrations", token: h.token(), body: badURL).status == 400)
             // Still used by the integration's environment? Deleting the integration first frees it.
