@@ -1,7 +1,13 @@
+import FaultlinePostgres
 import FaultlineProto
+import FaultlineRPC
 import Foundation
 @testable import Gateway
 import HTTPTypes
+import HummingbirdTesting
+import Logging
+import NIOCore
+import NIOPosix
 import ServiceKit
 import Testing
 
@@ -288,6 +294,39 @@ struct SecretRoutesTests {
             #expect(ready.status == 200)
             #expect(ready.json["checks"] as? [String: String] == ["experiment-service": "serving", "secret-service": "serving",
                                                                    "schedule-service": "serving", "database": "serving"])
+        }
+    }
+}
+
+@Suite("Gateway readiness")
+struct ReadinessTests {
+    @Test("/readyz is 503 naming the dependency that does not answer, and ready ones as serving")
+    func notReady() async throws {
+        try await TestPostgres.withClient(database: "gw_readyz") { database in
+            _ = try await TokenStore.migrations.apply(on: database)
+            var logger = Logger(label: "gateway-test")
+            logger.logLevel = .critical
+            // A port nothing listens on: bound, read and closed.
+            let port = try await {
+                let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+                let port = channel.localAddress?.port ?? 1
+                try await channel.close()
+                return port
+            }()
+            let dead = RPCClient(host: "127.0.0.1", port: port, logger: logger)
+            var configuration = GatewayConfiguration()
+            configuration.port = 0
+            let gateway = Gateway(configuration: configuration, tokens: TokenStore(database: database),
+                                  experiments: .init(dead), runners: nil, secrets: .init(dead),
+                                  dependencies: [("experiment-service", dead), ("secret-service", dead)], logger: logger)
+            try await gateway.application().test(.router) { client in
+                let response = try await client.execute(uri: "/readyz", method: .get)
+                #expect(response.status == .serviceUnavailable)
+                let body = try JSONSerialization.jsonObject(with: Data(String(buffer: response.body).utf8)) as? [String: Any]
+                #expect(body?["status"] as? String == "not_ready")
+                #expect(body?["checks"] as? [String: String] == ["experiment-service": "unreachable", "secret-service": "unreachable", "database": "serving"])
+            }
+            await dead.close()
         }
     }
 }
