@@ -71,7 +71,8 @@ class Platform:
         return self
 
     def log_tail(self, size=4000) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_bytes()[-size:].decode("utf-8", "replace")
 
     def child_pid(self, name: str) -> int:
