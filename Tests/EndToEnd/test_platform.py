@@ -239,8 +239,10 @@ def test_run_local_reports_to_the_platform(platform, workspace):
         "list-all-files-in-directory", "check-file-exists", "touch-file", "list-all-files-in-directory", "check-file-exists"]
     _, execution, _ = platform.api("GET", f"/api/v1/executions/{execution_id}", expect=200)
     assert execution["events_received"] == len(events)
-    # Not asserted: the platform's status. ExperimentService does not yet finish an external
-    # execution on its experiment-after event (PROTOCOL.md §8), so it stays pending.
+    # The control completed it from the local journal (PROTOCOL.md §8): nobody else could.
+    assert (execution["status"], execution["deviated"]) == ("completed", False)
+    _, journal, _ = platform.api("GET", f"/api/v1/executions/{execution_id}/journal", expect=200)
+    assert journal["status"] == "completed" and journal["faultline"]["mode"] == "http"
 
 
 def test_run_local_by_id_runs_the_export(platform, workspace, test_tmp):
