@@ -46,6 +46,7 @@ public struct Gateway: Sendable {
         TokenRoutes(tokens: tokens).register(on: api)
         ExperimentRoutes(gateway: self).register(on: api)
         ExecutionRoutes(gateway: self).register(on: api)
+        ReliablyRoutes(gateway: self).register(on: api)  // Reliably/: existing Reliably clients
         return router
     }
 

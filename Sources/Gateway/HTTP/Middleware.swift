@@ -48,7 +48,7 @@ struct EdgeMiddleware: RouterMiddleware {
         return response
     }
 
-    static let methods: Set<HTTPRequest.Method> = [.get, .head, .post, .delete, .options]
+    static let methods: Set<HTTPRequest.Method> = [.get, .head, .post, .put, .delete, .options]  // PUT: Reliably routes
 
     /// A client's id is kept only when short and printable: it goes into logs and metadata.
     static func acceptable(_ value: String) -> String? {

@@ -55,6 +55,7 @@ struct GatewayCommand: AsyncParsableCommand {
                               runners: runners, dependencies: dependencies, logger: logger)
         // Prepared before serving (as ServiceHost does), so no request meets a missing table.
         _ = try await TokenStore.migrations.apply(on: postgres)
+        _ = try await ReliablyIDs.migrations.apply(on: postgres)
         if let file = configuration.ownerTokenFile, try await tokens.bootstrap(ownerTokenFile: file) {
             logger.notice("created the default organisation; owner token written", metadata: ["file": "\(file)"])
         }
