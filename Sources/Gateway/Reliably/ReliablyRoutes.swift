@@ -63,6 +63,7 @@ struct ReliablyRoutes {
             let scope = try await resolve(context, needs: [.report])
             let body = try await Self.object(request, limit: Self.maximumResultsBytes)
             let planID = try await plan(body["plan_id"], scope)
+            let journal = try Self.journal(body["result"], required: false)  // checked before anything is made
             var create = ExperimentsV1.CreateExecutionRequest()
             create.experimentId = scope.experimentID
             create.planId = planID ?? ""
@@ -70,7 +71,7 @@ struct ReliablyRoutes {
             let created = try await client.createExecution(create, options: gateway.callOptions(context))
             guard let execution = created.execution else { throw Problem(.internalServerError, code: "internal", detail: "internal error") }
             let uuid = try await ids.uuid(of: execution.id, .execution, in: scope.principal.organization)
-            if let journal = try Self.journal(body["result"], required: false) {
+            if let journal {
                 try await report(journal, execution: execution, context)
             }
             return try Response.json(Self.executionView(execution, uuid: uuid, scope: scope, planUUID: body["plan_id"]?.stringValue),
@@ -191,7 +192,7 @@ struct ReliablyRoutes {
                 execution = try await client.startExecution(.init(executionId: execution.id), options: options).execution ?? execution
             }
         case "pause":
-            guard case .int(let seconds)? = body["duration"].map(Self.number) ?? .int(0), seconds >= 0 else {
+            guard case .int(let seconds) = body["duration"].map(Self.number) ?? .int(0), seconds >= 0 else {
                 throw Problem.badRequest("reliably.state.invalid", "a pause needs a duration: a number of seconds >= 0")
             }
         case "finished":

@@ -1,0 +1,190 @@
+import FaultlinePostgres
+import Foundation
+@testable import Gateway
+import HTTPTypes
+import HummingbirdTesting
+import Testing
+
+/// The real Reliably control (chaostoolkit-reliably 0.84.0 under `chaos run`, from the
+/// `.venv-reliably` that scripts/bootstrap makes) against a live gateway.
+@Suite("Reliably clients against the gateway")
+struct ReliablyClientTests {
+    @Test("a fixture experiment with the Reliably control runs with chaos run and appears in Faultline with its journal and status")
+    func controlReportsRun() async throws {
+        try await ReliablySupport.with("rly_run") { h in
+            let (experiment, raw) = try await ReliablySupport.importFixture(h, "chaostoolkit__tests_fixtures_check-file-exists.json")
+            let run = try await ChaosRun.start(raw, token: h.token("a", .runner), port: try #require(h.client.port))
+            let status = await run.wait()
+            #expect(status == 0, "\(run.output)")
+
+            let list = try await h.call(.get, "/api/v1/executions?experiment_id=\(experiment)", token: h.token())
+            let executions = try #require(list.json["executions"] as? [[String: Any]])
+            try #require(executions.count == 1, "\(list.text)\n\(run.output)")
+            let execution = executions[0]
+            #expect(execution["status"] as? String == "completed", "\(execution)\n\(run.output)")
+            let id = try #require(execution["id"] as? String)
+            let journal = try await h.call(.get, "/api/v1/executions/\(id)/journal", token: h.token())
+            #expect(journal.status == 200)
+            #expect(journal.json["status"] as? String == "completed")
+            #expect((journal.json["run"] as? [Any])?.count == 1)
+            // Under plain `chaos run` the control's log stream stays empty (only reliably-cli
+            // attaches it), so the log is there but empty.
+            let log = try await h.call(.get, "/api/v1/executions/\(id)/log", token: h.token())
+            #expect(log.status == 200)
+            // The journal became Faultline control events: experiment, hypothesis probes, the
+            // method's action and the end, numbered without gaps.
+            let events = try await h.call(.get, "/api/v1/executions/\(id)/events", token: h.token())
+            let types = (events.json["events"] as? [[String: Any]] ?? []).compactMap { $0["type"] as? String }
+            #expect(types.first == "experiment-before")
+            #expect(types.last == "experiment-after")
+            #expect(types.filter { $0 == "activity-after" }.count == 5, "\(types)")  // 2 probes before, 1 action, 2 probes after
+            #expect(execution["contiguous_sequence"] as? Int == types.count)
+        }
+    }
+
+    @Test("a terminate made through Faultline's own API stops the run through the control's state polling")
+    func terminateStopsRun() async throws {
+        try await ReliablySupport.with("rly_term") { h in
+            let (experiment, raw) = try await ReliablySupport.importFixture(h, "chaostoolkit__tests_fixtures_check-file-exists.json") { definition in
+                var method = definition["method"] as? [[String: Any]] ?? []
+                method.append(["type": "action", "name": "wait-a-long-time",
+                               "provider": ["type": "process", "path": "sleep", "arguments": "300"]])
+                definition["method"] = method
+            }
+            let run = try await ChaosRun.start(raw, token: h.token("a", .runner), port: try #require(h.client.port))
+            // Wait (bounded by attempts, not time) for the control to report the run as running.
+            var executionID: String?
+            for _ in 0..<600 where executionID == nil {
+                let list = try await h.call(.get, "/api/v1/executions?experiment_id=\(experiment)&status=running", token: h.token())
+                executionID = (list.json["executions"] as? [[String: Any]])?.first?["id"] as? String
+                if executionID == nil { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            let id = try #require(executionID, "\(run.output)")
+            let terminated = try await h.call(.post, "/api/v1/executions/\(id)/terminate", token: h.token("a", .editor),
+                                              body: #"{"skip_rollbacks": false, "reason": "stop it"}"#)
+            #expect(terminated.status == 200, "\(terminated.text)")
+            let status = await run.wait()
+            #expect(status != 0)
+            let found = try await h.call(.get, "/api/v1/executions/\(id)", token: h.token())
+            #expect(found.json["status"] as? String == "interrupted", "\(found.text)\n\(run.output)")
+            let journal = try await h.call(.get, "/api/v1/executions/\(id)/journal", token: h.token())
+            #expect(journal.json["status"] as? String == "interrupted")
+            // The control recorded why, in its journal extension.
+            let extensions = (journal.json["experiment"] as? [String: Any])?["extensions"] as? [[String: Any]] ?? []
+            let reliably = extensions.first { $0["name"] as? String == "reliably" }
+            #expect(reliably?["termination"] is [String: Any], "\(extensions)")
+        }
+    }
+}
+
+/// A `chaos run` of the Reliably venv, in a directory of its own, its output in a file.
+/// `@unchecked`: the Process is only asked isRunning/terminate/waitUntilExit, which Foundation locks.
+final class ChaosRun: @unchecked Sendable {
+    let process: Process
+    let directory: String
+
+    static var venv: String {
+        if let dir = ProcessInfo.processInfo.environment["FAULTLINE_RELIABLY_VENV"], !dir.isEmpty { return dir }
+        return ReliablySupport.root + "/.venv-reliably"
+    }
+
+    private init(process: Process, directory: String) {
+        self.process = process
+        self.directory = directory
+    }
+
+    /// Starts `chaos run` of `experiment` (JSON text) with the Reliably control pointed at the gateway.
+    static func start(_ experiment: String, token: String, port: Int, extra: [String: String] = [:]) async throws -> ChaosRun {
+        let directory = try TestPostgres.makeTemporaryDirectory("rly-chaos")
+        // The fixtures check files relative to the working directory.
+        try FileManager.default.createDirectory(atPath: directory + "/tests/fixtures", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: directory + "/tests/conftest.py", contents: Data())
+        try experiment.write(toFile: directory + "/experiment.json", atomically: true, encoding: .utf8)
+        let process = Process()
+        // Foundation's Process leaves the child the test process's blocked signals, and chaoslib
+        // stops a run on SIGUSR1/SIGUSR2 (what the control sends itself on terminate): start it
+        // as a shell would, with an empty mask and default dispositions (RunnerService's
+        // ChaosProcess does the same with posix_spawn).
+        process.executableURL = URL(fileURLWithPath: venv + "/bin/python")
+        process.arguments = ["-c", """
+            import os, signal, sys
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2): signal.signal(s, signal.SIG_DFL)
+            os.execv(sys.argv[1], sys.argv[1:])
+            """, venv + "/bin/chaos", "--no-version-check", "--log-file", directory + "/chaos.log", "run",
+                             "--journal-path", directory + "/journal.json", directory + "/experiment.json"]
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("RELIABLY_") }
+        environment["RELIABLY_HOST"] = "127.0.0.1:\(port)"
+        environment["RELIABLY_USE_HTTP"] = "1"
+        environment["RELIABLY_TOKEN"] = token
+        environment.merge(extra) { $1 }
+        process.environment = environment
+        FileManager.default.createFile(atPath: directory + "/output.txt", contents: nil)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/output.txt"))
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try output.close()
+        return ChaosRun(process: process, directory: directory)
+    }
+
+    /// Waits for the exit without blocking a thread (the gateway shares the cooperative pool);
+    /// a run still going after 240 s is killed so a broken test ends.
+    func wait() async -> Int32 {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while self.process.isRunning { try? await Task.sleep(for: .milliseconds(100)) }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(240))
+                if self.process.isRunning { self.process.terminate() }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    var output: String {
+        let text = (try? String(contentsOfFile: directory + "/output.txt", encoding: .utf8)) ?? ""
+        let log = (try? String(contentsOfFile: directory + "/chaos.log", encoding: .utf8)) ?? ""
+        return String((text + "\n--- chaos.log\n" + log).suffix(8000))
+    }
+}
+
+enum ReliablySupport {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    static var fixtures: String {
+        if let dir = ProcessInfo.processInfo.environment["FAULTLINE_SHARED"], !dir.isEmpty { return dir + "/fixtures/experiments" }
+        return root + "/../shared/fixtures/experiments"
+    }
+
+    /// A harness whose database also has the Reliably mapping schema.
+    static func with(_ name: String, _ body: @Sendable (Harness) async throws -> Void) async throws {
+        try await Harness.with(name) { h in
+            try await ReliablyIDs.migrations.apply(on: h.database)
+            try await body(h)
+        }
+    }
+
+    /// Imports a fixture (optionally changed) for organisation `a`; returns its Faultline id and
+    /// the experiment as the Reliably API serves it (with the control).
+    static func importFixture(_ h: Harness, _ file: String, change: (inout [String: Any]) -> Void = { _ in }) async throws -> (String, String) {
+        let data = try Data(contentsOf: URL(fileURLWithPath: fixtures + "/" + file))
+        var definition = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        change(&definition)
+        let text = String(decoding: try JSONSerialization.data(withJSONObject: definition), as: UTF8.self)
+        let created = try await h.call(.post, "/api/v1/experiments", token: h.token(), body: text)
+        let experiment = try #require((created.json["experiment"] as? [String: Any])?["id"] as? String, "\(created.text)")
+        let ids = try await h.call(.get, "/api/v1/reliably/experiments/\(experiment)", token: h.token())
+        let path = try #require(ids.json["raw_path"] as? String, "\(ids.text)")
+        let raw = try await h.call(.get, path, token: h.token())
+        #expect(raw.status == 200)
+        #expect(raw.headers[.contentType] == "application/json")  // exactly: the CLI refuses parameters
+        return (experiment, raw.text)
+    }
+}
