@@ -103,6 +103,7 @@ struct PlatformPlan {
                 "FAULTLINE_HTTP_LISTEN": "127.0.0.1:\(gatewayPort == 0 ? try FreePort.pick() : gatewayPort)",
                 "FAULTLINE_EXPERIMENT_SERVICE": experiments,
                 "FAULTLINE_RUNNER_SERVICE": runner,
+                "FAULTLINE_SECRET_SERVICE": secrets,
                 // Written once, 0600, on the first start: the owner's API token.
                 "FAULTLINE_OWNER_TOKEN_FILE": stateDirectory + "/owner-token",
             ]),
