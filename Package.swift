@@ -75,6 +75,7 @@ let package = Package(
             name: "ServiceKit",
             dependencies: [
                 "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -113,8 +114,10 @@ let package = Package(
         .target(
             name: "ScheduleService",
             dependencies: [
-                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/ScheduleService",
             exclude: ["SCHEDULING.md"],
@@ -157,6 +160,7 @@ let package = Package(
             name: "faultline",
             dependencies: [
                 "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit", "ExperimentService", "RunnerService", "SecretService", "Gateway",
+                "ScheduleService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -200,6 +204,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/Runner/Sources",
+            swiftSettings: swiftSettings
+        ),
+
+        .executableTarget(
+            name: "ScheduleBenchmark",
+            dependencies: [
+                "ScheduleService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/Schedule/Sources",
             swiftSettings: swiftSettings
         ),
 
@@ -260,14 +275,18 @@ let package = Package(
         ),
         .testTarget(
             name: "ScheduleServiceTests",
-            dependencies: ["ScheduleService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC"],
+            dependencies: [
+                "ScheduleService", "RunnerService", "ExperimentService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/ScheduleServiceTests",
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SecretServiceTests",
             dependencies: [
-                "SecretService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                "SecretService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/SecretServiceTests",

@@ -28,6 +28,9 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
     private let logger: Logger
     private let registry = Mutex(Registry())
     private let tasks = Mutex<[String: Task<Void, Never>]>([:])
+    /// Every run that ended, for `SchedulerRegistration` to report (one reader).
+    let ended: AsyncStream<RunnersV1.Run>
+    private let endedInput: AsyncStream<RunnersV1.Run>.Continuation
 
     /// Fails fast when the venv is missing or the state directory cannot be created.
     public init(configuration: RunnerConfiguration, experiments: ExperimentsV1.ExperimentClient, logger: Logger) throws {
@@ -36,6 +39,7 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
         client = experiments
         stateDirectory = try StateDirectory(configuration.stateDirectory)
         self.logger = logger
+        (ended, endedInput) = AsyncStream.makeStream(of: RunnersV1.Run.self)
     }
 
     public var labels: [String: String] { configuration.labels }
@@ -158,8 +162,20 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
         return run
     }
 
+    /// The runs not yet finished, across organisations (for heartbeats).
+    func activeRuns() -> [(execution: String, organization: OrganizationID)] {
+        registry.withLock { $0.runs.values.filter(\.isActive).map { ($0.snapshot.executionId, $0.organization) } }
+    }
+
+    /// Stops a run ScheduleService asked to stop (halt, REPLACE, declared lost), rollbacks played.
+    func cancel(executionID: String, reason: String) {
+        guard let run = registry.withLock({ $0.runs[executionID] }), run.isActive else { return }
+        run.stop(.cancelled, rollbacks: nil, reason: reason)
+    }
+
     private func finished(_ executionID: String) {
         tasks.withLock { _ = $0.removeValue(forKey: executionID) }
+        if let run = registry.withLock({ $0.runs[executionID] }) { endedInput.yield(run.snapshot) }
         registry.withLock { registry in
             let finished = registry.order.filter { registry.runs[$0]?.isActive == false }
             for id in finished.prefix(max(0, finished.count - Self.finishedKept)) {

@@ -10,6 +10,7 @@ struct Faultline: AsyncParsableCommand {
             ExperimentServiceCommand.self,
             RunnerCommand.self,
             SecretServiceCommand.self,
+            ScheduleServiceCommand.self,
             GatewayCommand.self,
         ]
     )

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import RunnerService
 import ServiceKit
+import ServiceLifecycle
 
 /// `faultline runner`: runs experiments with `chaos` and reports them to ExperimentService.
 /// Needs no database: its state is a directory of its own.
@@ -36,6 +37,12 @@ struct RunnerCommand: AsyncParsableCommand {
 
     @Option(help: "This runner's id (env FAULTLINE_RUNNER_ID; default the host name).")
     var runnerID: String?
+
+    @Option(help: "ScheduleService HOST:PORT to register and heartbeat with (env FAULTLINE_SCHEDULE_SERVICE; unset: not registered).")
+    var scheduleService: String?
+
+    @Option(help: "HOST:PORT ScheduleService reaches this runner at (env FAULTLINE_RUNNER_ADVERTISE; default the --listen address).")
+    var advertise: String?
 
     @Option(help: "trace, debug, info, notice, warning, error or critical (env FAULTLINE_LOG_LEVEL).")
     var logLevel: String?
@@ -75,9 +82,21 @@ struct RunnerCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        // Background services stop after the server drained: runs complete before the client closes.
+        // Background services stop in reverse order after the server drained: the runner's runs
+        // complete (and are reported) before the registration leaves and the clients close.
+        var background: [any Service] = [client]
+        if let target = setting(scheduleService, "FAULTLINE_SCHEDULE_SERVICE") {
+            let (scheduleHost, schedulePort) = try Self.address(target, "--schedule-service")
+            let advertised = setting(advertise, "FAULTLINE_RUNNER_ADVERTISE") ?? "\(listenHost):\(listenPort)"
+            _ = try Self.address(advertised, "--advertise")
+            let credential = environment["FAULTLINE_RUNNER_CREDENTIAL", default: ""]
+            if credential.isEmpty { logger.warning("FAULTLINE_RUNNER_CREDENTIAL is not set: ScheduleService will refuse the registration") }
+            let toScheduler = RPCClient(host: scheduleHost, port: schedulePort, logger: logger)
+            background += [toScheduler, SchedulerRegistration(runner: runner, scheduler: SchedulesV1.ScheduleClient(toScheduler),
+                                                              advertisedAddress: advertised, credential: credential, logger: logger)]
+        }
         try await RPCHost(name: "runner", listen: .init(host: listenHost, port: listenPort), logger: logger)
-            .run(rpcServices: [runner], background: [client, runner])
+            .run(rpcServices: [runner], background: background + [runner])
     }
 
     static func address(_ text: String, _ what: String) throws -> (String, Int) {

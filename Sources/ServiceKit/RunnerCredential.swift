@@ -1,7 +1,9 @@
 public import FaultlineRPC
 import Crypto
 
-/// The runner role: a service credential sent as `authorization: Bearer <credential>`. Only a
+/// The runner role: a service credential sent as `authorization: Bearer <credential>`, checked by
+/// every service that takes calls only runners may make (SecretService's reveals, ScheduleService's
+/// runner registry). Only a
 /// digest is kept, and digests are compared in constant time, so neither the length nor a
 /// prefix of the credential leaks through timing.
 public struct RunnerCredential: Sendable {
@@ -15,7 +17,8 @@ public struct RunnerCredential: Sendable {
         digest = credential.flatMap { $0.isEmpty ? nil : Array(SHA256.hash(data: Array($0.utf8))) }
     }
 
-    func admits(_ context: ServerContext) -> Bool {
+    /// Whether the call carries this credential (always false when none is configured).
+    public func admits(_ context: ServerContext) -> Bool {
         guard let digest, let header = context.metadata[stringValue: Self.metadataKey], header.hasPrefix("Bearer ") else { return false }
         let presented = Array(SHA256.hash(data: Array(header.utf8.dropFirst(7))))
         var difference: UInt8 = 0
