@@ -50,7 +50,7 @@ struct Harness: Sendable {
         }
         let server = ExperimentServer(database: database, logger: logger)
         let secretServer = SecretServer(database: database, keyring: try MasterKeyring(current: SymmetricKey(size: .bits256)),
-                                        runner: RunnerCredential(nil), logger: logs.logger("secret-service"))
+                                        runner: RunnerCredential(Self.runnerCredential), logger: logs.logger("secret-service"))
         let health = HealthServer(monitor: HealthMonitor(serving: ["faultline.experiments.v1.ExperimentService",
                                                                    "faultline.secrets.v1.SecretService"]))
         let rpc = RPCServer(configuration: .init(host: "127.0.0.1", port: 0),
@@ -64,6 +64,7 @@ struct Harness: Sendable {
             let experiments = ExperimentsV1.ExperimentClient(rpcClient)
             var gatewayConfiguration = GatewayConfiguration()
             gatewayConfiguration.port = 0
+            gatewayConfiguration.runnerCredential = Self.runnerCredential  // the Reliably routes reveal with it
             gatewayConfiguration.maximumBodyBytes = 256 << 10
             gatewayConfiguration.allowedOrigins = ["https://ui.example"]
             let gateway = Gateway(configuration: gatewayConfiguration, tokens: tokens, experiments: experiments,
@@ -87,6 +88,8 @@ struct Harness: Sendable {
         }
         await database.close()
     }
+
+    static let runnerCredential = "test-runner-credential"
 
     func token(_ org: String = "a", _ role: Role = .owner) -> String { values[org]![role]! }
 

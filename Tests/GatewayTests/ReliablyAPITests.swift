@@ -298,3 +298,65 @@ struct ReliablyAPITests {
         #expect(final.last?.hasPrefix("experiment-after") == true)
     }
 }
+
+/// Integrations, their controls and environments in the clear, as reliably-cli loads them.
+@Suite("Reliably API: integrations and environments")
+struct ReliablySecretTests {
+    @Test("an integration, its control and its environment in the clear, accepted by reliably-cli's own models")
+    func integrationAndEnvironment() async throws {
+        try await ReliablySupport.with("rly_secrets") { h in
+            let env = try await h.call(.post, "/api/v1/environments", token: h.token(), body: SecretRoutesTests.environmentBody)
+            let envID = try #require(env.json["id"] as? String, "\(env.text)")
+            let integration = try await h.call(.post, "/api/v1/integrations", token: h.token(), body: """
+                {"name": "notify", "environment_id": "\(envID)", "config": {"slack": {"channel": "#chaos", "token_secret": "API_TOKEN"}}}
+                """)
+            let integrationID = try #require(integration.json["id"] as? String, "\(integration.text)")
+            let envIDs = try await h.call(.get, "/api/v1/reliably/environments/\(envID)", token: h.token())
+            let org = try #require(envIDs.json["organization_id"] as? String)
+            let envUUID = try #require(envIDs.json["id"] as? String)
+            let integrationUUID = try #require(try await h.call(.get, "/api/v1/reliably/integrations/\(integrationID)", token: h.token()).json["id"] as? String)
+            let runner = h.token("a", .runner)
+
+            let found = try await h.call(.get, "/api/v1/organization/\(org)/integrations/\(integrationUUID)", token: runner)
+            #expect(found.status == 200, "\(found.text)")
+            #expect(found.json["environment_id"] as? String == envUUID)
+            #expect(found.json["provider"] as? String == "slack")
+            let control = try await h.call(.get, "/api/v1/organization/\(org)/integrations/\(integrationUUID)/control", token: runner)
+            #expect(control.json["name"] as? String == "notify", "\(control.text)")
+            #expect((control.json["provider"] as? [String: Any])?["module"] as? String == "chaosfaultline.integrations.slack")
+            #expect(!control.text.contains(SecretRoutesTests.secretValue))  // controls reference secrets, never inline them
+
+            let clear = try await h.call(.get, "/api/v1/organization/\(org)/environments/\(envUUID)/clear", token: runner)
+            #expect(clear.status == 200, "\(clear.text)")
+            let envvars = clear.json["envvars"] as? [[String: String]] ?? []
+            #expect(envvars.contains { $0["var_name"] == "REGION" && $0["value"] == "eu-west-1" })
+            #expect(envvars.contains { $0["var_name"] == "KUBECONFIG" && $0["value"] == "/kubeconfig/kubeconfig" })
+            let secrets = clear.json["secrets"] as? [[String: String]] ?? []
+            #expect(secrets.contains { $0["var_name"] == "API_TOKEN" && $0["value"] == SecretRoutesTests.secretValue })
+            #expect(secrets.contains { $0["path"] == "/kubeconfig/kubeconfig" })
+            // reliably-cli's pydantic models take it as it is.
+            let check = try await ReliablySupport.python("""
+                import json, sys
+                from reliably_cli.types import Environment
+                env = Environment.model_validate(json.loads(sys.stdin.read()))
+                print(sum(1 for _ in env.envvars), sum(1 for _ in env.secrets))
+                """, input: clear.text)
+            #expect(check.status == 0, "\(check.output)")
+            #expect(check.output.trimmingCharacters(in: .whitespacesAndNewlines) == "2 2")
+
+            // Only report-capable tokens of this organisation; unknown and malformed ids are 404.
+            #expect(try await h.call(.get, "/api/v1/organization/\(org)/environments/\(envUUID)/clear", token: h.token("a", .viewer)).status == 403)
+            let orgB = try #require(try await h.call(.get, "/api/v1/reliably/organization", token: h.token("b")).json["id"] as? String)
+            for path in ["/api/v1/organization/\(org)/environments/\(envUUID)/clear", "/api/v1/organization/\(orgB)/environments/\(envUUID)/clear",
+                         "/api/v1/organization/\(orgB)/integrations/\(integrationUUID)", "/api/v1/organization/\(orgB)/integrations/\(integrationUUID)/control"] {
+                #expect(try await h.call(.get, path, token: h.token("b", .runner)).status == 404, "\(path)")
+            }
+            for path in ["/api/v1/organization/\(org)/environments/\(UUID().uuidString)/clear", "/api/v1/organization/\(org)/environments/\(envID)/clear",
+                         "/api/v1/organization/\(org)/integrations/\(envUUID)", "/api/v1/organization/\(org)/integrations/x/control"] {
+                let reply = try await h.call(.get, path, token: runner)
+                #expect(reply.status == 404, "\(path): \(reply.text)")
+            }
+            #expect(try await h.call(.get, "/api/v1/reliably/environments/env_nope", token: h.token()).status == 404)
+        }
+    }
+}

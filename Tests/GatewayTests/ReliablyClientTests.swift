@@ -163,6 +163,24 @@ enum ReliablySupport {
         return root + "/../shared/fixtures/experiments"
     }
 
+    /// Runs a Python snippet in the Reliably venv with `input` on stdin.
+    static func python(_ code: String, input: String) async throws -> (status: Int32, output: String) {
+        let directory = try TestPostgres.makeTemporaryDirectory("rly-py")
+        try input.write(toFile: directory + "/input", atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ChaosRun.venv + "/bin/python")
+        process.arguments = ["-c", code]
+        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: directory + "/input"))
+        FileManager.default.createFile(atPath: directory + "/output", contents: nil)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/output"))
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        while process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        try output.close()
+        return (process.terminationStatus, (try? String(contentsOfFile: directory + "/output", encoding: .utf8)) ?? "")
+    }
+
     /// A harness whose database also has the Reliably mapping schema.
     static func with(_ name: String, _ body: @Sendable (Harness) async throws -> Void) async throws {
         try await Harness.with(name) { h in

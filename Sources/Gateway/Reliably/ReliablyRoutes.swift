@@ -49,6 +49,7 @@ struct ReliablyRoutes {
                                       "raw_path": "/api/v1/organization/\(org)/experiments/\(uuid)/raw"])
         }
 
+        registerSecrets(on: api)
         let prefix = "organization/{org}/experiments/{exp}"
         api.get("\(prefix)/raw") { _, context in
             let scope = try await resolve(context, needs: [.read, .report])
@@ -130,12 +131,7 @@ struct ReliablyRoutes {
     /// The caller, checked against `{org}`, and the experiment `{exp}` names. Any id that is
     /// malformed, unknown or another organisation's is a 404.
     private func resolve(_ context: GatewayContext, needs permissions: [Role.Permission]) async throws -> Scope {
-        guard let principal = context.principal else { throw Problem.unauthenticated }
-        guard permissions.contains(where: principal.role.allows) else {
-            throw Problem.forbidden("a \(principal.role.rawValue) token may not do this")
-        }
-        let organization = try await ids.organizationUUID(principal.organization)
-        guard ReliablyIDs.canonical(context.parameters.get("org")) == organization else { throw Problem.notFound("organization") }
+        let (principal, organization) = try await self.organization(context, needs: permissions)
         guard let experimentUUID = ReliablyIDs.canonical(context.parameters.get("exp")),
               let experimentID = try await ids.faultlineID(of: experimentUUID, .experiment, in: principal.organization) else {
             throw Problem.notFound("experiment")
