@@ -301,7 +301,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "ExperimentService", "SecretService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC", "ServiceKit",
+                "Gateway", "ExperimentService", "SecretService", "ScheduleService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC", "ServiceKit",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

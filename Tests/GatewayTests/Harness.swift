@@ -10,6 +10,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import ScheduleService
 import SecretService
 import ServiceKit
 import Synchronization
@@ -22,12 +23,16 @@ struct Harness: Sendable {
     let logs: LogCapture
     let tokens: TokenStore
     let experiments: ExperimentsV1.ExperimentClient
+    let scheduleClient: SchedulesV1.ScheduleClient
     let database: PostgresClient
     /// Token values by organisation ("a", "b") and role.
     let values: [String: [Role: String]]
     let organizations: [String: OrganizationID]
 
-    static func with(_ name: String, runners: Bool = false, secrets: Bool = true,
+    /// The runner credential SecretService and ScheduleService accept.
+    static let runnerCredential = "gateway-test-runner-credential"
+
+    static func with(_ name: String, runners: Bool = false, secrets: Bool = true, schedules: Bool = true,
                      _ body: @Sendable (Harness) async throws -> Void) async throws {
         var logger = Logger(label: "gateway-test")
         logger.logLevel = .critical
@@ -38,6 +43,7 @@ struct Harness: Sendable {
         _ = try await ExperimentServer.migrations.apply(on: database)
         _ = try await TokenStore.migrations.apply(on: database)
         _ = try await SecretServer.migrations.apply(on: database)
+        _ = try await ScheduleServer.migrations.apply(on: database)
         let tokens = TokenStore(database: database)
         var values: [String: [Role: String]] = [:]
         var organizations: [String: OrganizationID] = [:]
@@ -50,11 +56,14 @@ struct Harness: Sendable {
         }
         let server = ExperimentServer(database: database, logger: logger)
         let secretServer = SecretServer(database: database, keyring: try MasterKeyring(current: SymmetricKey(size: .bits256)),
-                                        runner: RunnerCredential(Self.runnerCredential), logger: logs.logger("secret-service"))
+                                        runner: RunnerCredential(runnerCredential), logger: logs.logger("secret-service"))
+        // Its dispatcher does not run: plan runs stay recorded (PENDING) and nothing starts.
+        let scheduleServer = ScheduleServer(database: database, runner: RunnerCredential(runnerCredential), logger: logger)
         let health = HealthServer(monitor: HealthMonitor(serving: ["faultline.experiments.v1.ExperimentService",
-                                                                   "faultline.secrets.v1.SecretService"]))
+                                                                   "faultline.secrets.v1.SecretService",
+                                                                   "faultline.schedules.v1.ScheduleService"]))
         let rpc = RPCServer(configuration: .init(host: "127.0.0.1", port: 0),
-                            services: server.services + secretServer.services + [health], logger: logger)
+                            services: server.services + secretServer.services + scheduleServer.services + [health], logger: logger)
         let tokenValues = values, organizationIDs = organizations
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await rpc.run() }
@@ -70,11 +79,14 @@ struct Harness: Sendable {
             let gateway = Gateway(configuration: gatewayConfiguration, tokens: tokens, experiments: experiments,
                                   runners: runners ? RunnersV1.RunnerClient(rpcClient) : nil,
                                   secrets: secrets ? SecretsV1.SecretClient(rpcClient) : nil,
-                                  dependencies: [("experiment-service", rpcClient)] + (secrets ? [("secret-service", rpcClient)] : []),
+                                  schedules: schedules ? SchedulesV1.ScheduleClient(rpcClient) : nil,
+                                  dependencies: [("experiment-service", rpcClient)] + (secrets ? [("secret-service", rpcClient)] : [])
+                                      + (schedules ? [("schedule-service", rpcClient)] : []),
                                   logger: logs.logger("gateway"))
             do {
                 try await gateway.application().test(.live) { client in
-                    try await body(Harness(client: client, logs: logs, tokens: tokens, experiments: experiments, database: database,
+                    try await body(Harness(client: client, logs: logs, tokens: tokens, experiments: experiments,
+                                           scheduleClient: SchedulesV1.ScheduleClient(rpcClient), database: database,
                                            values: tokenValues, organizations: organizationIDs))
                 }
             } catch {
@@ -84,12 +96,11 @@ struct Harness: Sendable {
                 throw error
             }
             await rpcClient.close()
+            await scheduleServer.close()
             group.cancelAll()
         }
         await database.close()
     }
-
-    static let runnerCredential = "test-runner-credential"
 
     func token(_ org: String = "a", _ role: Role = .owner) -> String { values[org]![role]! }
 

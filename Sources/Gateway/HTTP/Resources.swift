@@ -9,15 +9,16 @@ import Synchronization
 enum ResourceKind: String, Sendable {
     case experiment, execution, environment, integration, plan, runner
 
-    /// The id prefix the owning service gives (`PrefixedID`). Nil where the gateway does not
-    /// know it: ScheduleService's ids are only checked for `PrefixedID`'s general shape.
+    /// The id prefix the owning service gives (`PrefixedID`). Runners have none: a runner may
+    /// keep the id it had before a restart, so their ids are only bounded in length here.
     var prefix: String? {
         switch self {
         case .experiment: "exp"
         case .execution: "exe"
         case .environment: "env"
         case .integration: "int"
-        case .plan, .runner: nil
+        case .plan: "plan"
+        case .runner: nil
         }
     }
 
@@ -33,13 +34,7 @@ enum ResourceKind: String, Sendable {
     /// HTTP client cannot tell from an unknown id: 404 before any RPC.
     func checked(_ id: String) throws -> String {
         guard (1...128).contains(id.utf8.count) else { throw notFound }
-        if let prefix {
-            guard PrefixedID.isWellFormed(id, prefix: prefix) else { throw notFound }
-        } else {
-            // `<prefix>_<32 lower-case hex>`, whatever the prefix.
-            guard let bar = id.firstIndex(of: "_"), bar != id.startIndex,
-                  PrefixedID.isWellFormed(id, prefix: String(id[..<bar])) else { throw notFound }
-        }
+        if let prefix, !PrefixedID.isWellFormed(id, prefix: prefix) { throw notFound }
         return id
     }
 

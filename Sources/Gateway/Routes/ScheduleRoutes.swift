@@ -37,8 +37,12 @@ struct ScheduleRoutes {
         group.get("runners/{id}") { _, context in
             _ = try context.require(.read)
             let id = try context.parameters.id(of: .runner)
-            let found = try await client().getRunner(.init(runnerId: id), options: gateway.callOptions(context))
-            return try Response.json(RunnerView(found.runner ?? .init()))
+            do {
+                let found = try await client().getRunner(.init(runnerId: id), options: gateway.callOptions(context))
+                return try Response.json(RunnerView(found.runner ?? .init()))
+            } catch let error as RPCError where error.code == .invalidArgument {
+                throw ResourceKind.runner.notFound  // the id is the call's only argument: it names no runner
+            }
         }
         group.get("organization/halt") { _, context in
             _ = try context.require(.read)
@@ -68,13 +72,10 @@ struct ScheduleRoutes {
             var create = SchedulesV1.CreatePlanRequest(spec: try body.spec.proto(), paused: body.paused ?? false)
             create.requestId = request.headers[HTTPField.Name("idempotency-key")!].flatMap(EdgeMiddleware.acceptable) ?? ""
             let options = try gateway.callOptions(context)
-            do {
-                let created = try await client().createPlan(create, options: options)
-                return try Response.json(PlanView(created.plan ?? .init()), status: .created)
-            } catch let error as RPCError where error.code == .notFound {
-                if let missing = try await missingReference(in: create.spec ?? .init(), options: options) { throw missing }
-                throw error
-            }
+            let schedules = try client()
+            try await checkReferences(of: create.spec ?? .init(), options: options)
+            let created = try await schedules.createPlan(create, options: options)
+            return try Response.json(PlanView(created.plan ?? .init()), status: .created)
         }
         group.get("plans") { request, context in
             _ = try context.require(.read)
@@ -98,15 +99,12 @@ struct ScheduleRoutes {
             let body = try await request.json(UpdatePlanBody.self, context)
             let update = SchedulesV1.UpdatePlanRequest(planId: id, spec: try body.spec.proto(), expectedVersion: body.expected_version ?? 0)
             let options = try gateway.callOptions(context)
-            do {
-                let updated = try await client().updatePlan(update, options: options)
-                return try Response.json(PlanView(updated.plan ?? .init()))
-            } catch let error as RPCError where error.code == .notFound {
-                // The plan itself first: an unknown plan is plan.not_found whatever its spec names.
-                _ = try await client().getPlan(.init(planId: id), options: options)
-                if let missing = try await missingReference(in: update.spec ?? .init(), options: options) { throw missing }
-                throw error
-            }
+            let schedules = try client()
+            // The plan itself first: an unknown plan is plan.not_found whatever its spec names.
+            _ = try await schedules.getPlan(.init(planId: id), options: options)
+            try await checkReferences(of: update.spec ?? .init(), options: options)
+            let updated = try await schedules.updatePlan(update, options: options)
+            return try Response.json(PlanView(updated.plan ?? .init()))
         }
         group.delete("plans/{id}") { _, context in
             _ = try context.require(.write)
@@ -151,26 +149,23 @@ struct ScheduleRoutes {
         }
     }
 
-    /// Which resource a plan spec names that does not exist (for this organisation), asked of
-    /// the services that own them; nil when all are there. Only run after a NOT_FOUND.
-    private func missingReference(in spec: SchedulesV1.PlanSpec, options: CallOptions) async throws -> Problem? {
-        func missing(_ call: () async throws -> Void) async throws -> Bool {
-            do { try await call(); return false } catch let error as RPCError where error.code == .notFound { return true }
+    /// ScheduleService keeps ids of other services as given (a plan naming a deleted experiment
+    /// fails when it fires), so the gateway asks their owners first: an unknown experiment,
+    /// environment or integration is refused when the plan is written, with the same code as a
+    /// malformed one. Plans are written rarely; these are point reads.
+    private func checkReferences(of spec: SchedulesV1.PlanSpec, options: CallOptions) async throws {
+        func exists(_ kind: ResourceKind, _ call: () async throws -> Void) async throws {
+            do { try await call() } catch let error as RPCError where error.code == .notFound { throw kind.notFound }
         }
-        if try await missing({ _ = try await gateway.experiments.getExperiment(.init(experimentId: spec.experimentId), options: options) }) {
-            return ResourceKind.experiment.notFound
-        }
-        guard let secrets = gateway.secrets else { return nil }
-        if !spec.environmentId.isEmpty,
-           try await missing({ _ = try await secrets.getEnvironment(.init(environmentId: spec.environmentId), options: options) }) {
-            return ResourceKind.environment.notFound
+        try await exists(.experiment) { _ = try await gateway.experiments.getExperiment(.init(experimentId: spec.experimentId), options: options) }
+        guard !spec.environmentId.isEmpty || !spec.integrationIds.isEmpty else { return }
+        let secrets = try gateway.required(gateway.secrets, "secrets", variable: "FAULTLINE_SECRET_SERVICE")
+        if !spec.environmentId.isEmpty {
+            try await exists(.environment) { _ = try await secrets.getEnvironment(.init(environmentId: spec.environmentId), options: options) }
         }
         for integration in spec.integrationIds {
-            if try await missing({ _ = try await secrets.getIntegration(.init(integrationId: integration), options: options) }) {
-                return ResourceKind.integration.notFound
-            }
+            try await exists(.integration) { _ = try await secrets.getIntegration(.init(integrationId: integration), options: options) }
         }
-        return nil
     }
 }
 

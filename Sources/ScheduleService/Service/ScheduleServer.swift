@@ -83,15 +83,20 @@ struct DispatchLoop: Service {
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
+            var failures = 0
             while !Task.isCancelled {
-                var busy = false
                 do {
                     let pass = try await dispatcher.tick()
-                    busy = pass.fired > 0 || pass.dispatched > 0
+                    failures = 0
+                    if pass.fired > 0 || pass.dispatched > 0 { continue }
+                    try? await Task.sleep(for: dispatcher.configuration.pollInterval)
                 } catch {
-                    logger.warning("dispatch pass failed; retrying", metadata: ["error": "\(RPCError(from: error))"])
+                    // Postgres down (or a deadlock with another replica, which Postgres breaks):
+                    // back off up to five seconds, logging once per failure streak step.
+                    failures += 1
+                    logger.warning("dispatch pass failed; retrying", metadata: ["error": "\(RPCError(from: error))", "failures": "\(failures)"])
+                    try? await Task.sleep(for: min(.milliseconds(100) * (1 << min(failures, 6)), .seconds(5)))
                 }
-                if !busy { try? await Task.sleep(for: dispatcher.configuration.pollInterval) }
             }
         }
         await dispatcher.connections.closeAll()
