@@ -77,6 +77,37 @@ struct ReliablyClientTests {
     }
 }
 
+extension ReliablyClientTests {
+    @Test("reliably service plan execute runs a Faultline plan end to end")
+    func planExecute() async throws {
+        try await ReliablySupport.with("rly_plan") { h in
+            let (experiment, _) = try await ReliablySupport.importFixture(h, "chaostoolkit__tests_fixtures_check-file-exists.json")
+            let created = try await h.call(.post, "/api/v1/plans", token: h.token("a", .editor), body: """
+                {"spec": {"name": "nightly", "experiment_id": "\(experiment)", "schedule": {"cron": {"expression": "0 3 * * *", "time_zone": "Europe/Paris"}}}}
+                """)
+            let planID = try #require(created.json["id"] as? String, "\(created.text)")
+            let ids = try await h.call(.get, "/api/v1/reliably/plans/\(planID)", token: h.token())
+            let org = try #require(ids.json["organization_id"] as? String, "\(ids.text)")
+            let plan = try #require(ids.json["id"] as? String)
+            let run = try await ChaosRun.planExecute(plan, organization: org, token: h.token("a", .runner), port: try #require(h.client.port))
+            let status = await run.wait()
+            #expect(status == 0, "\(run.output)")
+
+            let list = try await h.call(.get, "/api/v1/executions?plan_id=\(planID)", token: h.token())
+            let executions = try #require(list.json["executions"] as? [[String: Any]])
+            try #require(executions.count == 1, "\(list.text)\n\(run.output)")
+            #expect(executions[0]["status"] as? String == "completed", "\(executions[0])")
+            #expect(executions[0]["experiment_id"] as? String == experiment)
+            let id = try #require(executions[0]["id"] as? String)
+            // Under the CLI the control's log stream is attached: the whole log reached Faultline.
+            let log = try await h.call(.get, "/api/v1/executions/\(id)/log", token: h.token())
+            #expect((log.json["log"] as? String)?.contains("Reliably") == true, "\(log.text.prefix(2000))")
+            let journal = try await h.call(.get, "/api/v1/executions/\(id)/journal", token: h.token())
+            #expect(journal.json["status"] as? String == "completed")
+        }
+    }
+}
+
 /// A `chaos run` of the Reliably venv, in a directory of its own, its output in a file.
 /// `@unchecked`: the Process is only asked isRunning/terminate/waitUntilExit, which Foundation locks.
 final class ChaosRun: @unchecked Sendable {
@@ -94,12 +125,34 @@ final class ChaosRun: @unchecked Sendable {
     }
 
     /// Starts `chaos run` of `experiment` (JSON text) with the Reliably control pointed at the gateway.
-    static func start(_ experiment: String, token: String, port: Int, extra: [String: String] = [:]) async throws -> ChaosRun {
+    static func start(_ experiment: String, token: String, port: Int) async throws -> ChaosRun {
+        var environment: [String: String] = [:]
+        environment["RELIABLY_HOST"] = "127.0.0.1:\(port)"
+        environment["RELIABLY_USE_HTTP"] = "1"
+        environment["RELIABLY_TOKEN"] = token
+        return try await launch(experiment: experiment, environment: environment) { directory in
+            [venv + "/bin/chaos", "--no-version-check", "--log-file", directory + "/chaos.log", "run",
+             "--journal-path", directory + "/journal.json", directory + "/experiment.json"]
+        }
+    }
+
+    /// Starts `reliably service plan execute --set-status <plan>` against the gateway.
+    static func planExecute(_ plan: String, organization: String, token: String, port: Int) async throws -> ChaosRun {
+        let environment = ["RELIABLY_SERVICE_HOST": "http://127.0.0.1:\(port)", "RELIABLY_SERVICE_TOKEN": token,
+                           "RELIABLY_ORGANIZATION_ID": organization, "RELIABLY_VERIFY_TLS": "0"]
+        return try await launch(experiment: nil, environment: environment) { directory in
+            [venv + "/bin/reliably", "service", "plan", "execute", "--set-status", "--result-file", directory + "/journal.json",
+             "--log-file", directory + "/chaos.log", plan]
+        }
+    }
+
+    private static func launch(experiment: String?, environment extra: [String: String],
+                               arguments: (String) -> [String]) async throws -> ChaosRun {
         let directory = try TestPostgres.makeTemporaryDirectory("rly-chaos")
         // The fixtures check files relative to the working directory.
         try FileManager.default.createDirectory(atPath: directory + "/tests/fixtures", withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: directory + "/tests/conftest.py", contents: Data())
-        try experiment.write(toFile: directory + "/experiment.json", atomically: true, encoding: .utf8)
+        try experiment?.write(toFile: directory + "/experiment.json", atomically: true, encoding: .utf8)
         let process = Process()
         // Foundation's Process leaves the child the test process's blocked signals, and chaoslib
         // stops a run on SIGUSR1/SIGUSR2 (what the control sends itself on terminate): start it
@@ -111,13 +164,10 @@ final class ChaosRun: @unchecked Sendable {
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2): signal.signal(s, signal.SIG_DFL)
             os.execv(sys.argv[1], sys.argv[1:])
-            """, venv + "/bin/chaos", "--no-version-check", "--log-file", directory + "/chaos.log", "run",
-                             "--journal-path", directory + "/journal.json", directory + "/experiment.json"]
+            """] + arguments(directory)
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("RELIABLY_") }
-        environment["RELIABLY_HOST"] = "127.0.0.1:\(port)"
-        environment["RELIABLY_USE_HTTP"] = "1"
-        environment["RELIABLY_TOKEN"] = token
+        environment["HOME"] = directory  // no user configuration of the clients
         environment.merge(extra) { $1 }
         process.environment = environment
         FileManager.default.createFile(atPath: directory + "/output.txt", contents: nil)

@@ -50,6 +50,7 @@ struct ReliablyRoutes {
         }
 
         registerSecrets(on: api)
+        registerPlans(on: api)
         let prefix = "organization/{org}/experiments/{exp}"
         api.get("\(prefix)/raw") { _, context in
             let scope = try await resolve(context, needs: [.read, .report])
