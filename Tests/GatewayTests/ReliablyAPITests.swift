@@ -360,3 +360,51 @@ struct ReliablySecretTests {
         }
     }
 }
+
+@Suite("Reliably API: plans")
+struct ReliablyPlanTests {
+    @Test("plans: Reliably's shape; malformed, unknown and other organisations' ids are 404; bad statuses are 400")
+    func plans() async throws {
+        try await ReliablySupport.with("rly_plans") { h in
+            let experiment = try await h.importExperiment()
+            let created = try await h.call(.post, "/api/v1/plans", token: h.token(), body: """
+                {"spec": {"name": "nightly", "experiment_id": "\(experiment)", "schedule": {"cron": {"expression": "0 3 * * *", "time_zone": "Europe/Paris"}}}}
+                """)
+            let planID = try #require(created.json["id"] as? String, "\(created.text)")
+            let ids = try await h.call(.get, "/api/v1/reliably/plans/\(planID)", token: h.token())
+            let org = try #require(ids.json["organization_id"] as? String)
+            let plan = try #require(ids.json["id"] as? String)
+            let runner = h.token("a", .runner)
+            let found = try await h.call(.get, "/api/v1/organization/\(org)/plans/\(plan)", token: runner)
+            #expect(found.status == 200, "\(found.text)")
+            let definition = found.json["definition"] as? [String: Any] ?? [:]
+            #expect((definition["schedule"] as? [String: Any])?["pattern"] as? String == "0 3 * * *")
+            #expect((definition["integrations"] as? [Any])?.isEmpty == true)  // a list, never null
+            let experiments = definition["experiments"] as? [String] ?? []
+            #expect(experiments.count == 1 && UUID(uuidString: experiments[0]) != nil)
+            #expect(definition["environment"] is NSNull)
+
+            let status = "/api/v1/organization/\(org)/plans/\(plan)/status"
+            #expect(try await h.call(.put, status, token: runner, body: #"{"status": "running", "error": null}"#).status == 200)
+            #expect(try await h.call(.put, status, token: runner, body: #"{"status": "error", "error": "Error: boom"}"#).status == 200)
+            for body in [#"{"status": "exploded"}"#, #"{"error": null}"#, #"{"status": "error", "error": 5}"#, "nope", "[]"] {
+                let reply = try await h.call(.put, status, token: runner, body: body)
+                #expect(reply.status == 400, "\(body): \(reply.text)")
+            }
+            #expect(try await h.call(.put, status, token: h.token("a", .viewer), body: #"{"status": "running"}"#).status == 403)
+
+            let orgB = try #require(try await h.call(.get, "/api/v1/reliably/organization", token: h.token("b")).json["id"] as? String)
+            for (token, path) in [(h.token("b", .runner), "/api/v1/organization/\(org)/plans/\(plan)"),
+                                  (h.token("b", .runner), "/api/v1/organization/\(orgB)/plans/\(plan)"),
+                                  (runner, "/api/v1/organization/\(org)/plans/\(UUID().uuidString)"),
+                                  (runner, "/api/v1/organization/\(org)/plans/\(planID)"),
+                                  (runner, "/api/v1/organization/\(org)/plans/not-a-uuid")] {
+                let reply = try await h.call(.get, path, token: token)
+                #expect(reply.status == 404, "\(path): \(reply.text)")
+                let put = try await h.call(.put, path + "/status", token: token, body: #"{"status": "running"}"#)
+                #expect(put.status == 404, "\(path)/status: \(put.text)")
+            }
+            #expect(try await h.call(.get, "/api/v1/reliably/plans/\(planID)", token: h.token("b")).status == 404)
+        }
+    }
+}
