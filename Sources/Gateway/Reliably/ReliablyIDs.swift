@@ -45,6 +45,10 @@ public struct ReliablyIDs: Sendable {
 
     /// The organisation's Reliably UUID, made on first use.
     public func organizationUUID(_ org: OrganizationID) async throws -> String {
+        // Read first: every Reliably request asks, and only the first one writes.
+        if let row = try await database.query("SELECT uuid FROM gateway_reliably.organizations WHERE org = \(org.rawValue)").first {
+            return try row.decode(String.self, at: 0)
+        }
         try await database.execute("""
             INSERT INTO gateway_reliably.organizations (org, uuid, created_us)
             VALUES (\(org.rawValue), \(Self.newUUID()), \(WallClock.nowMicros())) ON CONFLICT (org) DO NOTHING
