@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
-READY_NAMES = ("experiment-service", "secret-service", "runner", "gateway")
+READY_NAMES = ("experiment-service", "secret-service", "schedule-service", "runner", "gateway")
 
 
 class Platform:
