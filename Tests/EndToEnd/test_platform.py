@@ -364,6 +364,8 @@ def test_plan_pause_resume_and_the_kill_switch_through_the_cli(platform, workspa
     assert halted.returncode == 0, halted.stdout + halted.stderr
     status = platform.cli("halt", "--status", "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["halted"] is True, status.stdout
+    refused = platform.api("POST", f"/api/v1/experiments/{experiment_id}/run", {})
+    assert refused[0] == 409 and refused[1]["code"] == "organization.halted", refused
     resumed = platform.cli("resume", "--json")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     status = platform.cli("halt", "--status", "--json")
