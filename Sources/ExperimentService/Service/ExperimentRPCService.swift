@@ -353,32 +353,9 @@ struct ExperimentRPCService: ExperimentsV1.ExperimentService {
         return execution
     }
 
-    /// Runs a handler body for the calling organisation. Client mistakes are already RPCErrors;
-    /// database failures keep their fixed messages; anything else is logged and INTERNAL.
+    /// Runs a handler body for the calling organisation (ServiceKit maps its failures).
     private func call<T: Sendable>(_ context: ServerContext, _ body: (OrganizationID) async throws -> T) async throws -> T {
         let org = try context.organization()
-        do {
-            return try await body(org)
-        } catch let error as RPCError {
-            throw error
-        } catch let error as DatabaseError {
-            if error.rpcErrorCode == .internalError {
-                context.logger.error("database failure", metadata: ["error": "\(error)", "sqlstate": "\(error.sqlState ?? "")"])
-            }
-            throw RPCError(from: error)
-        } catch is CancellationError {
-            throw RPCError(.cancelled, "the call was cancelled")
-        } catch {
-            context.logger.error("unexpected failure", metadata: ["error": "\(error)"])
-            throw RPCError(.internalError, "the service failed to handle the call")
-        }
-    }
-}
-
-/// Bounds on free-text fields, checked before anything reaches SQL.
-enum Check {
-    static func text(_ value: String, _ field: String, max: Int) throws(RPCError) {
-        guard value.utf8.count <= max else { throw RPCError(.invalidArgument, "\(field) is longer than \(max) bytes") }
-        guard !value.utf8.contains(0) else { throw RPCError(.invalidArgument, "\(field) contains a NUL character") }
+        return try await context.mappingFailures { try await body(org) }
     }
 }

@@ -1,6 +1,7 @@
 import FaultlineProto
 import FaultlineRPC
 import Foundation
+import ServiceKit
 
 /// A plan spec checked field by field and turned into calendar values. Every rejection is
 /// INVALID_ARGUMENT naming the field; messages quote at most a clipped token of the input.
@@ -145,20 +146,9 @@ struct PlanDefinition: Sendable {
 }
 
 /// Bounds on request text, checked before anything reaches SQL or a log.
-enum Check {
+extension Check {
     /// 9999-12-31 in microseconds: nothing is scheduled beyond.
     static let latestMicros: Int64 = 253_402_300_799_000_000
-
-    static func text(_ value: String, _ field: String, max: Int) throws(RPCError) {
-        guard value.utf8.count <= max else { throw RPCError(.invalidArgument, "\(field) is longer than \(max) bytes") }
-        guard !value.utf8.contains(0) else { throw RPCError(.invalidArgument, "\(field) contains a NUL character") }
-    }
-
-    /// Display names: 1-200 bytes, no control characters.
-    static func name(_ value: String, _ field: String) throws(RPCError) {
-        guard (1...200).contains(value.utf8.count), !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
-        else { throw RPCError(.invalidArgument, "\(field) must be 1-200 bytes without control characters") }
-    }
 
     /// Another service's id (experiment, environment, integration): 1-200 printable ASCII bytes.
     /// Whether it exists is the runner's question at dispatch (a deleted one ends the run FAILED).

@@ -251,32 +251,12 @@ struct ScheduleRPCService: SchedulesV1.ScheduleService {
         guard runner.admits(context) else {
             throw RPCError(.permissionDenied, "only runners may call this (send the runner credential as `authorization: Bearer …`)")
         }
-        return try await mapped(context) { try await body() }
+        return try await context.mappingFailures { try await body() }
     }
 
     /// Runs a handler body for the calling organisation.
     private func call<T: Sendable>(_ context: ServerContext, _ body: (OrganizationID) async throws -> T) async throws -> T {
         let org = try context.organization()
-        return try await mapped(context) { try await body(org) }
-    }
-
-    /// Client mistakes are already RPCErrors; database failures keep their fixed messages (they
-    /// never quote parameters); anything else is INTERNAL with a fixed message.
-    private func mapped<T: Sendable>(_ context: ServerContext, _ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as RPCError {
-            throw error
-        } catch let error as DatabaseError {
-            if error.rpcErrorCode == .internalError {
-                context.logger.error("database failure", metadata: ["sqlstate": "\(error.sqlState ?? "")", "code": "\(error.code)"])
-            }
-            throw RPCError(from: error)
-        } catch is CancellationError {
-            throw RPCError(.cancelled, "the call was cancelled")
-        } catch {
-            context.logger.error("unexpected failure", metadata: ["type": "\(type(of: error))"])
-            throw RPCError(.internalError, "the service failed to handle the call")
-        }
+        return try await context.mappingFailures { try await body(org) }
     }
 }

@@ -1,6 +1,7 @@
 import FaultlineProto
 import FaultlineRPC
 import Foundation
+import ServiceKit
 
 /// Validates an integration's configuration before it is stored: every field a control will act
 /// on, and every secret it names (which must live in the integration's own environment).

@@ -261,26 +261,15 @@ struct SecretRPCService: SecretsV1.SecretService {
         AuditStore.Entry(actor: context.actor, peer: String(context.peer.prefix(200)))
     }
 
-    /// Runs a handler body for the calling organisation. Client mistakes are already RPCErrors;
-    /// database failures keep their fixed messages (they never quote parameters); anything else
-    /// is INTERNAL with a fixed message, and only its type is logged.
+    /// Runs a handler body for the calling organisation (ServiceKit maps its failures); a
+    /// tampered secret is logged here, where the organisation is known.
     private func call<T: Sendable>(_ context: ServerContext, _ body: (OrganizationID) async throws -> T) async throws -> T {
         let org = try context.organization()
         do {
-            return try await body(org)
-        } catch let error as RPCError {
-            if error.code == .dataLoss { context.logger.error("a stored secret failed its integrity check", metadata: ["org": "\(org)"]) }
+            return try await context.mappingFailures { try await body(org) }
+        } catch let error as RPCError where error.code == .dataLoss {
+            context.logger.error("a stored secret failed its integrity check", metadata: ["org": "\(org)"])
             throw error
-        } catch let error as DatabaseError {
-            if error.rpcErrorCode == .internalError {
-                context.logger.error("database failure", metadata: ["sqlstate": "\(error.sqlState ?? "")", "code": "\(error.code)"])
-            }
-            throw RPCError(from: error)
-        } catch is CancellationError {
-            throw RPCError(.cancelled, "the call was cancelled")
-        } catch {
-            context.logger.error("unexpected failure", metadata: ["type": "\(type(of: error))"])
-            throw RPCError(.internalError, "the service failed to handle the call")
         }
     }
 }

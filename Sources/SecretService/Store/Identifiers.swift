@@ -61,11 +61,7 @@ struct PageToken {
 }
 
 /// Bounds on request text, checked before anything reaches SQL.
-enum Check {
-    static func text(_ value: String, _ field: String, max: Int) throws(RPCError) {
-        guard value.utf8.count <= max else { throw RPCError(.invalidArgument, "\(field) is longer than \(max) bytes") }
-        guard !value.utf8.contains(0) else { throw RPCError(.invalidArgument, "\(field) contains a NUL character") }
-    }
+extension Check {
 
     /// Letters, digits and `_`, not starting with a digit; 1-128 bytes (secret and variable names).
     static func identifier(_ value: String, _ field: String) throws(RPCError) {
@@ -76,9 +72,4 @@ enum Check {
         else { throw RPCError(.invalidArgument, "\(field) must be 1-128 letters, digits or _, not starting with a digit") }
     }
 
-    /// Display names: 1-200 bytes, no control characters.
-    static func name(_ value: String, _ field: String) throws(RPCError) {
-        guard (1...200).contains(value.utf8.count), !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
-        else { throw RPCError(.invalidArgument, "\(field) must be 1-200 bytes without control characters") }
-    }
 }
