@@ -46,6 +46,7 @@ public struct Gateway: Sendable {
         TokenRoutes(tokens: tokens).register(on: api)
         ExperimentRoutes(gateway: self).register(on: api)
         ExecutionRoutes(gateway: self).register(on: api)
+        Console(gateway: self).register(on: router)
         return router
     }
 
