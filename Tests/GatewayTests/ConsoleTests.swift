@@ -159,7 +159,7 @@ struct ConsoleTests {
                 (["source": source], [:]),
                 (["source": source, "csrf": ""], [:]),
                 (["source": source, "csrf": ConsoleSession.csrfToken(for: other)], [:]),
-                (["source": source, "csrf": ConsoleSession.csrfToken(for: cookie)], [.origin: "https://evil.example"]),
+                (["source": source, "csrf": ConsoleSession.csrfToken(for: cookie)], [HTTPField.Name("origin")!: "https://evil.example"]),
             ]
             for (fields, headers) in attempts {
                 let reply = try await h.form("/console/import", fields, cookie: cookie, headers: headers)
@@ -168,7 +168,7 @@ struct ConsoleTests {
             }
             #expect(!(try await h.page("/console/experiments", cookie: cookie)).text.contains("csrf probe"))
             // Sign-in from another origin (login CSRF) is refused too.
-            #expect(try await h.form("/console/sign-in", ["token": h.token()], headers: [.origin: "https://evil.example"]).status == 403)
+            #expect(try await h.form("/console/sign-in", ["token": h.token()], headers: [HTTPField.Name("origin")!: "https://evil.example"]).status == 403)
 
             let good = try await h.form("/console/import", ["source": source, "csrf": ConsoleSession.csrfToken(for: cookie)], cookie: cookie)
             #expect(good.status == 303)
