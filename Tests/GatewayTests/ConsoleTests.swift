@@ -199,7 +199,8 @@ struct ConsoleTests {
             #expect(reply.status == 400)
             #expect(reply.text.contains("id=\"problem-line-5\""))
             #expect(reply.text.contains("&quot;no provider&quot;"))  // the text stays in the form, escaped
-            let broken = "{\n  \"title\": \"t\",\n  \"method\": [\n}\n"
+            // As a browser sends a textarea: CRLF line breaks.
+            let broken = "{\r\n  \"title\": \"t\",\r\n  \"method\": [\r\n}\r\n"
             let syntax = try await h.form("/console/import", ["source": broken, "csrf": csrf], cookie: cookie)
             #expect(syntax.status == 400)
             #expect(syntax.text.contains("id=\"problem-line-4\""))

@@ -43,6 +43,7 @@ def platform():
     binary = _find("FAULTLINE_BIN", ROOT / ".build" / "debug" / "faultline")
     parent = os.environ.get("FAULTLINE_TEST_TMP") or None
     state = tempfile.mkdtemp(prefix="console-up-", dir=parent)
+    os.chmod(state, 0o755)  # the embedded Postgres runs as the postgres user when we are root
     env = dict(os.environ)
     env.setdefault("FAULTLINE_VENV", str(ROOT / ".venv"))
     env.pop("DATABASE_URL", None)  # the embedded Postgres under the state directory

@@ -15,7 +15,10 @@ WAIT = 120
 
 
 def process(name, path, arguments="", kind="action", tolerance=None):
-    activity = {"type": kind, "name": name, "provider": {"type": "process", "path": path, "arguments": arguments}}
+    provider = {"type": "process", "path": path}
+    if arguments:
+        provider["arguments"] = arguments
+    activity = {"type": kind, "name": name, "provider": provider}
     if tolerance is not None:
         activity["tolerance"] = tolerance
     return activity
@@ -47,7 +50,7 @@ def wait(browser, condition, timeout=WAIT):
 
 
 def sign_in(browser, url, token):
-    browser.get(url + "/console")
+    browser.get(url + "/console/sign-in")
     wait(browser, EC.presence_of_element_located((By.ID, "token")))
     field = browser.find_element(By.ID, "token")
     field.clear()
@@ -83,7 +86,7 @@ def test_sign_in_import_run_and_watch(platform, browser, screenshots, tmp_path):
     # method[0] spans from its "{" two lines above its name to its "}" one line below.
     name_line = invalid.splitlines().index('      "name": "no-provider"') + 1
     placed = [int(row.get_attribute("id").rsplit("-", 1)[1])
-              for row in browser.find_elements(By.CSS_SELECTOR, "tr.problem[id^='problem-line-']")]
+              for row in browser.find_elements(By.CSS_SELECTOR, "tr.problem.error[id^='problem-line-']")]
     assert placed and all(name_line - 2 <= line <= name_line + 1 for line in placed), (placed, name_line)
     shoot(browser, screenshots, "04-import-problems")
 
@@ -101,7 +104,8 @@ def test_sign_in_import_run_and_watch(platform, browser, screenshots, tmp_path):
     browser.find_element(By.ID, "import-submit").click()
     wait(browser, EC.presence_of_element_located((By.ID, "definition")))
     assert browser.find_element(By.TAG_NAME, "h1").text == "<b>checkout</b> survives a slow dependency"
-    assert "slow-dependency" in browser.find_element(By.CSS_SELECTOR, "ol.steps").text
+    steps = [ol.text for ol in browser.find_elements(By.CSS_SELECTOR, "ol.steps")]  # hypothesis, method, rollbacks
+    assert len(steps) == 3 and "slow-dependency" in steps[1] and "restore-service" in steps[2], steps
     shoot(browser, screenshots, "06-experiment")
 
     # Run it and watch the live timeline reach its end (the page reloads once, then replays).

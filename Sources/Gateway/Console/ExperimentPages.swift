@@ -179,7 +179,9 @@ struct ExperimentPages {
 
     private func importExperiment(_ request: Request, _ context: GatewayContext) async throws -> Response {
         _ = try context.require(.write)
-        let form = try await ConsoleForms.read(ImportForm.self, request, context)
+        var form = try await ConsoleForms.read(ImportForm.self, request, context)
+        // Browsers send a textarea's lines with CRLF; the experiment is kept with plain LF.
+        form.source = form.source?.replacingOccurrences(of: "\r\n", with: "\n")
         let text = form.source ?? ""
         var create = ExperimentsV1.CreateExperimentRequest()
         create.source = .init(text: text, format: form.format == "yaml" ? .yaml : form.format == "json" ? .json : .unspecified,
@@ -233,7 +235,8 @@ struct ExperimentPages {
     /// (problems without a line come first).
     static func annotatedSource(_ source: String, problems: [ExperimentsV1.ValidationProblem]) -> HTML {
         let map = SourceMap(text: source)
-        let lines = source.split(separator: "\n", omittingEmptySubsequences: false)
+        // "\r\n" is one Character in Swift: split on any line break.
+        let lines = source.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
         var byLine: [Int: [ExperimentsV1.ValidationProblem]] = [:]
         var unplaced: [ExperimentsV1.ValidationProblem] = []
         for problem in problems {
