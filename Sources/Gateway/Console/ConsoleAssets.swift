@@ -42,14 +42,16 @@ enum ConsoleAssets {
     .source tr.has-problem td { background: #fff1f0; }
     .source tr.problem td { background: #ffebe9; color: #82071e; font-family: system-ui, sans-serif; white-space: normal; }
     .source tr.problem.warning td { background: #fff8c5; color: #4d2d00; }
-    .controls { display: flex; flex-wrap: wrap; gap: 8px; margin: 1rem 0; } .controls form { margin: 0; }
+    .controls { display: flex; flex-wrap: wrap; gap: 8px; margin: 1rem 0; } .controls form { margin: 0; display: flex; gap: 8px; align-items: center; }
+    label.inline { display: inline; margin: 0; font-weight: normal; }
     ol.timeline { list-style: none; padding: 0; margin: 0; border: 1px solid var(--line); }
     ol.timeline li { display: grid; grid-template-columns: minmax(8rem, 16rem) 1fr; gap: 8px; align-items: center; padding: 4px 8px; border-bottom: 1px solid var(--line); }
     ol.timeline .label { font-size: .9rem; overflow-wrap: anywhere; } ol.timeline .phase { color: var(--muted); font-size: .8rem; display: block; }
     ol.timeline .track { position: relative; height: 1.4rem; background: var(--panel); }
     ol.timeline .bar { position: absolute; top: 2px; bottom: 2px; min-width: 4px; border-radius: 3px; background: var(--run); }
-    .bar.succeeded, .bar.met { background: var(--ok); } .bar.failed, .bar.not-met { background: var(--bad); } .bar.running { background: var(--run); }
-    .bar.paused { background: var(--warn); }
+    .bar.succeeded, .bar.met, ol.timeline .bar.succeeded, ol.timeline .bar.met { background: var(--ok); }
+    .bar.failed, .bar.not-met, ol.timeline .bar.failed, ol.timeline .bar.not-met { background: var(--bad); }
+    .bar.paused, ol.timeline .bar.paused { background: var(--warn); } .bar.running { background: var(--run); }
     .legend { display: flex; flex-wrap: wrap; gap: 12px; font-size: .85rem; margin: .5rem 0; list-style: none; padding: 0; }
     .legend .swatch { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: middle; }
     svg.chart { width: 100%; height: auto; max-width: 900px; } svg.chart text { font: 11px system-ui, sans-serif; fill: #1b1f24; }
@@ -141,7 +143,7 @@ enum ConsoleAssets {
             r = row("pause", "Paused", "user request", t); r.state = "paused"; describe(r); open.pause = r;
             break;
           case "resumed":
-            if (open.pause) { open.pause.end = t; open.pause.state = "succeeded"; describe(open.pause); delete open.pause; }
+            if (open.pause) { open.pause.end = t; describe(open.pause); delete open.pause; }
             break;
         }
         layout();
