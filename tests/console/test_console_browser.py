@@ -169,6 +169,7 @@ def test_pause_and_terminate_a_long_run(platform, browser, screenshots):
     browser.get(url + "/console")
     running = browser.find_elements(By.CSS_SELECTOR, "main table a[href^='/console/executions/']")
     assert execution_url in [a.get_attribute("href") for a in running]
+    assert "long soak" in browser.find_element(By.CSS_SELECTOR, "main table").text  # the first: running now
     shoot(browser, screenshots, "13-overview-running")
 
     browser.get(execution_url)

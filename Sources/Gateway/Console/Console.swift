@@ -8,6 +8,16 @@ import NIOCore
 
 /// The web console under `/console`: server-rendered pages over the same RPC clients and
 /// organisation scoping as the JSON API, signed in with a session cookie (`ConsoleSession`).
+///
+/// GET  /console                                overview: running now, runs per day (SVG)
+/// GET  /console/sign-in, POST /console/sign-in paste an API token; POST /console/sign-out
+/// GET  /console/experiments[?q=&tag=]          list; /console/experiments/{id}[?revision=N] one
+/// POST /console/experiments/{id}/run           run now, then the execution page
+/// GET  /console/import, POST /console/import   paste or load JSON/YAML; problems at their lines
+/// GET  /console/executions/{id}                timeline (SSE), journal, log
+/// POST /console/executions/{id}/pause|resume|terminate
+/// GET  /console/executions/{id}/events/stream  the API's SSE, authorised by the cookie
+/// GET  /console/assets/console.css|console.js
 struct Console {
     let gateway: Gateway
     var session: ConsoleSession { ConsoleSession(tokens: gateway.tokens) }
@@ -79,8 +89,13 @@ struct Console {
         active.pageSize = 50
         active.states = [.pending, .running]
         let running = try await client.listExecutions(active, options: gateway.callOptions(context)).executions
+        var titles: [String: String] = [:]
+        for id in Set(running.map(\.experimentId)) {
+            let found = try? await client.getExperiment(.init(experimentId: id), options: gateway.callOptions(context))
+            titles[id] = found?.experiment?.title ?? id
+        }
         let chart = RunsChart(executions: executions.map { ($0.createdAtUs, $0.state.apiName) }, days: days, endingAt: now)
-        return try page(context, title: "Overview", section: .overview, body: Pages.overview(chart: chart, truncated: truncated, running: running), request: request)
+        return try page(context, title: "Overview", section: .overview, body: Pages.overview(chart: chart, truncated: truncated, running: running, titles: titles), request: request)
     }
 
     /// A full page for the signed-in caller.

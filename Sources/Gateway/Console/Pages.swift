@@ -101,11 +101,11 @@ enum Pages {
         """
     }
 
-    static func overview(chart: RunsChart, truncated: Bool, running: [ExperimentsV1.Execution]) -> HTML {
+    static func overview(chart: RunsChart, truncated: Bool, running: [ExperimentsV1.Execution], titles: [String: String]) -> HTML {
         """
         <h1>Overview</h1>
         <h2 id="running-now">Running now</h2>
-        \(executions(running, caption: "Runs in progress"))
+        \(executions(running, caption: "Runs in progress", experimentTitles: titles))
         <h2 id="runs-per-day">Runs per day by outcome</h2>
         <p class="muted">The last \(chart.days) days, UTC\(truncated ? " (the first 2,000 runs only)" : "").</p>
         \(chart.svg())
