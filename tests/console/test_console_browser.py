@@ -148,7 +148,7 @@ def test_pause_and_terminate_a_long_run(platform, browser, screenshots):
     url, token = platform
     sign_in(browser, url, token)
     wait(browser, EC.presence_of_element_located((By.ID, "running-now")))
-    long_run = experiment("long soak", [process("warm-up", "sleep", "3"), process("soak", "sleep", "300"),
+    long_run = experiment("long soak", [process("warm-up", "sleep", "10"), process("soak", "sleep", "300"),
                                         process("never-reached", "true")], ["soak"])
     browser.get(url + "/console/import")
     browser.execute_script("document.getElementById('source').value = arguments[0]", json.dumps(long_run))
@@ -157,7 +157,8 @@ def test_pause_and_terminate_a_long_run(platform, browser, screenshots):
     run_and_open(browser)
     execution_url = browser.current_url
 
-    # Pause while warm-up runs: the control stops before the next activity.
+    # Pause while warm-up runs (long enough for a slow machine to click in time): the control
+    # stops before the next activity.
     wait(browser, lambda b: "warm-up" in b.find_element(By.ID, "timeline").text)
     browser.find_element(By.ID, "pause-button").click()
     wait(browser, lambda b: b.find_element(By.ID, "resume-button").is_enabled())
