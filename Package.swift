@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // MARK: C libraries (Debian: libnghttp2-dev, libprotobuf-c-dev, libpq-dev)
@@ -74,6 +75,7 @@ let package = Package(
             name: "ServiceKit",
             dependencies: [
                 "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -112,8 +114,10 @@ let package = Package(
         .target(
             name: "ScheduleService",
             dependencies: [
-                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres",
+                "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/ScheduleService",
             exclude: ["SCHEDULING.md"],
@@ -143,6 +147,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "Sources/Gateway",
             exclude: ["README.md"],
@@ -155,7 +160,11 @@ let package = Package(
             name: "faultline",
             dependencies: [
                 "FaultlineRPC", "FaultlineProto", "FaultlinePostgres", "ServiceKit", "ExperimentService", "RunnerService", "SecretService", "Gateway",
+                "ScheduleService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -198,6 +207,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/Runner/Sources",
+            swiftSettings: swiftSettings
+        ),
+
+        .executableTarget(
+            name: "ScheduleBenchmark",
+            dependencies: [
+                "ScheduleService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/Schedule/Sources",
             swiftSettings: swiftSettings
         ),
 
@@ -250,22 +270,27 @@ let package = Package(
         .testTarget(
             name: "RunnerServiceTests",
             dependencies: [
-                "RunnerService", "ExperimentService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                "RunnerService", "ExperimentService", "SecretService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/RunnerServiceTests",
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ScheduleServiceTests",
-            dependencies: ["ScheduleService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC"],
+            dependencies: [
+                "ScheduleService", "RunnerService", "ExperimentService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/ScheduleServiceTests",
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SecretServiceTests",
             dependencies: [
-                "SecretService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                "SecretService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/SecretServiceTests",
@@ -278,9 +303,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FaultlineCommandTests",
+            dependencies: [
+                "faultline",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/FaultlineCommandTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "ExperimentService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC", "ServiceKit",
+                "Gateway", "ExperimentService", "SecretService", "ScheduleService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC", "ServiceKit",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

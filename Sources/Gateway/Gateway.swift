@@ -1,4 +1,4 @@
-public import FaultlinePostgres
+import FaultlinePostgres
 public import FaultlineProto
 public import FaultlineRPC
 import Foundation
@@ -13,16 +13,25 @@ public struct Gateway: Sendable {
     public var experiments: ExperimentsV1.ExperimentClient
     /// Nil when no RunnerService is configured: running experiments answers 503.
     public var runners: RunnersV1.RunnerClient?
+    /// Nil when no SecretService is configured: environments, integrations and the audit trail answer 503.
+    public var secrets: SecretsV1.SecretClient?
+    /// Nil when no ScheduleService is configured: plans, runners and the kill switch answer 503.
+    public var schedules: SchedulesV1.ScheduleClient?
     /// What `/readyz` checks, by name.
     public var dependencies: [(name: String, caller: any RPCCaller)]
     public var logger: Logger
+    public var metrics = GatewayMetrics()
 
     public init(configuration: GatewayConfiguration, tokens: TokenStore, experiments: ExperimentsV1.ExperimentClient,
-                runners: RunnersV1.RunnerClient?, dependencies: [(name: String, caller: any RPCCaller)], logger: Logger) {
+                runners: RunnersV1.RunnerClient?, secrets: SecretsV1.SecretClient? = nil,
+                schedules: SchedulesV1.ScheduleClient? = nil,
+                dependencies: [(name: String, caller: any RPCCaller)], logger: Logger) {
         self.configuration = configuration
         self.tokens = tokens
         self.experiments = experiments
         self.runners = runners
+        self.secrets = secrets
+        self.schedules = schedules
         self.dependencies = dependencies
         self.logger = logger
     }
@@ -36,17 +45,28 @@ public struct Gateway: Sendable {
 
     public func router() -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
-        router.add(middleware: EdgeMiddleware(configuration: configuration))
+        let routes = RouteTable()
+        router.add(middleware: MetricsMiddleware(metrics: metrics))
+        router.add(middleware: EdgeMiddleware(configuration: configuration, routes: routes))
         router.get("healthz") { _, _ in Response.json(#"{"status":"ok"}"#) }
         router.get("readyz") { _, context in try await readiness(context) }
+        router.get("metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: metrics.exposition()))
+        }
         router.get("api/v1/openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: Self.openAPIDocument))
         }
-        let api = router.group("api/v1").add(middleware: AuthenticationMiddleware(tokens: tokens))
+        let api = router.group("api/v1")
+            .add(middleware: AuthenticationMiddleware(tokens: tokens))
+            .add(middleware: ResourceErrorMiddleware())
         TokenRoutes(tokens: tokens).register(on: api)
         ExperimentRoutes(gateway: self).register(on: api)
         ExecutionRoutes(gateway: self).register(on: api)
+        SecretRoutes(gateway: self).register(on: api)
+        ScheduleRoutes(gateway: self).register(on: api)
         Console(gateway: self).register(on: router)
+        routes.record(router.routes.map { ($0.path, $0.method) })
         return router
     }
 
@@ -60,6 +80,15 @@ public struct Gateway: Sendable {
         )
     }
 
+    /// A configured client, or 503 naming the variable that configures it.
+    func required<Client>(_ client: Client?, _ service: String, variable: String) throws -> Client {
+        guard let client else {
+            throw Problem(.serviceUnavailable, code: "\(service).not_configured",
+                          detail: "no \(service) service is configured (\(variable))")
+        }
+        return client
+    }
+
     /// Options for an RPC made for the caller of `context`: organisation, actor, role and
     /// request id as metadata, and the request's deadline.
     func callOptions(_ context: GatewayContext, timeout: Duration?? = .none) throws -> CallOptions {
@@ -71,25 +100,34 @@ public struct Gateway: Sendable {
         return options
     }
 
+    /// Ready when every configured dependency answers its gRPC health check SERVING and the
+    /// token database answers; all are checked at once, each within 2 seconds.
     private func readiness(_ context: GatewayContext) async throws -> Response {
-        var checks: [String: String] = [:]
-        var options = CallOptions(timeout: .seconds(2))
-        options.metadata.addString(context.requestID, forKey: ContractMetadata.requestID)
-        for dependency in dependencies {
-            let status: String
-            do {
-                let response = try await HealthV1.HealthClient(dependency.caller).check(.init(), options: options)
-                status = response.status == .serving ? "serving" : "not_serving"
-            } catch {
-                status = "unreachable"
+        var health = CallOptions(timeout: .seconds(2))
+        health.metadata.addString(context.requestID, forKey: ContractMetadata.requestID)
+        let options = health
+        let checks = await withTaskGroup(of: (String, String).self) { group in
+            for dependency in dependencies {
+                group.addTask {
+                    do {
+                        let response = try await HealthV1.HealthClient(dependency.caller).check(.init(), options: options)
+                        return (dependency.name, response.status == .serving ? "serving" : "not_serving")
+                    } catch {
+                        return (dependency.name, "unreachable")
+                    }
+                }
             }
-            checks[dependency.name] = status
-        }
-        do {
-            _ = try await tokens.database.query("SELECT 1")
-            checks["database"] = "serving"
-        } catch {
-            checks["database"] = "unreachable"
+            group.addTask {
+                do {
+                    _ = try await tokens.database.query("SELECT 1")
+                    return ("database", "serving")
+                } catch {
+                    return ("database", "unreachable")
+                }
+            }
+            var checks: [String: String] = [:]
+            for await (name, status) in group { checks[name] = status }
+            return checks
         }
         let ready = checks.values.allSatisfy { $0 == "serving" }
         struct Body: Encodable { var status: String; var checks: [String: String] }
@@ -161,19 +199,5 @@ extension Parameters {
         }
         return String(value)
     }
-
-    /// The path id of an experiment or execution. A malformed one names no resource at all: to
-    /// an HTTP client that is the same as an unknown id, so it is a 404 before any RPC.
-    func id(of kind: ResourceKind, _ name: String = "id") throws -> String {
-        let value = try id(name)
-        guard PrefixedID.isWellFormed(value, prefix: kind.prefix) else { throw Problem.notFound(kind.rawValue) }
-        return value
-    }
 }
 
-/// The kinds of ids the routes take, with ExperimentService's prefixes.
-enum ResourceKind: String {
-    case experiment, execution
-
-    var prefix: String { self == .experiment ? "exp" : "exe" }
-}

@@ -21,6 +21,8 @@ final class EventRelay: Sendable {
         var dropped: Int64 = 0
         var closed = false
         var wake: CheckedContinuation<Void, Never>?
+        /// `linger` waiting for a close, which ends the linger at once.
+        var closeWaiter: CheckedContinuation<Void, Never>?
     }
 
     let executionID: String
@@ -95,9 +97,7 @@ final class EventRelay: Sendable {
                     }
                     if ready { continuation.resume() }
                 }
-                // Coalesce: a run's events come in bursts, and one ReportEvents call per event
-                // would compete with `chaos` for CPU. Not after close: the drain goes at once.
-                if !state.withLock({ $0.closed }) { try? await Task.sleep(for: Self.linger) }
+                await linger()
                 continue
             case .send(let events):
                 batch = events
@@ -120,14 +120,48 @@ final class EventRelay: Sendable {
         }
     }
 
+    /// Coalesces: a run's events come in bursts, and one ReportEvents call per event would
+    /// compete with `chaos` for CPU. A close ends the wait at once: the run's end (and with it
+    /// CompleteExecution) never waits for a linger.
+    private func linger() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: Self.linger) }
+            group.addTask { await self.waitForClose() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func waitForClose() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    // Checked under the lock the cancellation handler takes too: no lost wake-up.
+                    if state.closed || Task.isCancelled { return true }
+                    state.closeWaiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { state in
+                defer { state.closeWaiter = nil }
+                return state.closeWaiter
+            }?.resume()
+        }
+    }
+
     /// No more events will come: `deliver` returns once the rest is delivered.
     func close() {
-        let wake = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.closed = true
-            defer { state.wake = nil }
-            return state.wake
+            defer {
+                state.wake = nil
+                state.closeWaiter = nil
+            }
+            return [state.wake, state.closeWaiter].compactMap { $0 }
         }
-        wake?.resume()
+        waiters.forEach { $0.resume() }
         try? spool?.close()
     }
 

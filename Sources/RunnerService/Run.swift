@@ -27,18 +27,25 @@ final class RunHandle: ControlPeer, Sendable {
     private let grace: Duration
     private let configuration: RunnerConfiguration
     private let client: ExperimentsV1.ExperimentClient
+    private let secretSource: SecretSource?
+    private let environmentID: String
+    private let integrationIDs: [String]
     private let stateDirectory: StateDirectory
     private let logger: Logger
     let relay: EventRelay
     private let status: Mutex<Status>
+    private let accepted = ContinuousClock.now
     /// Stop requests, for the escalation to SIGKILL.
     private let stopRequests: AsyncStream<Void>
     private let stopRequested: AsyncStream<Void>.Continuation
 
     init(execution: ExperimentsV1.Execution, definitionJSON: String, request: RunnersV1.StartRunRequest,
          organization: OrganizationID, configuration: RunnerConfiguration, stateDirectory: StateDirectory,
-         client: ExperimentsV1.ExperimentClient, logger: Logger) {
+         client: ExperimentsV1.ExperimentClient, secrets: SecretSource?, logger: Logger) {
         executionID = execution.id
+        secretSource = secrets
+        environmentID = request.environmentId
+        integrationIDs = request.integrationIds
         self.organization = organization
         requestID = request.requestId
         self.definitionJSON = definitionJSON
@@ -123,15 +130,27 @@ final class RunHandle: ControlPeer, Sendable {
         var socket: ControlSocket?
         var exit: ChaosProcess.Exit?
         var reason = ""
+        var completed = false
+        let clock = ContinuousClock()
+        var phases = (accepted: accepted, spawned: ContinuousClock.Instant?.none, exited: ContinuousClock.Instant?.none)
         await withTaskGroup(of: Void.self) { background in
             background.addTask { await self.relay.deliver() }
             do {
-                try prepare(runDirectory)
+                // Stopped while queued (a drain): no secret is revealed, no process spawned.
+                if case .terminate(_, let why) = status.withLock({ $0.desired }) {
+                    throw StoppedBeforeStart(reason: why ?? "stopped before chaos started")
+                }
+                // Recorded before any secret file exists: after a crash, the next start removes them.
                 try stateDirectory.save(RunRecord(executionID: executionID, organization: organization.rawValue,
                                                   pid: 0, runDirectory: runDirectory.path))
+                let secrets = try await RunSecrets.fetch(environmentID: environmentID, integrationIDs: integrationIDs,
+                                                         executionID: executionID, organization: organization, source: secretSource)
+                try prepare(runDirectory, controls: secrets)
+                let secretEnvironment = try secrets.materialize(in: runDirectory)
                 socket = try await ControlSocket(path: runDirectory.appendingPathComponent("control.sock").path,
                                                  peer: self, logger: logger)
-                let process = try spawn(in: runDirectory)
+                let process = try spawn(in: runDirectory, environment: secretEnvironment)
+                phases.spawned = clock.now
                 try? stateDirectory.save(RunRecord(executionID: executionID, organization: organization.rawValue,
                                                    pid: process.pid, runDirectory: runDirectory.path))
                 let stopNow = status.withLock { status -> Bool in
@@ -144,8 +163,10 @@ final class RunHandle: ControlPeer, Sendable {
                 }
                 if stopNow { stop(.cancelled, rollbacks: nil, reason: "cancelled while starting") }
                 await markStarted()
-                // Watchers end with the process: the first child to return an exit wins.
-                exit = await withTaskGroup(of: ChaosProcess.Exit?.self) { group in
+                // Watchers end with the process: the first child to return an exit wins. Cancelled
+                // (the server's run() is), there is no grace period left: the group dies at once.
+                exit = await withTaskCancellationHandler {
+                  await withTaskGroup(of: ChaosProcess.Exit?.self) { group in
                     group.addTask { await process.waitForExit() }
                     group.addTask { await self.enforceDeadline(); return nil }
                     group.addTask { await self.followUserState(); return nil }
@@ -157,9 +178,20 @@ final class RunHandle: ControlPeer, Sendable {
                         }
                     }
                     return nil
+                  }
+                } onCancel: {
+                    process.signal(SIGKILL)
+                    process.killGroup()
                 }
+                phases.exited = clock.now
                 // chaoslib leaves children of an activity cut short by SIGTERM running: always.
                 process.killGroup()
+            } catch let stopped as StoppedBeforeStart {
+                reason = stopped.reason
+            } catch RunnerError.secrets(let message) {
+                // SecretService's and the runner's messages name ids and secret names, never values.
+                reason = message
+                logger.error("run failed before chaos ran", metadata: ["error": "\(message)"])
             } catch {
                 reason = "the runner could not start chaos: \(error)"
                 logger.error("run failed before chaos ran", metadata: ["error": "\(error)"])
@@ -169,13 +201,30 @@ final class RunHandle: ControlPeer, Sendable {
             let endedAt = Clock.nowUs
             status.withLock { $0.proto.endedAtUs = endedAt }
             await background.waitForAll()
-            await complete(runDirectory: runDirectory, exit: exit, reason: reason, endedAt: endedAt)
+            let drained = clock.now
+            completed = await complete(runDirectory: runDirectory, exit: exit, reason: reason, endedAt: endedAt)
+            // Where a run's time goes (the benchmark reads this to find the runner's overhead).
+            let ms = { (from: ContinuousClock.Instant?, to: ContinuousClock.Instant?) -> String in
+                guard let from, let to else { return "-" }
+                let d = to - from
+                return String(format: "%.1f", Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+            }
+            logger.debug("run phases", metadata: [
+                "to_spawn_ms": "\(ms(phases.accepted, phases.spawned))", "chaos_ms": "\(ms(phases.spawned, phases.exited))",
+                "drain_ms": "\(ms(phases.exited, drained))", "complete_ms": "\(ms(drained, clock.now))",
+            ])
         }
+        // Always: it may hold secret files.
         try? FileManager.default.removeItem(at: runDirectory)
-        stateDirectory.forget(executionID)
+        // Not completed (cancelled): the record stays, so the next start ends the run as lost.
+        if completed { stateDirectory.forget(executionID) }
     }
 
-    private func prepare(_ directory: URL) throws {
+    private struct StoppedBeforeStart: Error {
+        let reason: String
+    }
+
+    private func prepare(_ directory: URL, controls secrets: RunSecrets) throws {
         let files = FileManager.default
         try files.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if let runFiles = configuration.runFiles {
@@ -184,17 +233,19 @@ final class RunHandle: ControlPeer, Sendable {
             }
         }
         try Data(definitionJSON.utf8).write(to: directory.appendingPathComponent("experiment.json"))
-        let control: [String: Any] = ["faultline": ["provider": [
+        let control: [String: Any] = ["provider": [
             "type": "python", "module": "chaosfaultline.control",
             "arguments": ["socket_path": directory.appendingPathComponent("control.sock").path,
                           "execution_id": executionID],
-        ]]]
-        try JSONSerialization.data(withJSONObject: control).write(to: directory.appendingPathComponent("control.json"))
+        ]]
+        let faultline = String(decoding: try JSONSerialization.data(withJSONObject: control), as: UTF8.self)
+        try Data(secrets.controlFile(faultline: faultline).utf8).write(to: directory.appendingPathComponent("control.json"))
     }
 
-    private func spawn(in directory: URL) throws -> ChaosProcess {
+    /// `secretEnvironment` (the run's variables and secrets) goes to this process only.
+    private func spawn(in directory: URL, environment secretEnvironment: [String: String]) throws -> ChaosProcess {
         let venv = configuration.venv.path
-        var environment = configuration.extraEnvironment
+        var environment = configuration.extraEnvironment.merging(secretEnvironment) { _, run in run }
         environment["PATH"] = "\(venv)/bin:/usr/local/bin:/usr/bin:/bin"
         environment["VIRTUAL_ENV"] = venv
         environment["HOME"] = directory.path
@@ -274,7 +325,7 @@ final class RunHandle: ControlPeer, Sendable {
     }
 
     /// CompleteExecution with the journal and the log, retried until delivered.
-    private func complete(runDirectory: URL, exit: ChaosProcess.Exit?, reason: String, endedAt: Int64) async {
+    private func complete(runDirectory: URL, exit: ChaosProcess.Exit?, reason: String, endedAt: Int64) async -> Bool {
         let journal = Self.text(runDirectory.appendingPathComponent("journal.json"))
         var log = Self.text(runDirectory.appendingPathComponent("chaos.log"))
         let output = Self.text(runDirectory.appendingPathComponent("output.txt"))
@@ -294,9 +345,9 @@ final class RunHandle: ControlPeer, Sendable {
                     status.proto.executionState = response.execution?.state ?? status.proto.executionState
                 }
                 logger.info("run complete", metadata: ["state": "\(response.execution?.state ?? .unspecified)"])
-                return
+                return true
             } catch {
-                if Task.isCancelled { return }
+                if Task.isCancelled { return false }
                 logger.info("CompleteExecution not delivered yet; retrying", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))

@@ -49,10 +49,12 @@ public enum RunnerError: Error, CustomStringConvertible, Equatable {
     case invalidConfiguration(String)
     case spawnFailed(String)
     case runDirectory(String)
+    /// The run's environment or integrations could not be had from SecretService or used.
+    case secrets(String)
 
     public var description: String {
         switch self {
-        case .venvMissing(let m), .invalidConfiguration(let m), .spawnFailed(let m), .runDirectory(let m): m
+        case .venvMissing(let m), .invalidConfiguration(let m), .spawnFailed(let m), .runDirectory(let m), .secrets(let m): m
         }
     }
 }

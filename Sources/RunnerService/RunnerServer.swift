@@ -20,22 +20,42 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
         var reserved = 0
         var byRequest: [String: String] = [:]
         var draining = false
+        /// Runs handed to `run()` and not yet finished.
+        var unfinished = 0
+        /// `drain()` callers waiting for the last run to finish.
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+
+        /// Once draining, the launch stream ends when no StartRun is between admission and
+        /// registration any more (a run registered then still gets its child task).
+        var launchesOver: Bool { draining && reserved == 0 }
+        var idle: Bool { launchesOver && unfinished == 0 }
     }
 
     public let configuration: RunnerConfiguration
     private let client: ExperimentsV1.ExperimentClient
+    private let secrets: SecretSource?
     private let stateDirectory: StateDirectory
     private let logger: Logger
     private let registry = Mutex(Registry())
-    private let tasks = Mutex<[String: Task<Void, Never>]>([:])
+    /// Accepted runs, for `run()` to start as children of its task group.
+    private let launches: AsyncStream<RunHandle>
+    private let launch: AsyncStream<RunHandle>.Continuation
+    /// Every run that ended, for `SchedulerRegistration` to report (one reader).
+    let ended: AsyncStream<RunnersV1.Run>
+    private let endedInput: AsyncStream<RunnersV1.Run>.Continuation
 
-    /// Fails fast when the venv is missing or the state directory cannot be created.
-    public init(configuration: RunnerConfiguration, experiments: ExperimentsV1.ExperimentClient, logger: Logger) throws {
+    /// Fails fast when the venv is missing or the state directory cannot be created. Without
+    /// `secrets`, runs that name an environment or integrations fail with that reason.
+    public init(configuration: RunnerConfiguration, experiments: ExperimentsV1.ExperimentClient, secrets: SecretSource? = nil,
+                logger: Logger) throws {
         try configuration.validate()
         self.configuration = configuration
         client = experiments
+        self.secrets = secrets
+        (launches, launch) = AsyncStream.makeStream(of: RunHandle.self)
         stateDirectory = try StateDirectory(configuration.stateDirectory)
         self.logger = logger
+        (ended, endedInput) = AsyncStream.makeStream(of: RunnersV1.Run.self)
     }
 
     public var labels: [String: String] { configuration.labels }
@@ -94,7 +114,7 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
         }
         if let existing = try admission.get() { return .init(run: existing.snapshot) }
         var registered = false
-        defer { if !registered { registry.withLock { $0.reserved -= 1 } } }
+        defer { if !registered { release(registering: nil) } }
 
         let created = try await client.createExecution(
             .init(experimentId: request.experimentId, experimentRevision: request.experimentRevision,
@@ -105,24 +125,44 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
         guard let execution = created.execution else { throw RPCError(.internalError, "CreateExecution returned no execution") }
         let run = RunHandle(execution: execution, definitionJSON: created.definitionJson, request: request,
                             organization: organization, configuration: configuration, stateDirectory: stateDirectory,
-                            client: client, logger: logger)
-        let existing = registry.withLock { registry -> RunHandle? in
+                            client: client, secrets: secrets, logger: logger)
+        registered = true
+        if let existing = release(registering: (run, requestKey)) { return .init(run: existing.snapshot) }
+        return .init(run: run.snapshot)
+    }
+
+    /// Gives back a StartRun's reserved slot, registering and launching `registering` if given.
+    /// Returns the run already registered for the same execution instead, if there is one.
+    private func release(registering: (run: RunHandle, requestKey: String?)?) -> RunHandle? {
+        enum Outcome { case existing(RunHandle), launched(draining: Bool), none }
+        let (outcome, endLaunches) = registry.withLock { registry -> (Outcome, Bool) in
             registry.reserved -= 1
-            registered = true
-            // CreateExecution is idempotent on request_id: a concurrent repeat gets the same id.
-            if let other = registry.runs[execution.id] { return other }
-            registry.runs[execution.id] = run
-            registry.order.append(execution.id)
-            if let requestKey { registry.byRequest[requestKey] = execution.id }
+            var outcome = Outcome.none
+            if let (run, requestKey) = registering {
+                // CreateExecution is idempotent on request_id: a concurrent repeat gets the same id.
+                if let other = registry.runs[run.executionID] {
+                    outcome = .existing(other)
+                } else {
+                    registry.runs[run.executionID] = run
+                    registry.order.append(run.executionID)
+                    if let requestKey { registry.byRequest[requestKey] = run.executionID }
+                    registry.unfinished += 1
+                    launch.yield(run)
+                    outcome = .launched(draining: registry.draining)
+                }
+            }
+            return (outcome, registry.launchesOver)
+        }
+        if endLaunches { launch.finish() }
+        switch outcome {
+        case .existing(let run):
+            return run
+        case .launched(draining: true):
+            registering?.run.stop(.cancelled, rollbacks: nil, reason: "the runner is shutting down")
+            return nil
+        case .launched, .none:
             return nil
         }
-        if let existing { return .init(run: existing.snapshot) }
-        let task = Task {
-            await run.execute()
-            self.finished(execution.id)
-        }
-        tasks.withLock { $0[execution.id] = task }
-        return .init(run: run.snapshot)
     }
 
     public func cancelRun(_ request: RunnersV1.CancelRunRequest, context: ServerContext) async throws -> RunnersV1.CancelRunResponse {
@@ -158,9 +198,21 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
         return run
     }
 
+    /// The runs not yet finished, across organisations (for heartbeats).
+    func activeRuns() -> [(execution: String, organization: OrganizationID)] {
+        registry.withLock { $0.runs.values.filter(\.isActive).map { ($0.snapshot.executionId, $0.organization) } }
+    }
+
+    /// Stops a run ScheduleService asked to stop (halt, REPLACE, declared lost), rollbacks played.
+    func cancel(executionID: String, reason: String) {
+        guard let run = registry.withLock({ $0.runs[executionID] }), run.isActive else { return }
+        run.stop(.cancelled, rollbacks: nil, reason: reason)
+    }
+
     private func finished(_ executionID: String) {
-        tasks.withLock { _ = $0.removeValue(forKey: executionID) }
-        registry.withLock { registry in
+        if let run = registry.withLock({ $0.runs[executionID] }) { endedInput.yield(run.snapshot) }
+        let waiters = registry.withLock { registry -> [CheckedContinuation<Void, Never>] in
+            registry.unfinished -= 1
             let finished = registry.order.filter { registry.runs[$0]?.isActive == false }
             for id in finished.prefix(max(0, finished.count - Self.finishedKept)) {
                 if let run = registry.runs.removeValue(forKey: id), !run.requestID.isEmpty {
@@ -168,25 +220,58 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
                 }
                 registry.order.removeAll { $0 == id }
             }
+            guard registry.idle else { return [] }
+            defer { registry.idleWaiters = [] }
+            return registry.idleWaiters
         }
+        waiters.forEach { $0.resume() }
     }
 
     // MARK: lifecycle
 
-    /// As a ServiceLifecycle service: ends leftover runs, then on graceful shutdown drains.
+    /// As a ServiceLifecycle service: ends leftover runs, then runs every accepted run as a child
+    /// task until a graceful shutdown (or `drain()`) has stopped them all and each is completed.
+    /// StartRun calls that arrive before it starts wait for it. Cancelled, it kills its runs'
+    /// process groups at once; runs it could not complete are ended as lost on the next start.
     public func run() async throws {
         await recoverLeftoverRuns()
-        try? await gracefulShutdown()
-        await drain()
+        await withTaskGroup(of: Void.self) { lifecycle in
+            lifecycle.addTask {
+                try? await gracefulShutdown()
+                self.beginDrain()
+            }
+            await withDiscardingTaskGroup { runs in
+                for await run in launches {
+                    runs.addTask {
+                        await run.execute()
+                        self.finished(run.executionID)
+                    }
+                }
+            }
+            lifecycle.cancelAll()
+        }
     }
 
     /// Refuses new runs, stops the running ones (as cancelled) and waits until each is completed.
+    /// Needs `run()` running (it owns the runs).
     public func drain() async {
-        let runs = registry.withLock { registry in
-            registry.draining = true
-            return Array(registry.runs.values)
+        beginDrain()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = registry.withLock { registry -> Bool in
+                guard !registry.idle else { return true }
+                registry.idleWaiters.append(continuation)
+                return false
+            }
+            if idle { continuation.resume() }
         }
+    }
+
+    private func beginDrain() {
+        let (runs, endLaunches) = registry.withLock { registry in
+            registry.draining = true
+            return (Array(registry.runs.values), registry.launchesOver)
+        }
+        if endLaunches { launch.finish() }
         for run in runs where run.isActive { run.stop(.cancelled, rollbacks: nil, reason: "the runner is shutting down") }
-        for task in tasks.withLock({ Array($0.values) }) { await task.value }
     }
 }

@@ -1,3 +1,4 @@
+public import FaultlineProto
 public import FaultlineRPC
 
 /// The organisation a call acts for. The Gateway resolves it from the caller's token and sends
@@ -40,6 +41,16 @@ extension ServerContext {
             throw RPCError(.unauthenticated, "malformed \(OrganizationID.metadataKey) metadata")
         }
         return organization
+    }
+}
+
+extension ServerContext {
+    /// Who is calling, from `x-faultline-actor` / `x-faultline-role` (set by the Gateway): a
+    /// runner is a service, anyone else a user; at most 200 characters of the id are kept.
+    public var actor: CommonV1.Actor {
+        let id = String(String(metadata[stringValue: ContractMetadata.actor] ?? "").prefix(200))
+        let kind: CommonV1.Actor.Kind = metadata[stringValue: ContractMetadata.role] == "runner" ? .service : .user
+        return CommonV1.Actor(kind: id.isEmpty ? .unspecified : kind, id: id)
     }
 }
 

@@ -10,7 +10,17 @@ struct Faultline: AsyncParsableCommand {
             ExperimentServiceCommand.self,
             RunnerCommand.self,
             SecretServiceCommand.self,
+            ScheduleServiceCommand.self,
             GatewayCommand.self,
+            ExperimentCommand.self,
+            RunCommand.self,
+            ExecutionCommand.self,
+            PlanCommand.self,
+            EnvironmentCommand.self,
+            IntegrationCommand.self,
+            HaltCommand.self,
+            ResumeCommand.self,
+            HealthCommand.self,
         ]
     )
 }

@@ -163,6 +163,9 @@ struct GatewayTests {
             #expect(try await h.call(.delete, "/api/v1/tokens/\(id)", token: h.token()).status == 204)
             #expect(try await h.call(.get, "/api/v1/organization", token: value).status == 401)
             #expect(try await h.call(.delete, "/api/v1/tokens/tok_unknown", token: h.token()).status == 404)
+            let own = try #require(try await h.call(.get, "/api/v1/organization", token: h.token()).json["token_id"] as? String)
+            #expect(try await h.call(.delete, "/api/v1/tokens/\(own)", token: h.token()).code == "token.self_revocation")
+            #expect(try await h.call(.get, "/api/v1/organization", token: h.token()).status == 200)
 
             let past = try await h.call(.post, "/api/v1/tokens", token: h.token(), body: #"{"name": "old", "role": "viewer", "expires_at_us": 1}"#)
             #expect(past.code == "token.expiry.past")

@@ -1,3 +1,4 @@
+import Crypto
 import ExperimentService
 import FaultlinePostgres
 import FaultlineProto
@@ -9,27 +10,40 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import ScheduleService
+import SecretService
 import ServiceKit
+import Synchronization
 
-/// A live gateway on port 0 over a real ExperimentService (RPCServer on port 0) and a real
-/// Postgres database of its own, with two organisations and a token of every role in each.
+/// A live gateway on port 0 over a real ExperimentService and SecretService (one RPCServer on
+/// port 0) and a real Postgres database of its own, with two organisations and a token of every
+/// role in each. The gateway and SecretService log at trace level into `logs`.
 struct Harness: Sendable {
     let client: any TestClientProtocol
+    let logs: LogCapture
     let tokens: TokenStore
     let experiments: ExperimentsV1.ExperimentClient
+    let scheduleClient: SchedulesV1.ScheduleClient
     let database: PostgresClient
     /// Token values by organisation ("a", "b") and role.
     let values: [String: [Role: String]]
     let organizations: [String: OrganizationID]
 
-    static func with(_ name: String, runners: Bool = false, _ body: @Sendable (Harness) async throws -> Void) async throws {
+    /// The runner credential SecretService and ScheduleService accept.
+    static let runnerCredential = "gateway-test-runner-credential"
+
+    static func with(_ name: String, runners: Bool = false, secrets: Bool = true, schedules: Bool = true,
+                     _ body: @Sendable (Harness) async throws -> Void) async throws {
         var logger = Logger(label: "gateway-test")
         logger.logLevel = .critical
+        let logs = LogCapture()
         var configuration = try await TestPostgres.freshDatabase(named: "gw_\(name)")
         configuration.maximumConnections = 4
         let database = PostgresClient(configuration: configuration)
         _ = try await ExperimentServer.migrations.apply(on: database)
         _ = try await TokenStore.migrations.apply(on: database)
+        _ = try await SecretServer.migrations.apply(on: database)
+        _ = try await ScheduleServer.migrations.apply(on: database)
         let tokens = TokenStore(database: database)
         var values: [String: [Role: String]] = [:]
         var organizations: [String: OrganizationID] = [:]
@@ -41,8 +55,15 @@ struct Harness: Sendable {
             }
         }
         let server = ExperimentServer(database: database, logger: logger)
-        let health = HealthServer(monitor: HealthMonitor(serving: ["faultline.experiments.v1.ExperimentService"]))
-        let rpc = RPCServer(configuration: .init(host: "127.0.0.1", port: 0), services: server.services + [health], logger: logger)
+        let secretServer = SecretServer(database: database, keyring: try MasterKeyring(current: SymmetricKey(size: .bits256)),
+                                        runner: RunnerCredential(runnerCredential), logger: logs.logger("secret-service"))
+        // Its dispatcher does not run: plan runs stay recorded (PENDING) and nothing starts.
+        let scheduleServer = ScheduleServer(database: database, runner: RunnerCredential(runnerCredential), logger: logger)
+        let health = HealthServer(monitor: HealthMonitor(serving: ["faultline.experiments.v1.ExperimentService",
+                                                                   "faultline.secrets.v1.SecretService",
+                                                                   "faultline.schedules.v1.ScheduleService"]))
+        let rpc = RPCServer(configuration: .init(host: "127.0.0.1", port: 0),
+                            services: server.services + secretServer.services + scheduleServer.services + [health], logger: logger)
         let tokenValues = values, organizationIDs = organizations
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await rpc.run() }
@@ -56,10 +77,15 @@ struct Harness: Sendable {
             gatewayConfiguration.allowedOrigins = ["https://ui.example"]
             let gateway = Gateway(configuration: gatewayConfiguration, tokens: tokens, experiments: experiments,
                                   runners: runners ? RunnersV1.RunnerClient(rpcClient) : nil,
-                                  dependencies: [("experiment-service", rpcClient)], logger: logger)
+                                  secrets: secrets ? SecretsV1.SecretClient(rpcClient) : nil,
+                                  schedules: schedules ? SchedulesV1.ScheduleClient(rpcClient) : nil,
+                                  dependencies: [("experiment-service", rpcClient)] + (secrets ? [("secret-service", rpcClient)] : [])
+                                      + (schedules ? [("schedule-service", rpcClient)] : []),
+                                  logger: logs.logger("gateway"))
             do {
                 try await gateway.application().test(.live) { client in
-                    try await body(Harness(client: client, tokens: tokens, experiments: experiments, database: database,
+                    try await body(Harness(client: client, logs: logs, tokens: tokens, experiments: experiments,
+                                           scheduleClient: SchedulesV1.ScheduleClient(rpcClient), database: database,
                                            values: tokenValues, organizations: organizationIDs))
                 }
             } catch {
@@ -69,6 +95,7 @@ struct Harness: Sendable {
                 throw error
             }
             await rpcClient.close()
+            await scheduleServer.close()
             group.cancelAll()
         }
         await database.close()
@@ -112,6 +139,36 @@ struct Harness: Sendable {
     func createExecution(of experiment: String, org: String = "a") async throws -> String {
         let created = try await experiments.createExecution(.init(experimentId: experiment), options: .on(behalfOf: organizations[org]!))
         return created.execution!.id
+    }
+}
+
+/// Every line logged through it, rendered with its metadata, for "no secret in any log" checks.
+final class LogCapture: Sendable {
+    private let lines = Mutex<[String]>([])
+    var all: [String] { lines.withLock { $0 } }
+
+    func logger(_ label: String) -> Logger {
+        var logger = Logger(label: label) { _ in Handler(capture: self) }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    fileprivate func append(_ line: String) { lines.withLock { $0.append(line) } }
+
+    private struct Handler: LogHandler {
+        let capture: LogCapture
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+            capture.append("\(event.level) \(event.message) \(merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        }
     }
 }
 

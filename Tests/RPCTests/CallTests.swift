@@ -1,6 +1,7 @@
 import FaultlineRPC
 import Foundation
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -375,6 +376,64 @@ struct CallTests {
             }
             #expect(front.refused.count == 1)
             await front.close()
+        }
+    }
+
+    /// Many calls at once on a connection that allows two streams and refuses every one (some by
+    /// RST_STREAM, the rest by GOAWAY): each is replayed, some twice, on other connections, while
+    /// its caller is still writing. Several clients, so several connections race their set-up.
+    @Test func manyConcurrentRefusedStreamsAreAllReplayed() async throws {
+        try await withServer { _, port in
+            try await withThrowingTaskGroup(of: Int.self) { clients in
+                for clientIndex in 0..<6 {
+                    clients.addTask {
+                        let front = try await RefusingFrontDoor(upstream: port, resets: 3, maxConcurrentStreams: 2)
+                        try await withClient(port: front.port) { client in
+                            try await withThrowingTaskGroup(of: Void.self) { calls in
+                                for index in 0..<24 {
+                                    calls.addTask {
+                                        // A bound, so a lost stream fails the test instead of hanging it.
+                                        let options = CallOptions(timeout: .seconds(60))
+                                        let tag = "c\(clientIndex)-\(index)"
+                                        if index.isMultiple(of: 2) {
+                                            let response: RawMessage = try await client.unary(Echo.get, RawMessage(tag), options: options)
+                                            #expect(response.string == tag)
+                                        } else {
+                                            let response: RawMessage = try await client.clientStreaming(Echo.collect, options: options) { writer in
+                                                for part in [tag, "/", "x"] {
+                                                    try await writer.write(RawMessage(part))
+                                                    await Task.yield()
+                                                }
+                                            }
+                                            #expect(response.string == tag + "/x")
+                                        }
+                                    }
+                                }
+                                try await calls.waitForAll()
+                            }
+                        }
+                        await front.close()
+                        return front.refused.count
+                    }
+                }
+                for try await refused in clients { #expect(refused >= 4) }
+            }
+        }
+    }
+
+    /// A peer that accepts connections but never speaks HTTP/2: a call without a deadline still
+    /// ends (the client gives each connection up after `connectTimeout` without SETTINGS).
+    @Test func aServerThatNeverSendsSettingsFailsCallsUnavailable() async throws {
+        try await withSilentServer { port in
+            var configuration = RPCClient.Configuration()
+            configuration.connectTimeout = .milliseconds(100)
+            try await withClient(port: port, configuration: configuration) { client in
+                let call = Task { let _: RawMessage = try await client.unary(Echo.get, RawMessage("x")) }
+                // A bound, not an assertion: without the SETTINGS timeout the call would never end.
+                let bound = Task { try await Task.sleep(for: .seconds(60)); call.cancel() }
+                defer { bound.cancel() }
+                _ = await expectStatus(.unavailable) { try await call.value }
+            }
         }
     }
 

@@ -7,7 +7,7 @@ import Testing
 /// Counts what a handler managed to do, so tests can see back-pressure hold it.
 final class Counter: Sendable {
     private let value = Mutex(0)
-    func increment() { value.withLock { $0 += 1 } }
+    @discardableResult func increment() -> Int { value.withLock { $0 += 1; return $0 } }
     var count: Int { value.withLock { $0 } }
 }
 

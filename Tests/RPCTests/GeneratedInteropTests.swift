@@ -252,12 +252,17 @@ struct GeneratedInteropTests {
     @Test func faultlineDeadlineAndCancellation() async throws {
         try await withStubPeer { client in
             let echo = TestingV1.EchoClient(client)
-            // Propagated as grpc-timeout, enforced, and seen by the grpcio handler.
-            let before = try await PeerControl.stats(client)["cancelled"] as? Int ?? 0
-            _ = await expectStatus(.deadlineExceeded) {
-                _ = try await echo.get(TestingV1.EchoRequest(text: "slow", delayMs: 60000), options: CallOptions(timeout: .milliseconds(300)))
+            // Propagated as grpc-timeout, enforced, and seen by the grpcio handler. The handler must
+            // be running before the deadline passes (or grpcio never starts it, and never counts it
+            // cancelled): the deadline leaves room for a loaded machine, and the handler's start is
+            // awaited before the outcome.
+            let before = try await PeerControl.stats(client)
+            let slow = Task {
+                _ = try await echo.get(TestingV1.EchoRequest(text: "slow", delayMs: 60000), options: CallOptions(timeout: .seconds(3)))
             }
-            #expect(try await Self.waitForPeer(client) { ($0["cancelled"] as? Int ?? 0) > before })
+            #expect(try await Self.waitForPeer(client) { ($0["started"] as? Int ?? 0) > (before["started"] as? Int ?? 0) })
+            _ = await expectStatus(.deadlineExceeded) { try await slow.value }
+            #expect(try await Self.waitForPeer(client) { ($0["cancelled"] as? Int ?? 0) > (before["cancelled"] as? Int ?? 0) })
             _ = try await echo.get(TestingV1.EchoRequest(text: "x"), options: CallOptions(timeout: .seconds(20)))
             let remaining = try #require(try await PeerControl.stats(client)["last_time_remaining"] as? Double)
             #expect(remaining > 1 && remaining <= 20)

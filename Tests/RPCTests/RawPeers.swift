@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
+import Testing
 
 /// A raw TCP peer: writes exactly the bytes a test gives it and records what comes back.
 final class RawSocket: Sendable {
@@ -212,32 +213,59 @@ func residentMemory() -> Int {
 /// every stream unprocessed (GOAWAY with last stream 0); later connections are relayed byte for
 /// byte to `upstream`.
 final class RefusingFrontDoor: Sendable {
-    /// Relays bytes to the partner channel. Both channels share one event loop, so `partner` is
-    /// only touched there.
+    /// Relays bytes to the partner channel, holding what arrives before the partner is connected.
+    /// (Reads are never paused for that: a `read()` issued before the accepted channel is
+    /// registered marks a read pending that is never carried out, and the relay goes silent.)
+    /// Both channels share one event loop, so this is only touched there.
     private final class Relay: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
-        var partner: (any Channel)?
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            partner?.writeAndFlush(data, promise: nil)
+        private var partner: (any Channel)?
+        private var held: [NIOAny] = []
+        private var closed = false
+
+        func connect(to partner: any Channel) {
+            guard !closed else { return partner.close(promise: nil) }
+            self.partner = partner
+            for data in held { partner.write(data, promise: nil) }
+            held = []
+            partner.flush()
         }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if let partner { partner.writeAndFlush(data, promise: nil) } else { held.append(data) }
+        }
+
         func channelInactive(context: ChannelHandlerContext) {
+            closed = true
             partner?.close(promise: nil)
         }
     }
 
+    /// Refuses every stream unprocessed: the first `resets` with RST_STREAM REFUSED_STREAM (the
+    /// connection stays usable), then all with one GOAWAY naming last stream 0.
     private final class Refuser: H2ChannelHandler {
         let refused: Counter
-        init(refused: Counter, eventLoop: any EventLoop) throws {
+        private var resets: Int
+        private var goneAway = false
+        init(refused: Counter, resets: Int, maxConcurrentStreams: UInt32, eventLoop: any EventLoop) throws {
             self.refused = refused
-            let settings = H2Settings(maxConcurrentStreams: 100, initialWindowSize: 65_535, connectionWindowSize: 65_535, maxHeaderListSize: 1 << 16)
+            self.resets = resets
+            let settings = H2Settings(
+                maxConcurrentStreams: maxConcurrentStreams, initialWindowSize: 65_535, connectionWindowSize: 65_535, maxHeaderListSize: 1 << 16)
             super.init(h2: try H2Connection(server: true, settings: settings), outbox: ConnectionOutbox(eventLoop: eventLoop),
                        timers: .init(keepaliveInterval: nil, keepaliveTimeout: .seconds(1), idleTimeout: nil), logger: testLogger)
         }
         override func handle(_ event: H2Event) {
             switch event {
-            case .headers(_, _, true, _):
+            case .headers(let stream, _, true, _):
                 refused.increment()
-                h2.submitGoAway(lastStreamID: 0)
+                if resets > 0 {
+                    resets -= 1
+                    h2.resetStream(stream, errorCode: H2ErrorCode.refusedStream)
+                } else if !goneAway {
+                    goneAway = true
+                    h2.submitGoAway(lastStreamID: 0)
+                }
             case .data(let stream, let chunk, _):
                 h2.consumeConnection(chunk.readableBytes)
                 h2.consumeStream(stream, chunk.readableBytes)
@@ -251,35 +279,31 @@ final class RefusingFrontDoor: Sendable {
     let refused = Counter()
     private let listener: any Channel
 
-    init(upstream: Int) async throws {
+    /// `resets` and `maxConcurrentStreams` shape the refusing connection (see `Refuser`).
+    init(upstream: Int, resets: Int = 0, maxConcurrentStreams: UInt32 = 100) async throws {
         let accepted = Counter()
         let refused = refused
         listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    accepted.increment()
-                    if accepted.count == 1 {
-                        try channel.pipeline.syncOperations.addHandler(Refuser(refused: refused, eventLoop: channel.eventLoop))
+                    if accepted.increment() == 1 {
+                        try channel.pipeline.syncOperations.addHandler(Refuser(
+                            refused: refused, resets: resets, maxConcurrentStreams: maxConcurrentStreams, eventLoop: channel.eventLoop))
                         return
                     }
                     let inbound = Relay()
-                    try channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
                     try channel.pipeline.syncOperations.addHandler(inbound)
                     ClientBootstrap(group: channel.eventLoop)
-                        .channelInitializer { upstreamChannel in
+                        .channelInitializer { upstream in
                             let outbound = Relay()
-                            outbound.partner = channel
-                            return upstreamChannel.pipeline.addHandler(outbound)
+                            outbound.connect(to: channel)
+                            return upstream.pipeline.addHandler(outbound)
                         }
                         .connect(host: "127.0.0.1", port: upstream)
                         .whenComplete { result in
                             switch result {
-                            case .success(let upstreamChannel):
-                                inbound.partner = upstreamChannel
-                                try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
-                                channel.read()
-                            case .failure:
-                                channel.close(promise: nil)
+                            case .success(let upstream): inbound.connect(to: upstream)
+                            case .failure: channel.close(promise: nil)
                             }
                         }
                 }
@@ -289,4 +313,18 @@ final class RefusingFrontDoor: Sendable {
     }
 
     func close() async { try? await listener.close() }
+}
+
+/// Runs `body` with the port of a peer that accepts connections and never says anything.
+func withSilentServer(_ body: (Int) async throws -> Void) async throws {
+    let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .childChannelInitializer { $0.eventLoop.makeSucceededVoidFuture() }
+        .bind(host: "127.0.0.1", port: 0).get()
+    do {
+        try await body(try #require(silent.localAddress?.port))
+    } catch {
+        try? await silent.close()
+        throw error
+    }
+    try await silent.close()
 }

@@ -216,6 +216,47 @@ struct RunnerTests {
         }
     }
 
+    @Test("drain stops the running runs, waits until each is completed, then refuses new ones")
+    func drain() async throws {
+        try await Platform.with(database: "runner_drain") { platform in
+            let id = try await platform.createExperiment(Self.experiment(method: "[\(Self.sleep("3123"))]"))
+            let run = try await platform.start(id)
+            _ = try await platform.waitFor("the sleep started") {
+                try await platform.events(run.executionId).contains { $0.type == "activity-before" && $0.activityName == "long-sleep" } ? true : nil
+            }
+            await platform.runnerServer.drain()
+            // Completed before drain returned: no waiting here.
+            let execution = try await platform.execution(run.executionId)
+            #expect(execution.state == .interrupted, "\(execution.reason)")
+            #expect(Env.processes(commandLine: ["sleep", "3123"]).isEmpty)
+            do {
+                _ = try await platform.start(id)
+                Issue.record("a draining runner accepted a run")
+            } catch let error as RPCError {
+                #expect(error.code == .unavailable)
+            }
+        }
+    }
+
+    @Test("a runner whose run() is cancelled kills its runs' process groups; what it could not complete ends lost on restart")
+    func cancelledRunner() async throws {
+        try await Platform.with(database: "runner_cancelled") { platform in
+            let id = try await platform.createExperiment(Self.experiment(method: "[\(Self.sleep("3124"))]"))
+            let run = try await platform.start(id)
+            _ = try await platform.waitFor("the sleep started") {
+                try await platform.events(run.executionId).contains { $0.type == "activity-before" && $0.activityName == "long-sleep" } ? true : nil
+            }
+            platform.lifecycle.cancel()
+            _ = await platform.lifecycle.result
+            #expect(Env.processes(commandLine: ["sleep", "3124"]).isEmpty, "the process group was killed")
+            // Either CompleteExecution still went through, or the record stayed for the next start.
+            await platform.runnerServer.recoverLeftoverRuns()
+            let execution = try await platform.waitUntilTerminal(run.executionId)
+            #expect([.interrupted, .lost].contains(execution.state), "\(execution.state) \(execution.reason)")
+            #expect(try StateDirectory(platform.stateDirectory).records().isEmpty)
+        }
+    }
+
     @Test("a restarted runner ends the runs it owned as lost, delivers their spool, kills their group")
     func recoveryMarksLost() async throws {
         try await Platform.with(database: "runner_recover") { platform in

@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import ServiceKit
 import Synchronization
+import SecretService
 import Testing
 @testable import RunnerService
 
@@ -128,7 +129,76 @@ final class ExperimentEndpoint: Sendable {
     }
 }
 
-/// A real ExperimentService (Postgres) and a real runner, each over its own socket.
+/// Every line the runner logged, rendered with its metadata, for "no secret in any log" checks;
+/// also printed with FAULTLINE_TEST_LOG set.
+final class LogCapture: Sendable {
+    private let lines = Mutex<[String]>([])
+    var all: [String] { lines.withLock { $0 } }
+
+    func logger(_ label: String) -> Logger {
+        var logger = Logger(label: label) { _ in Handler(capture: self) }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    fileprivate func append(_ line: String) {
+        lines.withLock { $0.append(line) }
+        if ProcessInfo.processInfo.environment["FAULTLINE_TEST_LOG"] != nil { print(line) }
+    }
+
+    private struct Handler: LogHandler {
+        let capture: LogCapture
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+            capture.append("\(event.level) \(event.message) \(merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        }
+    }
+}
+
+/// A real SecretService on the platform's database, over its own socket.
+final class SecretEndpoint: Sendable {
+    static let credential = "runner-credential-for-runner-tests-4f1c"
+    private let task: Task<Void, any Error>
+    let port: Int
+
+    init(database: PostgresClient) async throws {
+        try await SecretServer.migrations.apply(on: database)
+        let key = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        let server = SecretServer(database: database, keyring: try MasterKeyring.fromEnvironment(["FAULTLINE_MASTER_KEY": key]),
+                                  runner: RunnerCredential(Self.credential), logger: ExperimentEndpoint.quiet)
+        let rpc = RPCServer(configuration: .init(host: "127.0.0.1", port: 0), services: server.services, logger: ExperimentEndpoint.quiet)
+        task = Task { try await rpc.run() }
+        port = try await rpc.listeningPort
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = await task.result
+    }
+}
+
+/// Where the runner under test gets secrets from.
+enum SecretMode: Sendable {
+    /// No SecretService configured.
+    case none
+    /// A real SecretService.
+    case service
+    /// A SecretService address nothing listens on.
+    case unreachable
+    /// A real SecretService, and a runner with the wrong credential.
+    case wrongCredential
+}
+
+/// A real ExperimentService (Postgres) and a real runner, each over its own socket; with
+/// `.service`, a real SecretService too.
 struct Platform: Sendable {
     static let org = OrganizationID("org-run")!
     static var options: CallOptions { .on(behalfOf: org, timeout: .seconds(60)) }
@@ -138,8 +208,14 @@ struct Platform: Sendable {
     let runnerServer: RunnerServer
     let endpoint: ExperimentEndpoint
     let stateDirectory: URL
+    /// SecretService for setting up environments and integrations (no runner role).
+    let secrets: SecretsV1.SecretClient?
+    /// What the runner logged.
+    let logs: LogCapture
+    /// The runner's RPC server and its `run()` (which owns the runs); cancel it to kill the runner.
+    let lifecycle: Task<Void, any Error>
 
-    static func with(database: String, configure: (inout RunnerConfiguration) -> Void = { _ in },
+    static func with(database: String, secrets mode: SecretMode = .none, configure: (inout RunnerConfiguration) -> Void = { _ in },
                      _ body: (Platform) async throws -> Void) async throws {
         try await TestPostgres.withClient(database: database, maximumConnections: 8) { client in
             _ = try await ExperimentServer.migrations.apply(on: client)
@@ -148,21 +224,48 @@ struct Platform: Sendable {
             clientConfiguration.backoff = .init(initial: .milliseconds(50), maximum: .milliseconds(500))
             let toExperiments = RPCClient(host: "127.0.0.1", port: endpoint.port, configuration: clientConfiguration,
                                           logger: ExperimentEndpoint.quiet)
+            var secretEndpoint: SecretEndpoint?
+            var toSecrets: RPCClient?
+            switch mode {
+            case .none:
+                break
+            case .service, .wrongCredential:
+                let secrets = try await SecretEndpoint(database: client)
+                secretEndpoint = secrets
+                toSecrets = RPCClient(host: "127.0.0.1", port: secrets.port, configuration: clientConfiguration, logger: ExperimentEndpoint.quiet)
+            case .unreachable:
+                // Bound and closed at once: nothing listens there.
+                let rpc = RPCServer(configuration: .init(host: "127.0.0.1", port: 0), services: [], logger: ExperimentEndpoint.quiet)
+                let serving = Task { try await rpc.run() }
+                let port = try await rpc.listeningPort
+                serving.cancel()
+                _ = await serving.result
+                toSecrets = RPCClient(host: "127.0.0.1", port: port, configuration: clientConfiguration, logger: ExperimentEndpoint.quiet)
+            }
             let state = try Env.temporaryDirectory("st")
             var configuration = RunnerConfiguration(runnerID: "runner-test", venv: Env.venv, stateDirectory: state)
             configure(&configuration)
-            var logger = Logger(label: "runner")
-            logger.logLevel = ProcessInfo.processInfo.environment["FAULTLINE_TEST_LOG"] == nil ? .critical : .debug
+            let logs = LogCapture()
             var failure: (any Error)?
             do {
-                let runnerServer = try RunnerServer(configuration: configuration,
-                                                    experiments: ExperimentsV1.ExperimentClient(toExperiments), logger: logger)
+                let credential = mode == .wrongCredential ? "not-" + SecretEndpoint.credential : SecretEndpoint.credential
+                let source = toSecrets.map { SecretSource(client: SecretsV1.SecretClient($0), credential: credential) }
+                let runnerServer = try RunnerServer(configuration: configuration, experiments: ExperimentsV1.ExperimentClient(toExperiments),
+                                                    secrets: source, logger: logs.logger("runner"))
                 let rpc = RPCServer(configuration: .init(), services: [runnerServer], logger: ExperimentEndpoint.quiet)
-                let serving = Task { try await rpc.run() }
+                let serving = Task {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await rpc.run() }
+                        group.addTask { try await runnerServer.run() }
+                        try await group.waitForAll()
+                    }
+                }
                 let toRunner = RPCClient(host: "127.0.0.1", port: try await rpc.listeningPort, logger: ExperimentEndpoint.quiet)
                 let platform = Platform(experiments: ExperimentsV1.ExperimentClient(toExperiments),
                                         runner: RunnersV1.RunnerClient(toRunner), runnerServer: runnerServer,
-                                        endpoint: endpoint, stateDirectory: state)
+                                        endpoint: endpoint, stateDirectory: state,
+                                        secrets: secretEndpoint == nil ? nil : toSecrets.map(SecretsV1.SecretClient.init), logs: logs,
+                                        lifecycle: serving)
                 do { try await body(platform) } catch { failure = error }
                 await runnerServer.drain()
                 await toRunner.close()
@@ -171,6 +274,8 @@ struct Platform: Sendable {
             } catch {
                 failure = error
             }
+            await toSecrets?.close()
+            await secretEndpoint?.stop()
             await toExperiments.close()
             await endpoint.stop()
             try? FileManager.default.removeItem(at: state)

@@ -2,6 +2,7 @@ import FaultlinePostgres
 import FaultlineProto
 import FaultlineRPC
 import Foundation
+import ServiceKit
 import Testing
 @testable import SecretService
 

@@ -4,6 +4,7 @@ import FaultlineProto
 import FaultlineRPC
 import Foundation
 import Logging
+import ServiceKit
 import Testing
 @testable import SecretService
 

@@ -5,6 +5,7 @@ import FaultlineRPC
 import Foundation
 import Logging
 import Synchronization
+import ServiceKit
 import Testing
 @testable import SecretService
 

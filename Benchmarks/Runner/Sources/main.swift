@@ -10,16 +10,23 @@ import ServiceKit
 struct Options {
     var runs = 10
     var concurrent = 20
+    /// The runner's debug log (with each run's "run phases") on standard error.
+    var phases = false
 
     init(_ arguments: [String]) {
         var i = 0
         while i < arguments.count {
+            if arguments[i] == "--phases" {
+                phases = true
+                i += 1
+                continue
+            }
             let value = i + 1 < arguments.count ? Int(arguments[i + 1]) : nil
             switch (arguments[i], value) {
             case ("--runs", let v?) where v > 0: runs = v
             case ("--concurrent", let v?) where v > 0: concurrent = v
             default:
-                FileHandle.standardError.write(Data("usage: Benchmarks/Runner/run [--runs N] [--concurrent N] [--debug]\n".utf8))
+                FileHandle.standardError.write(Data("usage: Benchmarks/Runner/run [--runs N] [--concurrent N] [--phases] [--debug]\n".utf8))
                 exit(2)
             }
             i += 2
@@ -29,6 +36,17 @@ struct Options {
 
 func seconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+/// CPU seconds (user + system) of this process (the runner, ExperimentService, the benchmark's
+/// polling) and of its reaped children (`chaos`). Postgres runs apart and is not counted.
+func cpu() -> (own: Double, children: Double) {
+    func seconds(_ who: Int32) -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(who), &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+    return (seconds(RUSAGE_SELF.rawValue), seconds(RUSAGE_CHILDREN.rawValue))
 }
 
 func median(_ values: [Double]) -> Double {
@@ -70,9 +88,13 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     let experimentsPort = try await experimentRPC.listeningPort
     let client = RPCClient(host: "127.0.0.1", port: experimentsPort, logger: quiet)
     let experiments = ExperimentsV1.ExperimentClient(client)
-    let runner = try RunnerServer(configuration: configuration, experiments: experiments, logger: quiet)
+    var runnerLogger = Logger(label: "runner", factory: { label in StreamLogHandler.standardError(label: label) })
+    runnerLogger.logLevel = options.phases ? .debug : .critical
+    let runner = try RunnerServer(configuration: configuration, experiments: experiments, logger: runnerLogger)
     let runnerRPC = RPCServer(configuration: .init(), services: [runner], logger: quiet)
     group.addTask { try await runnerRPC.run() }
+    // The runner owns its runs' tasks: it must run for StartRun to start anything.
+    group.addTask { try await runner.run() }
     let runnerClient = RPCClient(host: "127.0.0.1", port: try await runnerRPC.listeningPort, logger: quiet)
     let runners = RunnersV1.RunnerClient(runnerClient)
     let org = OrganizationID("bench")!
@@ -85,14 +107,22 @@ try await withThrowingTaskGroup(of: Void.self) { group in
         let clock = ContinuousClock()
         let start = clock.now
         let run = try await runners.startRun(.init(experimentId: experimentID), options: call).run!
-        while true {
-            let execution = try await experiments.getExecution(.init(executionId: run.executionId), options: call).execution!
-            if ![.pending, .running, .unspecified].contains(execution.state) {
-                guard execution.state == .completed else { throw RPCError(.internalError, "run ended \(execution.state): \(execution.reason)") }
-                return seconds(clock.now - start)
+        // Followed as a client does (the Gateway's SSE): WatchExecution pushes the terminal
+        // snapshot when CompleteExecution commits. Polling instead would compete with `chaos` for
+        // the CPU and charge that to the runner.
+        let execution = try await experiments.watchExecution(.init(executionId: run.executionId), options: call) { responses -> ExperimentsV1.Execution? in
+            for try await response in responses {
+                if case .execution(let execution) = response.item, ![.pending, .running, .unspecified].contains(execution.state) {
+                    return execution
+                }
             }
-            try await Task.sleep(for: .milliseconds(5))
+            return nil
         }
+        let elapsed = seconds(clock.now - start)
+        guard let execution, execution.state == .completed else {
+            throw RPCError(.internalError, "run ended \(execution?.state ?? .unspecified): \(execution?.reason ?? "no terminal snapshot")")
+        }
+        return elapsed
     }
 
     let bareDirectory = URL(fileURLWithPath: "/tmp/fl-bench-bare-\(getpid())")
@@ -121,17 +151,33 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     _ = try await runThroughRunner()
     var bare: [Double] = []
     var viaRunner: [Double] = []
+    var bareCPU: [Double] = []
+    var runnerChaosCPU: [Double] = []
+    var runnerOwnCPU: [Double] = []
     for i in 1...options.runs {
+        let c0 = cpu()
         let b = try runBare()
+        let c1 = cpu()
         let r = try await runThroughRunner()
+        let c2 = cpu()
         bare.append(b)
         viaRunner.append(r)
-        print(String(format: "run %2d  bare chaos run %7.1f ms   via runner %7.1f ms", i, b * 1000, r * 1000))
+        bareCPU.append(c1.children - c0.children)
+        runnerChaosCPU.append(c2.children - c1.children)
+        runnerOwnCPU.append(c2.own - c1.own)
+        print(String(format: "run %2d  bare chaos run %7.1f ms (cpu %5.1f)   via runner %7.1f ms (chaos cpu %5.1f, runner process cpu %5.1f)",
+                     i, b * 1000, bareCPU.last! * 1000, r * 1000, runnerChaosCPU.last! * 1000, runnerOwnCPU.last! * 1000))
     }
     let (mb, mr) = (median(bare), median(viaRunner))
     print(String(format: "median  bare %.1f ms  runner %.1f ms  ratio %.3f  overhead %+.1f ms (%+.1f %%)",
                  mb * 1000, mr * 1000, mr / mb, (mr - mb) * 1000, (mr / mb - 1) * 100))
+    // CPU is the steadier figure on a loaded machine: wall time there is mostly waiting for a core.
+    print(String(format: "median cpu  bare chaos %.1f ms  chaos under the runner %.1f ms  runner process (runner + ExperimentService) %.1f ms",
+                 median(bareCPU) * 1000, median(runnerChaosCPU) * 1000, median(runnerOwnCPU) * 1000))
 
+    // A run counts against capacity until the runner has its CompleteExecution answer, a moment
+    // after the execution shows terminal: start the burst on an idle runner.
+    while try await !runners.listRuns(.init(), options: call).runs.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
     let clock = ContinuousClock()
     let start = clock.now
     try await withThrowingTaskGroup(of: Double.self) { runs in

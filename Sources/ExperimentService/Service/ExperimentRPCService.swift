@@ -382,12 +382,3 @@ enum Check {
         guard !value.utf8.contains(0) else { throw RPCError(.invalidArgument, "\(field) contains a NUL character") }
     }
 }
-
-extension ServerContext {
-    /// Who is calling, from `x-faultline-actor` / `x-faultline-role` (set by the Gateway).
-    var actor: CommonV1.Actor {
-        let id = String((metadata[stringValue: "x-faultline-actor"] ?? "").utf8.prefix(200)) ?? ""
-        let kind: CommonV1.Actor.Kind = metadata[stringValue: "x-faultline-role"] == "runner" ? .service : .user
-        return CommonV1.Actor(kind: id.isEmpty ? .unspecified : kind, id: id)
-    }
-}

@@ -20,32 +20,52 @@ final class ClientConnectionHandler: H2ChannelHandler {
     private let connection: ClientConnection
     private var streams: [Int32: Slot] = [:]
     private var goingAway = false
+    /// The channel went inactive. Until the handler is removed (a later event-loop tick) the
+    /// outbox still serves it, and nothing may open or wait here then.
+    private var closed = false
     /// Streams wait for the server's SETTINGS so they respect its concurrency limit from the
     /// start rather than being refused.
     private var settingsReceived = false
     private var waitingForSettings: [H2StreamIO] = []
+    /// A peer that accepts the connection but never sends SETTINGS (not an HTTP/2 server, or a
+    /// stuck one) would hold those streams forever: after this long the connection is given up,
+    /// and its streams move to another one (or fail once they have moved too often).
+    private let settingsTimeout: Duration
+    private var settingsTimer: Scheduled<Void>?
 
-    init(h2: H2Connection, outbox: ConnectionOutbox, connection: ClientConnection, maxMessageSize: Int, timers: Timers, logger: Logger) {
+    init(h2: H2Connection, outbox: ConnectionOutbox, connection: ClientConnection, maxMessageSize: Int, settingsTimeout: Duration,
+         timers: Timers, logger: Logger) {
         self.connection = connection
         self.maxMessageSize = maxMessageSize
+        self.settingsTimeout = settingsTimeout
         super.init(h2: h2, outbox: outbox, timers: timers, logger: logger)
+    }
+
+    override func channelActive(context: ChannelHandlerContext) {
+        settingsTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(settingsTimeout)) { [weak self] in
+            guard let self, !self.settingsReceived else { return }
+            self.logger.debug("closing connection: the server sent no SETTINGS")
+            self.close()
+        }
+        super.channelActive(context: context)
     }
 
     override var activeStreams: Int { streams.count }
 
     override func serve(_ ios: [H2StreamIO]) {
-        guard settingsReceived else {
+        guard settingsReceived || closed else {
             waitingForSettings += ios
             return
         }
+        let canOpen = !goingAway && !closed && context != nil
         for io in ios {
-            guard let work = io.takeWork(for: outbox) else { continue }
+            guard let work = io.takeWork(for: outbox, canOpen: canOpen) else { continue }
+            if work.mustMove {
+                if !work.closed { connection.orphaned(io) }
+                continue
+            }
             if let headers = work.open {
                 if work.closed { continue }  // cancelled before it could open
-                guard !goingAway, context != nil else {
-                    connection.orphaned(io, headers: headers)
-                    continue
-                }
                 guard let stream = h2.submitRequest(headers: headers, body: io) else {
                     io.abort(RPCError(.unavailable, "no stream can be opened on this connection"))
                     continue
@@ -116,8 +136,8 @@ final class ClientConnectionHandler: H2ChannelHandler {
             streamCountChanged()
             // Refused unprocessed (RFC 9113 §8.7): safe to send again, on another connection.
             // (After a GOAWAY this connection is already unusable, so it goes to a new one.)
-            if errorCode == H2ErrorCode.refusedStream, let headers = slot.io.rewindForReplay() {
-                connection.orphaned(slot.io, headers: headers)
+            if errorCode == H2ErrorCode.refusedStream, slot.io.rewindForReplay() {
+                connection.orphaned(slot.io)
                 if goingAway && streams.isEmpty { close() }
                 return
             }
@@ -144,6 +164,8 @@ final class ClientConnectionHandler: H2ChannelHandler {
         case .remoteSettings:
             guard !settingsReceived else { return }
             settingsReceived = true
+            settingsTimer?.cancel()
+            settingsTimer = nil
             let waiting = waitingForSettings
             waitingForSettings = []
             serve(waiting)
@@ -151,6 +173,8 @@ final class ClientConnectionHandler: H2ChannelHandler {
     }
 
     override func connectionClosed() {
+        closed = true
+        settingsTimer?.cancel()
         connection.markUnusable()
         let error = RPCError(.unavailable, "the connection to the server was lost")
         for (_, slot) in streams {
@@ -159,7 +183,7 @@ final class ClientConnectionHandler: H2ChannelHandler {
         }
         streams.removeAll()
         // These were never sent: another connection may still carry them.
-        for io in waitingForSettings { connection.orphaned(io, headers: nil) }
+        for io in waitingForSettings { connection.orphaned(io) }
         waitingForSettings = []
         connection.closed()
     }
@@ -191,20 +215,22 @@ final class ClientConnection: Sendable {
     private let handlerShutdown = Mutex<(@Sendable () -> Void)?>(nil)
     private let closedPromise: EventLoopPromise<Void>
 
-    private let onOrphan: @Sendable (H2StreamIO, [HeaderField]?) -> Void
+    /// Moves a stream waiting to be opened off this connection (its outbox given).
+    private let onOrphan: @Sendable (H2StreamIO, ConnectionOutbox) -> Void
 
     init(eventLoop: any EventLoop, maxMessageSize: Int, onClose: @escaping @Sendable (ClientConnection) -> Void,
-         onOrphan: @escaping @Sendable (H2StreamIO, [HeaderField]?) -> Void) {
-        outbox = ConnectionOutbox(eventLoop: eventLoop, orphaned: { onOrphan($0, nil) })
+         onOrphan: @escaping @Sendable (H2StreamIO, ConnectionOutbox) -> Void) {
+        outbox = ConnectionOutbox(eventLoop: eventLoop, orphaned: onOrphan)
         self.maxMessageSize = maxMessageSize
         self.onClose = onClose
         self.onOrphan = onOrphan
         closedPromise = eventLoop.makePromise()
     }
 
-    /// A stream that never opened here because the connection went away: the client moves it.
-    func orphaned(_ io: H2StreamIO, headers: [HeaderField]?) {
-        onOrphan(io, headers)
+    /// A stream waiting to be opened that this connection cannot open (it went away, or refused
+    /// the stream unprocessed): the client moves it.
+    func orphaned(_ io: H2StreamIO) {
+        onOrphan(io, outbox)
     }
 
     func attach(channel: any Channel, shutdown: @escaping @Sendable () -> Void) {

@@ -37,6 +37,7 @@ public final class RPCClient: RPCCaller, Service, Sendable {
     public struct Configuration: Sendable {
         /// The largest request or response message, in bytes.
         public var maxMessageSize: Int = 4 * 1024 * 1024
+        /// Bounds the TCP connect, and then the wait for the server's HTTP/2 SETTINGS.
         public var connectTimeout: Duration = .seconds(10)
         public var backoff = Backoff()
         /// How often to PING the server; nil (the default, as in gRPC) disables keepalive.
@@ -206,24 +207,25 @@ public final class RPCClient: RPCCaller, Service, Sendable {
         }
     }
 
-    /// Moves a stream that never reached the server (its connection went away first) to the
-    /// current connection, so a call does not fail for a race it could not see.
-    private func rehome(_ io: H2StreamIO, headers: [HeaderField]?) {
+    /// Moves a stream that never reached the server (its connection went away first, or refused
+    /// it unprocessed) from `outbox`'s connection to the current one, so a call does not fail for
+    /// a race it could not see.
+    private func rehome(_ io: H2StreamIO, from outbox: ConnectionOutbox) {
         let future: EventLoopFuture<ClientConnection>
         do {
             future = try connectionFuture()
         } catch {
-            io.abort(error)
+            io.abortIfWaiting(on: outbox, error)
             return
         }
         future.whenComplete { result in
             switch result {
             case .success(let connection):
-                if !io.rehome(to: connection.outbox, headers: headers) {
-                    io.abort(RPCError(.unavailable, "the connection was lost before the call started"))
+                if io.rehome(from: outbox, to: connection.outbox) == .exhausted {
+                    io.abort(RPCError(.unavailable, "the call could not start: its connections went away \(H2StreamIO.maxMoves) times"))
                 }
             case .failure(let error):
-                io.abort(error as? RPCError ?? RPCError(.unavailable, "cannot connect to \(self.authority)", cause: error))
+                io.abortIfWaiting(on: outbox, error as? RPCError ?? RPCError(.unavailable, "cannot connect to \(self.authority)", cause: error))
             }
         }
     }
@@ -233,8 +235,8 @@ public final class RPCClient: RPCCaller, Service, Sendable {
         let connection = ClientConnection(
             eventLoop: eventLoop, maxMessageSize: configuration.maxMessageSize,
             onClose: { [weak self] closed in self?.connectionClosed(closed) },
-            onOrphan: { [weak self] io, headers in
-                if let self { self.rehome(io, headers: headers) } else { io.abort(RPCError(.unavailable, "the client is gone")) }
+            onOrphan: { [weak self] io, outbox in
+                if let self { self.rehome(io, from: outbox) } else { io.abort(RPCError(.unavailable, "the client is gone")) }
             })
         let configuration = configuration
         let logger = logger
@@ -251,6 +253,7 @@ public final class RPCClient: RPCCaller, Service, Sendable {
                     let h2 = try H2Connection(server: false, settings: settings)
                     let handler = ClientConnectionHandler(
                         h2: h2, outbox: connection.outbox, connection: connection, maxMessageSize: configuration.maxMessageSize,
+                        settingsTimeout: configuration.connectTimeout,
                         timers: .init(keepaliveInterval: configuration.keepaliveInterval, keepaliveTimeout: configuration.keepaliveTimeout,
                                       idleTimeout: configuration.idleTimeout),
                         logger: logger)

@@ -13,11 +13,11 @@ final class ConnectionOutbox: Sendable {
     private let pending = Mutex<(streams: [H2StreamIO], scheduled: Bool)>(([], false))
     private let processor: NIOLoopBoundBox<(any OutboxProcessor)?>
 
-    /// What happens to streams queued after the connection's handler went away.
-    private let orphaned: @Sendable (H2StreamIO) -> Void
+    /// What happens to streams queued after the connection's handler went away (with this outbox).
+    private let orphaned: @Sendable (H2StreamIO, ConnectionOutbox) -> Void
 
-    init(eventLoop: any EventLoop, orphaned: @escaping @Sendable (H2StreamIO) -> Void = {
-        $0.abort(RPCError(.unavailable, "the connection is closed"))
+    init(eventLoop: any EventLoop, orphaned: @escaping @Sendable (H2StreamIO, ConnectionOutbox) -> Void = { stream, _ in
+        stream.abort(RPCError(.unavailable, "the connection is closed"))
     }) {
         self.eventLoop = eventLoop
         self.orphaned = orphaned
@@ -45,7 +45,7 @@ final class ConnectionOutbox: Sendable {
             if let processor = self.processor.value {
                 processor.processOutbox(streams)
             } else {
-                for stream in streams where stream.outbox === self { self.orphaned(stream) }
+                for stream in streams where stream.outbox === self { self.orphaned(stream, self) }
             }
         }
     }
@@ -55,6 +55,9 @@ final class ConnectionOutbox: Sendable {
 struct StreamWork {
     /// Client: the request headers of a stream not yet opened.
     var open: [HeaderField]?
+    /// Client: the stream waits to be opened but this connection cannot open it (`canOpen` was
+    /// false): it must move to another.
+    var mustMove = false
     /// Bytes the handler consumed whose stream window can re-open.
     var releaseWindow = 0
     var hasData = false
@@ -96,7 +99,14 @@ final class H2StreamIO: H2BodySource, Sendable {
         var writer: CheckedContinuation<Void, any Error>?
         var outboundEnded = false
         var trailers: [HeaderField]?
+        /// Client: set while the stream waits to be opened (sent as a new stream), whichever
+        /// connection it is on.
         var open: [HeaderField]?
+        /// The connection this stream lives on. A client stream waiting to be opened can move to
+        /// another connection (`rehome`); server streams never move. In this lock, so a move and
+        /// an event loop taking the stream's work cannot interleave.
+        var outbox: ConnectionOutbox
+        var moves = 0
         /// Client: what went on the wire so far, kept while the server has not answered, so a
         /// stream the server refused unprocessed can be replayed on another connection. Nil once
         /// replay is impossible (the server answered, or more than `replayLimit` was sent).
@@ -118,10 +128,7 @@ final class H2StreamIO: H2BodySource, Sendable {
         var stopWaiter: CheckedContinuation<Void, Never>?
     }
 
-    /// The connection this stream lives on. A client stream that never got to open can move to
-    /// another connection (`rehome`); server streams never move.
-    private let home: Mutex<(outbox: ConnectionOutbox, moves: Int)>
-    var outbox: ConnectionOutbox { home.withLock { $0.outbox } }
+    var outbox: ConnectionOutbox { state.withLock { $0.outbox } }
     let isServer: Bool
     let maxMessageSize: Int
     /// Client: when the call gives up.
@@ -135,9 +142,8 @@ final class H2StreamIO: H2BodySource, Sendable {
         isServer = server
         self.deadline = deadline
         self.streamID = streamID
-        home = Mutex((outbox, 0))
         self.maxMessageSize = maxMessageSize
-        var initial = State()
+        var initial = State(outbox: outbox)
         if let headers {
             initial.open = headers
             initial.requestHeaders = headers
@@ -325,35 +331,62 @@ final class H2StreamIO: H2BodySource, Sendable {
 
     // MARK: event-loop side
 
-    /// Client: the stream could not open on its connection (it was going away or closed before
-    /// the stream was sent), so nothing reached the server: try another connection. Returns
-    /// false when the stream is over or has moved too often.
-    func rehome(to outbox: ConnectionOutbox, headers: [HeaderField]?) -> Bool {
-        let moved = home.withLock { home -> Bool in
-            guard home.moves < 3 else { return false }
-            home.moves += 1
-            home.outbox = outbox
-            return true
-        }
-        guard moved else { return false }
-        let enqueue = state.withLock { s -> Bool in
-            guard s.closed == nil, headers != nil || s.open != nil else { return false }
-            if let headers { s.open = headers }
-            s.queued = true
-            return true
-        }
-        if enqueue { outbox.enqueue(self) }
-        return enqueue
+    enum Rehoming {
+        case moved
+        /// Nothing to do: the stream already left `from`, or is no longer waiting to be opened
+        /// (an earlier move got it opened).
+        case stale
+        /// The call is over.
+        case over
+        /// The stream has moved too often.
+        case exhausted
     }
 
-    /// The work for `outbox`'s event loop; nil if the stream has since moved to another one.
-    func takeWork(for outbox: ConnectionOutbox) -> StreamWork? {
-        guard self.outbox === outbox else { return nil }
-        return state.withLock { s in
+    /// A bound, not a budget: a stream refused on a connection that is still current moves back
+    /// onto it, and a GOAWAY racing that refusal moves it again, so one unlucky stream can spend
+    /// three moves on a single reconnect (seen 1 in 17 stress runs). Five still ends a call whose
+    /// server refuses everything.
+    static let maxMoves = 5
+
+    /// Client: the stream could not open on the connection of `from` (it went away before the
+    /// stream was sent, or refused it unprocessed), so nothing reached the server: move it to
+    /// `to`. Several requests to move one stream may race; only the one still naming the
+    /// stream's current connection moves it.
+    func rehome(from: ConnectionOutbox, to: ConnectionOutbox) -> Rehoming {
+        let outcome = state.withLock { s -> Rehoming in
+            guard s.closed == nil else { return .over }
+            guard s.outbox === from, s.open != nil else { return .stale }
+            guard s.moves < Self.maxMoves else { return .exhausted }
+            s.moves += 1
+            s.outbox = to
+            s.queued = true
+            return .moved
+        }
+        if outcome == .moved { to.enqueue(self) }
+        return outcome
+    }
+
+    /// Client: a move found no connection to go to. Fails the stream only if it is still waiting
+    /// to be opened on `from`'s connection: a stale request must not end a call that moved on.
+    func abortIfWaiting(on from: ConnectionOutbox, _ error: RPCError) {
+        let waiting = state.withLock { $0.outbox === from && $0.open != nil }
+        if waiting { abort(error) }
+    }
+
+    /// The work for `outbox`'s event loop; nil if the stream has since moved to another one. A
+    /// connection that cannot open streams any more passes `canOpen: false`: a stream waiting to
+    /// be opened then keeps its headers and is marked `mustMove`.
+    func takeWork(for outbox: ConnectionOutbox, canOpen: Bool = true) -> StreamWork? {
+        state.withLock { s in
+            guard s.outbox === outbox else { return nil }
             var work = StreamWork()
             s.queued = false
-            work.open = s.open
-            s.open = nil
+            if canOpen {
+                work.open = s.open
+                s.open = nil
+            } else {
+                work.mustMove = s.open != nil
+            }
             if s.queuedBytes <= Self.inboundLowWater || s.closed != nil {
                 work.releaseWindow = s.heldWindow
                 s.heldWindow = 0
@@ -403,10 +436,11 @@ final class H2StreamIO: H2BodySource, Sendable {
 
     /// Client: the server refused the stream without processing it (RST_STREAM REFUSED_STREAM,
     /// or a GOAWAY that excludes it). If everything sent is still at hand and the server said
-    /// nothing, rewinds the stream so it can be sent again; returns the headers to open it with.
-    func rewindForReplay() -> [HeaderField]? {
-        state.withLock { s -> [HeaderField]? in
-            guard s.closed == nil, s.head == nil, s.inboundEnd == nil, let replay = s.replay, let headers = s.requestHeaders else { return nil }
+    /// nothing, rewinds the stream to waiting to be opened, so it can be sent again (`rehome`);
+    /// returns false if it cannot be replayed.
+    func rewindForReplay() -> Bool {
+        state.withLock { s -> Bool in
+            guard s.closed == nil, s.head == nil, s.inboundEnd == nil, let replay = s.replay, let headers = s.requestHeaders else { return false }
             var chunks = CircularBuffer<ByteBuffer>(initialCapacity: replay.count + s.chunks.count)
             chunks.append(contentsOf: replay)
             chunks.append(contentsOf: s.chunks)
@@ -416,7 +450,8 @@ final class H2StreamIO: H2BodySource, Sendable {
             s.replayBytes = 0
             s.endSent = false
             s.heldWindow = 0
-            return headers
+            s.open = headers
+            return true
         }
     }
 

@@ -8,6 +8,7 @@ import Logging
 struct EdgeMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
     let configuration: GatewayConfiguration
+    let routes: RouteTable
 
     func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
         var context = context
@@ -25,7 +26,10 @@ struct EdgeMiddleware: RouterMiddleware {
                 }
                 response = try await next(request, context)
             } catch {
-                let problem = Problem(from: error)
+                var problem = Problem(from: error)
+                if problem.code == "route.not_found", !routes.methods(for: request.uri.path).isEmpty {
+                    problem = Problem(.methodNotAllowed, code: "route.method_not_allowed", detail: "\(request.method) is not allowed here")
+                }
                 if problem.status.code >= 500 {
                     context.logger.error("request failed", metadata: ["error": "\(String(reflecting: type(of: error)))", "code": "\(problem.code)"])
                 }
@@ -33,11 +37,13 @@ struct EdgeMiddleware: RouterMiddleware {
             }
         }
         response.headers[.requestID] = context.requestID
-        if response.status == .methodNotAllowed { response.headers[.allow] = "GET, HEAD, POST, DELETE, OPTIONS" }
+        if response.status == .methodNotAllowed {
+            response.headers[.allow] = routes.methods(for: request.uri.path).map(\.rawValue).joined(separator: ", ")
+        }
         if let origin, configuration.allowedOrigins.contains("*") || configuration.allowedOrigins.contains(origin) {
             response.headers[.accessControlAllowOrigin] = configuration.allowedOrigins.contains("*") ? "*" : origin
             response.headers[.accessControlAllowHeaders] = "authorization, content-type, last-event-id, x-request-id"
-            response.headers[.accessControlAllowMethods] = "GET, POST, DELETE, OPTIONS"
+            response.headers[.accessControlAllowMethods] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
             response.headers[.accessControlExposeHeaders] = "x-request-id"
             response.headers[.vary] = "Origin"
         }
@@ -48,7 +54,7 @@ struct EdgeMiddleware: RouterMiddleware {
         return response
     }
 
-    static let methods: Set<HTTPRequest.Method> = [.get, .head, .post, .delete, .options]
+    static let methods: Set<HTTPRequest.Method> = [.get, .head, .post, .put, .patch, .delete, .options]
 
     /// A client's id is kept only when short and printable: it goes into logs and metadata.
     static func acceptable(_ value: String) -> String? {

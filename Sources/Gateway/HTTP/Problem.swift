@@ -1,6 +1,6 @@
 import FaultlineProto
-public import FaultlineRPC
-public import Foundation
+import FaultlineRPC
+import Foundation
 public import HTTPTypes
 public import Hummingbird
 
@@ -48,7 +48,6 @@ extension Problem {
             let status = http.status
             let code: String = switch status.code {
             case 404: "route.not_found"
-            case 405: "route.method_not_allowed"
             case 405: "route.method_not_allowed"
             case 413: "request.too_large"
             case 400: "request.malformed"

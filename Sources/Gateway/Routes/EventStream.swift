@@ -15,6 +15,11 @@ struct EventStream: Sendable {
 
     /// Frames buffered between the RPC and a slow HTTP client before the watch is re-opened.
     static let buffer = 256
+    /// An idle stream writes a comment this often: a client that went away is noticed by the
+    /// failed write (otherwise its handler would wait for the next event, perhaps forever, and
+    /// hold the server's graceful shutdown), and proxies do not time the stream out.
+    static let heartbeat: Duration = .seconds(15)
+    static let keepAlive = ByteBuffer(string: ": keep-alive\n\n")
 
     private enum Outcome: Sendable {
         case ended
@@ -28,13 +33,21 @@ struct EventStream: Sendable {
             let outcome: Outcome
             let from = after
             do {
-                outcome = try await withThrowingTaskGroup(of: Outcome.self) { group in
+                outcome = try await withThrowingTaskGroup(of: Outcome?.self) { group in
                     group.addTask {
                         defer { continuation.finish() }
                         return try await watch(after: from, into: continuation)
                     }
+                    group.addTask {
+                        while (try? await Task.sleep(for: Self.heartbeat)) != nil { continuation.yield(Self.keepAlive) }
+                        return nil  // cancelled: the watch ended
+                    }
+                    // A failed write (the client is gone) throws out of here, cancelling the watch.
                     for await frame in frames { try await write(frame) }
-                    return try await group.next() ?? .ended
+                    group.cancelAll()
+                    var outcome = Outcome.ended
+                    while let result = try await group.next() { if let result { outcome = result } }
+                    return outcome
                 }
             } catch let error as RPCError {
                 // The 200 is already sent: the failure becomes the stream's last event.

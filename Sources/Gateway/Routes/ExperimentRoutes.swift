@@ -74,6 +74,13 @@ struct ExperimentRoutes {
                                                                options: gateway.callOptions(context))
             return try Response.json(RevisionView(found.revision ?? .init()))
         }
+        group.get("experiments/{id}/score") { request, context in
+            _ = try context.require(.read)
+            let id = try context.parameters.id(of: .experiment)
+            let window = Int32(try request.integer("window", in: 1...100) ?? 0)
+            let found = try await client.getExperimentScore(.init(experimentId: id, window: window), options: gateway.callOptions(context))
+            return try Response.json(ScoreView(experiment_id: id, score: found.score.map(ExperimentScoreView.init)))
+        }
         group.get("experiments/{id}/export") { request, context in
             _ = try context.require(.read)
             let revision = try request.integer("revision", in: 1...Int64.max) ?? 0

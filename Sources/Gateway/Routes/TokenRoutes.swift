@@ -40,7 +40,13 @@ struct TokenRoutes {
         }
         group.delete("tokens/{id}") { _, context in
             let principal = try context.require(.administer)
-            guard try await tokens.revokeToken(try context.parameters.id(), in: principal.organization) else {
+            let id = try context.parameters.id()
+            // Revoking the token in hand could lock the organisation out (it may be the last
+            // owner token, and nothing else can mint one): revoke it with another token.
+            guard id != principal.tokenID else {
+                throw Problem(.conflict, code: "token.self_revocation", detail: "a token cannot revoke itself; use another owner token")
+            }
+            guard try await tokens.revokeToken(id, in: principal.organization) else {
                 throw Problem.notFound("token")
             }
             return Response(status: .noContent)

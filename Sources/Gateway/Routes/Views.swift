@@ -60,6 +60,34 @@ struct RevisionView: Encodable {
     }
 }
 
+struct ExperimentScoreView: Encodable {
+    var value: Double
+    var executions: Int32
+    var window: Int32
+    var decay: Double
+    var computed_at_us: Int64
+    var formula: String
+
+    init(_ s: ExperimentsV1.ExperimentScore) {
+        value = s.value; executions = s.executions; window = s.window; decay = s.decay
+        computed_at_us = s.computedAtUs; formula = s.formula
+    }
+}
+
+/// `score` is null until one execution of the experiment was scored.
+struct ScoreView: Encodable {
+    var experiment_id: String
+    var score: ExperimentScoreView?
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(experiment_id, forKey: .experiment_id)
+        try container.encode(score, forKey: .score)  // explicit null, not an absent key
+    }
+
+    enum CodingKeys: String, CodingKey { case experiment_id, score }
+}
+
 struct CreatedExperimentView: Encodable {
     var experiment: ExperimentView
     var revision: RevisionView
@@ -154,29 +182,40 @@ struct EventPage: Encodable {
     var next_page_token: String?
 }
 
-extension ExperimentsV1.ExecutionState {
-    /// The lower-case name the API uses (`timed_out`, ...).
+/// A contract enum as the API spells it: the case name in snake_case (`timed_out`,
+/// `run_once`, `reveal_environment`); values this build does not know are `unknown_<n>`.
+protocol APIEnum: RawRepresentable<Int32>, Hashable {
+    static var knownCases: [Self] { get }
+}
+
+extension APIEnum {
     var apiName: String {
-        switch self {
-        case .unspecified: "unspecified"
-        case .pending: "pending"
-        case .running: "running"
-        case .completed: "completed"
-        case .deviated: "deviated"
-        case .failed: "failed"
-        case .aborted: "aborted"
-        case .interrupted: "interrupted"
-        case .lost: "lost"
-        case .timedOut: "timed_out"
-        case .unrecognized(let value): "unknown_\(value)"
+        guard Self.knownCases.contains(self) else { return "unknown_\(rawValue)" }
+        var name = ""
+        for character in String(describing: self) {
+            if character.isUppercase { name += "_" + character.lowercased() } else { name.append(character) }
         }
+        return name
     }
 
+    /// The value named `apiName`; `unspecified` is never accepted from a client.
     init?(apiName: String) {
-        guard let state = Self.knownCases.first(where: { $0 != .unspecified && $0.apiName == apiName }) else { return nil }
-        self = state
+        guard let value = Self.knownCases.first(where: { $0.rawValue != 0 && $0.apiName == apiName }) else { return nil }
+        self = value
     }
 
+    /// Decodes an optional API name from a request; unknown names are the client's mistake.
+    static func parse(_ name: String?, field: String) throws -> Self? {
+        guard let name else { return nil }
+        guard let value = Self(apiName: name) else {
+            let names = knownCases.filter { $0.rawValue != 0 }.map(\.apiName).joined(separator: ", ")
+            throw Problem.badRequest("request.field.invalid", "\(field) must be one of \(names)")
+        }
+        return value
+    }
+}
+
+extension ExperimentsV1.ExecutionState: APIEnum {
     var isTerminal: Bool {
         switch self {
         case .unspecified, .pending, .running: false

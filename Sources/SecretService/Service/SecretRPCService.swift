@@ -314,12 +314,3 @@ private struct MergedEnvironment {
         owners[target] = (integration, value)
     }
 }
-
-extension ServerContext {
-    /// Who is calling, from `x-faultline-actor` / `x-faultline-role` (set by the Gateway).
-    var actor: CommonV1.Actor {
-        let id = String(String(metadata[stringValue: ContractMetadata.actor] ?? "").prefix(200))
-        let kind: CommonV1.Actor.Kind = metadata[stringValue: ContractMetadata.role] == "runner" ? .service : .user
-        return CommonV1.Actor(kind: id.isEmpty ? .unspecified : kind, id: id)
-    }
-}

@@ -9,6 +9,7 @@
 public import FaultlinePostgres
 public import FaultlineRPC
 public import Logging
+public import ServiceKit
 
 /// Limits of the SecretService; the defaults suit production.
 public struct SecretServiceConfiguration: Sendable {

@@ -13,7 +13,13 @@ import UnixSignals
 struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "Serve the public JSON API (schema `gateway`: organisations and API tokens)."
+        abstract: "Serve the public JSON API (schema `gateway`: organisations and API tokens).",
+        discussion: """
+            Configured by the environment: FAULTLINE_HTTP_LISTEN (HOST:PORT, default 0.0.0.0:8080), \
+            GATEWAY_DATABASE_URL or DATABASE_URL, FAULTLINE_EXPERIMENT_SERVICE and FAULTLINE_RUNNER_SERVICE \
+            (HOST:PORT), FAULTLINE_OWNER_TOKEN_FILE (the owner token, written 0600 on first start), \
+            FAULTLINE_CORS_ORIGINS (comma-separated), FAULTLINE_LOG_LEVEL.
+            """
     )
 
     func run() async throws {
@@ -40,19 +46,24 @@ struct GatewayCommand: AsyncParsableCommand {
         let experiments = RPCClient(host: experimentHost, port: experimentPort, logger: logger)
         var clients = [experiments]
         var dependencies: [(name: String, caller: any RPCCaller)] = [("experiment-service", experiments)]
-        var runners: RunnersV1.RunnerClient?
-        if let runnerAddress = environment["FAULTLINE_RUNNER_SERVICE"], !runnerAddress.isEmpty {
-            let (host, port) = try Self.address(runnerAddress, name: "FAULTLINE_RUNNER_SERVICE")
+        // Optional services: unset, their routes answer 503 `<service>.not_configured`.
+        func optional(_ variable: String, _ name: String) throws -> RPCClient? {
+            guard let address = environment[variable], !address.isEmpty else { return nil }
+            let (host, port) = try Self.address(address, name: variable)
             let client = RPCClient(host: host, port: port, logger: logger)
             clients.append(client)
-            dependencies.append(("runner-service", client))
-            runners = RunnersV1.RunnerClient(client)
+            dependencies.append((name, client))
+            return client
         }
+        let runners = try optional("FAULTLINE_RUNNER_SERVICE", "runner-service").map(RunnersV1.RunnerClient.init)
+        let secrets = try optional("FAULTLINE_SECRET_SERVICE", "secret-service").map(SecretsV1.SecretClient.init)
+        let schedules = try optional("FAULTLINE_SCHEDULE_SERVICE", "schedule-service").map(SchedulesV1.ScheduleClient.init)
 
         let postgres = PostgresClient(configuration: database)
         let tokens = TokenStore(database: postgres)
         let gateway = Gateway(configuration: configuration, tokens: tokens, experiments: .init(experiments),
-                              runners: runners, dependencies: dependencies, logger: logger)
+                              runners: runners, secrets: secrets, schedules: schedules,
+                              dependencies: dependencies, logger: logger)
         // Prepared before serving (as ServiceHost does), so no request meets a missing table.
         _ = try await TokenStore.migrations.apply(on: postgres)
         if let file = configuration.ownerTokenFile, try await tokens.bootstrap(ownerTokenFile: file) {

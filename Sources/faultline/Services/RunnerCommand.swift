@@ -5,13 +5,18 @@ import Foundation
 import Logging
 import RunnerService
 import ServiceKit
+import ServiceLifecycle
 
 /// `faultline runner`: runs experiments with `chaos` and reports them to ExperimentService.
 /// Needs no database: its state is a directory of its own.
 struct RunnerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runner",
-        abstract: "Run experiments with Chaos Toolkit (RunnerService over gRPC)."
+        abstract: "Run experiments with Chaos Toolkit (RunnerService over gRPC).",
+        discussion: """
+            The runner role's credential, needed with a SecretService or a ScheduleService, comes from
+            FAULTLINE_RUNNER_CREDENTIAL or from the file FAULTLINE_RUNNER_CREDENTIAL_FILE names.
+            """
     )
 
     static let defaultPort = 7104
@@ -21,6 +26,9 @@ struct RunnerCommand: AsyncParsableCommand {
 
     @Option(help: "ExperimentService HOST:PORT (env FAULTLINE_EXPERIMENT_SERVICE).")
     var experimentService: String?
+
+    @Option(help: "SecretService HOST:PORT, for runs with an environment or integrations (env FAULTLINE_SECRET_SERVICE).")
+    var secretService: String?
 
     @Option(help: "Python venv with chaostoolkit and chaosfaultline (env FAULTLINE_VENV; default ./.venv).")
     var venv: String?
@@ -36,6 +44,12 @@ struct RunnerCommand: AsyncParsableCommand {
 
     @Option(help: "This runner's id (env FAULTLINE_RUNNER_ID; default the host name).")
     var runnerID: String?
+
+    @Option(help: "ScheduleService HOST:PORT to register and heartbeat with (env FAULTLINE_SCHEDULE_SERVICE; unset: not registered).")
+    var scheduleService: String?
+
+    @Option(help: "HOST:PORT ScheduleService reaches this runner at (env FAULTLINE_RUNNER_ADVERTISE; default the --listen address).")
+    var advertise: String?
 
     @Option(help: "trace, debug, info, notice, warning, error or critical (env FAULTLINE_LOG_LEVEL).")
     var logLevel: String?
@@ -69,15 +83,52 @@ struct RunnerCommand: AsyncParsableCommand {
         logger.logLevel = parsed
 
         let client = RPCClient(host: experimentsHost, port: experimentsPort, logger: logger)
+        var secretsClient: RPCClient?
+        var secrets: SecretSource?
+        if let target = setting(secretService, "FAULTLINE_SECRET_SERVICE") {
+            let (host, port) = try Self.address(target, "--secret-service")
+            let credential = try Self.runnerCredential(environment)
+            let connection = RPCClient(host: host, port: port, logger: logger)
+            secretsClient = connection
+            secrets = SecretSource(client: SecretsV1.SecretClient(connection), credential: credential)
+        }
         let runner: RunnerServer
         do {
-            runner = try RunnerServer(configuration: configuration, experiments: ExperimentsV1.ExperimentClient(client), logger: logger)
+            runner = try RunnerServer(configuration: configuration, experiments: ExperimentsV1.ExperimentClient(client),
+                                      secrets: secrets, logger: logger)
         } catch {
             throw ValidationError("\(error)")
         }
-        // Background services stop after the server drained: runs complete before the client closes.
+        // Background services stop in reverse order after the server drained: the runner's runs
+        // complete (and are reported) before the registration leaves and the clients close.
+        var background: [any Service] = [client] + (secretsClient.map { [$0] } ?? [])
+        if let target = setting(scheduleService, "FAULTLINE_SCHEDULE_SERVICE") {
+            let (scheduleHost, schedulePort) = try Self.address(target, "--schedule-service")
+            let advertised = setting(advertise, "FAULTLINE_RUNNER_ADVERTISE") ?? "\(listenHost):\(listenPort)"
+            _ = try Self.address(advertised, "--advertise")
+            let credential = try Self.runnerCredential(environment)
+            let toScheduler = RPCClient(host: scheduleHost, port: schedulePort, logger: logger)
+            background += [toScheduler, SchedulerRegistration(runner: runner, scheduler: SchedulesV1.ScheduleClient(toScheduler),
+                                                              advertisedAddress: advertised, credential: credential, logger: logger)]
+        }
         try await RPCHost(name: "runner", listen: .init(host: listenHost, port: listenPort), logger: logger)
-            .run(rpcServices: [runner], background: [client, runner])
+            .run(rpcServices: [runner], background: background + [runner])
+    }
+
+    /// The runner role's credential for SecretService and ScheduleService: FAULTLINE_RUNNER_CREDENTIAL,
+    /// or the file FAULTLINE_RUNNER_CREDENTIAL_FILE names (trailing newlines dropped, as `$(cat file)` does).
+    static func runnerCredential(_ environment: [String: String]) throws -> String {
+        if let value = environment["FAULTLINE_RUNNER_CREDENTIAL"], !value.isEmpty { return value }
+        guard let path = environment["FAULTLINE_RUNNER_CREDENTIAL_FILE"], !path.isEmpty else {
+            throw ValidationError("a runner with a SecretService or ScheduleService needs its credential: set FAULTLINE_RUNNER_CREDENTIAL or FAULTLINE_RUNNER_CREDENTIAL_FILE")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read FAULTLINE_RUNNER_CREDENTIAL_FILE \(path)")
+        }
+        var text = String(decoding: data, as: UTF8.self)
+        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        guard !text.isEmpty else { throw ValidationError("FAULTLINE_RUNNER_CREDENTIAL_FILE \(path) is empty") }
+        return text
     }
 
     static func address(_ text: String, _ what: String) throws -> (String, Int) {

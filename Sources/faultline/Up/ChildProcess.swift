@@ -14,12 +14,13 @@ final class ChildProcess: Service, Sendable {
     private let environment: [String: String]
     private let logger: Logger
     private let ready: @Sendable (String, String) -> Void
-    private let stopGrace: Duration = .seconds(10)
+    private let stopGrace: Duration
 
     /// `ready(name, address)` is called each time the child announces `ready HOST:PORT`.
     init(name: String, executable: String, arguments: [String], environment: [String: String],
-         logger: Logger, ready: @escaping @Sendable (String, String) -> Void) {
+         stopGrace: Duration = .seconds(10), logger: Logger, ready: @escaping @Sendable (String, String) -> Void) {
         self.name = name
+        self.stopGrace = stopGrace
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -68,16 +69,40 @@ final class ChildProcess: Service, Sendable {
         }
         try process.run()
         let pid = process.processIdentifier
-        return await withGracefulShutdownHandler {
-            var statuses = exited.stream.makeAsyncIterator()
-            return await statuses.next() ?? -1
-        } onGracefulShutdown: { [stopGrace] in
-            kill(pid, SIGTERM)
-            // Escalate if the service does not stop in time; harmless once it has exited.
-            Thread.detachNewThread {
-                Thread.sleep(forTimeInterval: Double(stopGrace.components.seconds))
-                if process.isRunning { kill(pid, SIGKILL) }
+        // Two child tasks: one waits for the exit; the other waits for graceful shutdown, asks the
+        // service to stop, and escalates to SIGKILL after the grace period. The exit cancels the
+        // stopper, so no task outlives the process it watches (and no process outlives `up`).
+        return await withTaskGroup(of: Int32?.self) { group in
+            group.addTask {
+                var statuses = exited.stream.makeAsyncIterator()
+                return await statuses.next() ?? -1
             }
+            group.addTask { [stopGrace] in
+                do {
+                    try await gracefulShutdown()
+                } catch {
+                    // Cancelled: the process exited by itself, or `up` is torn down without a
+                    // graceful shutdown, and then the service must not outlive it.
+                    if process.isRunning { kill(pid, SIGKILL) }
+                    return nil
+                }
+                kill(pid, SIGTERM)
+                do {
+                    try await Task.sleep(for: stopGrace)
+                } catch {
+                    return nil  // cancelled: it stopped within the grace period
+                }
+                if process.isRunning { kill(pid, SIGKILL) }
+                return nil
+            }
+            var status: Int32 = -1
+            while let result = await group.next() {
+                if let result {
+                    status = result
+                    group.cancelAll()
+                }
+            }
+            return status
         }
     }
 }

@@ -81,6 +81,8 @@ struct PlatformPlan {
         let experiments = "127.0.0.1:\(try FreePort.pick())"
         let secrets = "127.0.0.1:\(try FreePort.pick())"
         let runner = "127.0.0.1:\(try FreePort.pick())"
+        let schedules = "127.0.0.1:\(try FreePort.pick())"
+        let runnerCredential = try String(contentsOfFile: Self.secretFile(stateDirectory + "/runner-credential"), encoding: .utf8)
         let venv = URL(fileURLWithPath: base["FAULTLINE_VENV"] ?? ".venv").standardizedFileURL.path
 
         func service(_ name: String, _ settings: [String: String]) -> PlannedService {
@@ -91,18 +93,24 @@ struct PlatformPlan {
             service("secret-service", [
                 "FAULTLINE_LISTEN": secrets,
                 "FAULTLINE_MASTER_KEY_FILE": try Self.secretFile(stateDirectory + "/master.key"),
-                "FAULTLINE_RUNNER_CREDENTIAL": try String(contentsOfFile: Self.secretFile(stateDirectory + "/runner-credential"), encoding: .utf8),
+                "FAULTLINE_RUNNER_CREDENTIAL": runnerCredential,
             ]),
+            service("schedule-service", ["FAULTLINE_LISTEN": schedules, "FAULTLINE_RUNNER_CREDENTIAL": runnerCredential]),
             service("runner", [
                 "FAULTLINE_LISTEN": runner,
                 "FAULTLINE_EXPERIMENT_SERVICE": experiments,
                 "FAULTLINE_VENV": venv,
                 "FAULTLINE_RUNNER_STATE_DIR": stateDirectory + "/runner",
+                "FAULTLINE_SECRET_SERVICE": secrets,
+                "FAULTLINE_SCHEDULE_SERVICE": schedules,
+                "FAULTLINE_RUNNER_CREDENTIAL": runnerCredential,
             ]),
             service("gateway", [
                 "FAULTLINE_HTTP_LISTEN": "127.0.0.1:\(gatewayPort == 0 ? try FreePort.pick() : gatewayPort)",
                 "FAULTLINE_EXPERIMENT_SERVICE": experiments,
                 "FAULTLINE_RUNNER_SERVICE": runner,
+                "FAULTLINE_SECRET_SERVICE": secrets,
+                "FAULTLINE_SCHEDULE_SERVICE": schedules,
                 // Written once, 0600, on the first start: the owner's API token.
                 "FAULTLINE_OWNER_TOKEN_FILE": stateDirectory + "/owner-token",
             ]),

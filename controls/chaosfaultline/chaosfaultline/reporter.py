@@ -204,6 +204,7 @@ class Reporter:
             assert self.transport is not None
             self.transport.flush()  # so the summary says whether the events got through
             journal["faultline"] = self.summary()
+            self.transport.complete(journal)
 
     def before_hypothesis(self, hypothesis: Any) -> None:
         if not self.open_span("hypothesis", hypothesis):

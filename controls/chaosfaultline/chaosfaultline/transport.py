@@ -89,6 +89,10 @@ class Transport(Protocol):
 
     def flush(self) -> None: ...
 
+    def complete(self, journal: dict[str, Any]) -> None:
+        """The run's journal, once it ended: only where nobody else completes the execution."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -199,6 +203,9 @@ class SocketTransport:
 
     def flush(self) -> None:
         """Writes are synchronous: nothing to wait for."""
+
+    def complete(self, journal: dict[str, Any]) -> None:
+        """The runner completes the execution from `chaos`'s exit and journal file."""
 
     def close(self) -> None:
         with self._lock:
@@ -357,6 +364,17 @@ class HttpTransport:
     def flush(self, timeout_s: float = 5.0) -> None:
         """Wait (bounded) until what was sent is delivered or given up."""
         self._idle.wait(timeout_s)
+
+    def complete(self, journal: dict[str, Any]) -> None:
+        """Hands the journal to the Gateway, which decides the outcome from it as a runner's
+        CompleteExecution would: nobody else knows how an external run ended. Called after
+        ``flush``, on the hook's thread; one retry, each bounded by the HTTP timeout."""
+        if self.silenced or self._execution_id is None:
+            return
+        path = f"/api/v1/executions/{urllib.parse.quote(self._execution_id, safe='')}/complete"
+        for _ in range(2):
+            if self._post(path, {"journal": journal}) is not None:
+                return
 
     def close(self) -> None:
         """Stop after what is queued. No waiting: ``flush`` ran after the last event, and

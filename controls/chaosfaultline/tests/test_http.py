@@ -92,7 +92,8 @@ def test_reports_to_the_gateway(chaos: Chaos, gateway: tuple[Gateway, str]) -> N
     assert journal is not None
     assert (journal["status"], done.returncode) == ("completed", 0)
     assert state.requests
-    assert {r["path"] for r in state.requests} == {"/api/v1/executions/ex%2F1/events"}
+    assert [r["path"] for r in state.requests][-1] == "/api/v1/executions/ex%2F1/complete"
+    assert {r["path"] for r in state.requests[:-1]} == {"/api/v1/executions/ex%2F1/events"}
     assert all(r["authorization"] == "Bearer s3cret" for r in state.requests)
     assert all(r["content_type"] == "application/json" for r in state.requests)
     events = state.events()
@@ -106,6 +107,11 @@ def test_reports_to_the_gateway(chaos: Chaos, gateway: tuple[Gateway, str]) -> N
     assert journal["faultline"]["mode"] == "http"
     assert journal["faultline"]["execution_id"] == "ex/1"
     assert "s3cret" not in json.dumps(journal)
+    # Nobody else knows how an external run ended: the journal itself completes it.
+    completed = state.requests[-1]["body"]["journal"]
+    assert (completed["status"], completed["deviated"]) == ("completed", False)
+    assert [a["activity"]["name"] for a in completed["run"]] == [a["activity"]["name"] for a in journal["run"]]
+    assert completed["faultline"]["last_seq"] == journal["faultline"]["last_seq"]
 
 
 def test_creates_the_execution_from_an_experiment_id(chaos: Chaos, gateway: tuple[Gateway, str]) -> None:
@@ -115,7 +121,8 @@ def test_creates_the_execution_from_an_experiment_id(chaos: Chaos, gateway: tupl
     assert done.journal is not None and done.journal["status"] == "completed"
     assert state.requests[0]["path"] == "/api/v1/experiments/exp-7/executions"
     assert state.requests[0]["body"] == {"external": True}
-    assert {r["path"] for r in state.requests[1:]} == {"/api/v1/executions/ex-created/events"}
+    assert {r["path"] for r in state.requests[1:-1]} == {"/api/v1/executions/ex-created/events"}
+    assert state.requests[-1]["path"] == "/api/v1/executions/ex-created/complete"
     assert state.events()[-1]["type"] == "experiment-after"
 
 

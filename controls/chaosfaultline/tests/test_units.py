@@ -166,6 +166,9 @@ class ScriptedTransport:
     def flush(self) -> None:
         pass
 
+    def complete(self, journal: dict[str, Any]) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -1,0 +1,111 @@
+// Dispatch lateness: 10,000 cron plans (`* * * * *`) all due at the same minute boundary, served by
+// one and then two ScheduleService replicas on one Postgres, dispatching over real sockets to a
+// stand-in runner that records when each StartRun arrives. Lateness = arrival - due time.
+import FaultlinePostgres
+import FaultlineProto
+import FaultlineRPC
+import Foundation
+import Logging
+import ScheduleService
+import ServiceKit
+import ServiceLifecycle
+import Synchronization
+
+let plans = Int(ProcessInfo.processInfo.environment["SCHEDULE_BENCH_PLANS"] ?? "") ?? 10_000
+let targetP99 = 250.0
+let credential = "schedule-benchmark"
+let logger: Logger = {
+    var logger = Logger(label: "bench")
+    logger.logLevel = .error
+    return logger
+}()
+
+/// Records the first arrival of each plan run.
+final class Recorder: RunnersV1.RunnerService, Sendable {
+    let arrivals = Mutex<[String: Int64]>([:])
+
+    func startRun(_ request: RunnersV1.StartRunRequest, context: ServerContext) async throws -> RunnersV1.StartRunResponse {
+        let now = WallClock.nowMicros()
+        arrivals.withLock { if $0[request.requestId] == nil { $0[request.requestId] = now } }
+        return .init(run: .init(executionId: "exe-" + request.requestId, planRunId: request.planRunId, state: .running))
+    }
+
+    func cancelRun(_ request: RunnersV1.CancelRunRequest, context: ServerContext) async throws -> RunnersV1.CancelRunResponse { .init() }
+    func listRuns(_ request: RunnersV1.ListRunsRequest, context: ServerContext) async throws -> RunnersV1.ListRunsResponse { .init() }
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+}
+
+func measure(replicas count: Int) async throws -> (p50: Double, p99: Double, max: Double, dispatched: Int) {
+    var base = try await TestPostgres.freshDatabase(named: "schedule_bench_\(count)_\(WallClock.nowMicros())")
+    base.maximumConnections = 8
+    let setup = PostgresClient(configuration: base)
+    try await ScheduleServer.migrations.apply(on: setup)
+
+    var configuration = ScheduleServiceConfiguration()
+    configuration.lease = .seconds(3600)
+    let pools = (0..<count).map { _ in PostgresClient(configuration: base) }
+    let replicas = pools.map { ScheduleServer(database: $0, runner: RunnerCredential(credential), logger: logger, configuration: configuration) }
+    let servers = replicas.map { RPCServer(configuration: .init(), services: $0.services, logger: logger) }
+    let recorder = Recorder()
+    let runnerServer = RPCServer(configuration: .init(), services: [recorder], logger: logger)
+
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        for server in servers { group.addTask { try await server.run() } }
+        group.addTask { try await runnerServer.run() }
+        let runnerPort = try await runnerServer.listeningPort
+        let rpc = RPCClient(host: "127.0.0.1", port: try await servers[0].listeningPort, logger: logger)
+        let client = SchedulesV1.ScheduleClient(rpc)
+        var runnerOptions = CallOptions(timeout: .seconds(30))
+        runnerOptions.metadata = RunnerCredential.metadata(credential)
+        _ = try await client.registerRunner(.init(runnerId: "bench-runner", address: "127.0.0.1:\(runnerPort)", capacity: 10_000_000),
+                                            options: runnerOptions)
+
+        // Start right after a minute boundary so that every plan is created before the next one.
+        let second = Int(Date().timeIntervalSince1970) % 60
+        if second > 5 { try await Task.sleep(for: .seconds(61 - second)) }
+        let org = OrganizationID("bench")!
+        let spec = SchedulesV1.PlanSpec(name: "bench", experimentId: "exp_bench",
+                                        schedule: .init(kind: .cron(.init(expression: "* * * * *"))), concurrencyPolicy: .allow)
+        try await withThrowingTaskGroup(of: Void.self) { creators in
+            for worker in 0..<32 {
+                creators.addTask {
+                    for _ in stride(from: worker, to: plans, by: 32) {
+                        _ = try await client.createPlan(.init(spec: spec), options: .on(behalfOf: org, timeout: .seconds(30)))
+                    }
+                }
+            }
+            try await creators.waitForAll()
+        }
+        let due = (Int64(Date().timeIntervalSince1970) / 60 + 1) * 60 * 1_000_000
+        print("  \(plans) plans created; due at \(Date(timeIntervalSince1970: Double(due) / 1e6))")
+        for replica in replicas { group.addTask { try await replica.dispatcher.run() } }
+
+        // Wait for every first fire (plus a bound against hangs).
+        let deadline = due + 90_000_000
+        while recorder.arrivals.withLock({ $0.count }) < plans && WallClock.nowMicros() < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        // Only the occurrence at `due`: plan runs of later minutes are not counted.
+        let rows = try await setup.query("SELECT id FROM schedules.plan_runs WHERE occurrence_us = \(due)")
+        let ids = Set(try rows.map { try $0.decode(String.self, at: 0) })
+        let arrivals = recorder.arrivals.withLock { $0 }
+        let lateness = ids.compactMap { arrivals[$0] }.map { Double($0 - due) / 1000 }.sorted()
+        await rpc.close()
+        group.cancelAll()
+        for replica in replicas { await replica.close() }
+        for pool in pools { await pool.close() }
+        await setup.close()
+        guard !lateness.isEmpty else { return (.nan, .nan, .nan, 0) }
+        return (percentile(lateness, 0.5), percentile(lateness, 0.99), lateness.last!, lateness.count)
+    }
+}
+
+print("ScheduleService dispatch lateness: \(plans) cron plans due at one minute boundary (release build)")
+for replicas in [1, 2] {
+    let result = try await measure(replicas: replicas)
+    print(String(format: "  replicas=%d dispatched=%d/%d  p50=%.1f ms  p99=%.1f ms  max=%.1f ms  p99/target(%.0f ms)=%.2f",
+                 replicas, result.dispatched, plans, result.p50, result.p99, result.max, targetP99, result.p99 / targetP99))
+}
