@@ -10,6 +10,9 @@ public struct GatewayConfiguration: Sendable {
     public var allowedOrigins: Set<String> = []
     /// Where a first start writes the bootstrap owner token.
     public var ownerTokenFile: String?
+    /// The runner credential, for the Reliably routes that reveal environments and render
+    /// integrations (SecretService answers those to runners only); nil = they answer 503.
+    public var runnerCredential: String?
 
     public init() {}
 }

@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
-READY_NAMES = ("experiment-service", "secret-service", "runner", "gateway")
+READY_NAMES = ("experiment-service", "secret-service", "schedule-service", "runner", "gateway")
 
 
 class Platform:
@@ -71,7 +71,8 @@ class Platform:
         return self
 
     def log_tail(self, size=4000) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_bytes()[-size:].decode("utf-8", "replace")
 
     def child_pid(self, name: str) -> int:

@@ -7,6 +7,7 @@ import os
 import pathlib
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -239,8 +240,10 @@ def test_run_local_reports_to_the_platform(platform, workspace):
         "list-all-files-in-directory", "check-file-exists", "touch-file", "list-all-files-in-directory", "check-file-exists"]
     _, execution, _ = platform.api("GET", f"/api/v1/executions/{execution_id}", expect=200)
     assert execution["events_received"] == len(events)
-    # Not asserted: the platform's status. ExperimentService does not yet finish an external
-    # execution on its experiment-after event (PROTOCOL.md §8), so it stays pending.
+    # The control completed it from the local journal (PROTOCOL.md §8): nobody else could.
+    assert (execution["status"], execution["deviated"]) == ("completed", False)
+    _, journal, _ = platform.api("GET", f"/api/v1/executions/{execution_id}/journal", expect=200)
+    assert journal["status"] == "completed" and journal["faultline"]["mode"] == "http"
 
 
 def test_run_local_by_id_runs_the_export(platform, workspace, test_tmp):
@@ -279,3 +282,91 @@ def test_cli_run_follows_through_a_gateway_restart(platform, workspace):
     shown = [line["data"]["sequence"] for line in lines if line["event"] == "event"]
     stored = [e["sequence"] for e in platform.all_events(lines[-1]["data"]["id"])]
     assert shown == stored, "the CLI skipped or repeated events across the restart"
+
+
+def secret_checking_experiment() -> dict:
+    """Its hypothesis holds only if the environment's secret reached the `chaos` process."""
+    return {
+        "title": "The environment's secret reaches the run",
+        "description": "A plan with an environment, dispatched by ScheduleService to the runner.",
+        "steady-state-hypothesis": {
+            "title": "the secret is there",
+            "probes": [{
+                "type": "probe", "name": "secret-arrived", "tolerance": 0,
+                "provider": {"type": "process", "path": "sh",
+                             "arguments": ["-c", 'test "$FLT_E2E_SECRET" = "$(cat "$FLT_E2E_EXPECTED")"']},
+            }],
+        },
+        "method": [{"type": "action", "name": "noop", "provider": {"type": "process", "path": "true"}}],
+    }
+
+
+def wait_for_plan_execution(platform: Platform, plan_id: str, limit=300.0) -> dict:
+    """The plan's execution once it ended; the limit only turns a hang into a failure."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        _, page, _ = platform.api("GET", f"/api/v1/executions?plan_id={plan_id}", expect=200)
+        ended = [e for e in page["executions"] if e["status"] not in ("pending", "running")]
+        if ended:
+            return ended[0]
+        time.sleep(0.5)
+    raise AssertionError(f"plan {plan_id} produced no ended execution; log: {platform.log_tail()}")
+
+
+def test_a_plan_with_an_environment_runs_through_the_scheduler(platform, workspace, test_tmp):
+    """CLI → Gateway → ScheduleService (durable plan run, dispatch) → runner (reveal from
+    SecretService) → real `chaos run` whose hypothesis sees the secret → completed, secret nowhere."""
+    secret = "e2e-s3cr3t-" + os.urandom(6).hex()
+    secret_file = test_tmp / "secret.txt"
+    secret_file.write_text(secret)
+    expected = test_tmp / "expected.txt"
+    expected.write_text(secret)
+    env = platform.cli("env", "create", "--name", "e2e", "--var", f"FLT_E2E_EXPECTED={expected}",
+                       "--secret", f"FLT_E2E_SECRET=@{secret_file}", "--json")
+    assert env.returncode == 0, env.stdout + env.stderr
+    environment = json.loads(env.stdout)
+    assert secret not in env.stdout
+    listed = platform.cli("env", "list", "--json")
+    assert listed.returncode == 0 and environment["id"] in listed.stdout and secret not in listed.stdout
+
+    path = test_tmp / "secret-experiment.json"
+    path.write_text(json.dumps(secret_checking_experiment()))
+    experiment_id = cli_import(platform, path)
+    created = platform.cli("plan", "create", "--experiment", experiment_id, "--now",
+                           "--environment", environment["id"], "--json")
+    assert created.returncode == 0, created.stdout + created.stderr
+    plan = json.loads(created.stdout)
+    execution = wait_for_plan_execution(platform, plan["id"])
+    assert (execution["status"], execution["deviated"]) == ("completed", False), execution
+    _, journal, _ = platform.api("GET", f"/api/v1/executions/{execution['id']}/journal", expect=200)
+    assert secret not in json.dumps(journal)
+    assert secret not in platform.log_tail(size=10_000_000)
+    plans = platform.cli("plan", "list", "--json")
+    assert plans.returncode == 0 and plan["id"] in plans.stdout
+
+
+def test_plan_pause_resume_and_the_kill_switch_through_the_cli(platform, workspace, test_tmp):
+    path = test_tmp / "cron-experiment.json"
+    path.write_bytes(fixture("check-file-exists", workspace))
+    experiment_id = cli_import(platform, path)
+    created = platform.cli("plan", "create", "--experiment", experiment_id, "--cron", "0 3 * * MON-FRI",
+                           "--time-zone", "Europe/Paris", "--json")
+    assert created.returncode == 0, created.stdout + created.stderr
+    plan = json.loads(created.stdout)
+    for verb, state in (("pause", "paused"), ("resume", "active")):
+        out = platform.cli("plan", verb, plan["id"], "--json")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert json.loads(out.stdout)["state"] == state
+    bad = platform.cli("plan", "create", "--experiment", experiment_id, "--cron", "61 * * * *")
+    assert bad.returncode == 65, bad.stdout + bad.stderr
+
+    halted = platform.cli("halt", "--reason", "e2e", "--json")
+    assert halted.returncode == 0, halted.stdout + halted.stderr
+    status = platform.cli("halt", "--status", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)["halted"] is True, status.stdout
+    refused = platform.api("POST", f"/api/v1/experiments/{experiment_id}/run", {})
+    assert refused[0] == 409 and refused[1]["code"] == "organization.halted", refused
+    resumed = platform.cli("resume", "--json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    status = platform.cli("halt", "--status", "--json")
+    assert json.loads(status.stdout)["halted"] is False, status.stdout

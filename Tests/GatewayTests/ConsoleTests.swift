@@ -213,6 +213,20 @@ struct ConsoleTests {
         }
     }
 
+    @Test("halt: a halted organisation's Run button is refused (409 page with the reason as text), like the API's run")
+    func haltedRun() async throws {
+        try await Harness.with("console_halt", runners: true) { h in
+            let id = try await h.importExperiment("halted probe")
+            let halted = try await h.call(.post, "/api/v1/organization/halt", token: h.token(), body: #"{"reason": "<b>maintenance</b>"}"#)
+            #expect(halted.status == 200)
+            let cookie = try await h.signIn(h.token("a", .editor))
+            let reply = try await h.form("/console/experiments/\(id)/run", ["csrf": ConsoleSession.csrfToken(for: cookie)], cookie: cookie)
+            #expect(reply.status == 409)
+            #expect(reply.text.contains("organization.halted"))
+            #expect(reply.text.contains("&lt;b&gt;maintenance&lt;/b&gt;"))
+        }
+    }
+
     static func cookie(in header: String) -> String? {
         let pair = header.split(separator: ";").first.map(String.init) ?? ""
         guard pair.hasPrefix(ConsoleSession.cookieName + "=") else { return nil }

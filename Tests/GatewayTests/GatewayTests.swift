@@ -233,6 +233,42 @@ struct GatewayTests {
         }
     }
 
+    @Test("an external execution is completed from its journal: outcome decided like a runner's, repeats idempotent, bad input refused")
+    func externalCompletion() async throws {
+        try await Harness.with("external-complete") { h in
+            let experiment = try await h.importExperiment()
+            let created = try await h.call(.post, "/api/v1/experiments/\(experiment)/executions", token: h.token("a", .runner), body: #"{"external": true}"#)
+            let id = try #require(created.json["id"] as? String)
+            let path = "/api/v1/executions/\(id)/complete"
+            // The shape Chaos Toolkit writes: the hypothesis held before and not after.
+            let journal = #"""
+                {"journal": {"status": "completed", "deviated": true, "run": [], "rollbacks": [],
+                 "steady_states": {"before": {"steady_state_met": true, "probes": []}, "after": {"steady_state_met": false, "probes": []}}},
+                 "log": "chaos log"}
+                """#
+            for bad in ["[]", #"{"journal": []}"#, #"{"journal": "text"}"#, "{", #"{"log": "x"}"#] {
+                #expect(try await h.call(.post, path, token: h.token("a", .runner), body: bad).status == 400, "\(bad)")
+            }
+            #expect(try await h.call(.post, path, token: h.token("a", .viewer), body: journal).status == 403)
+            #expect(try await h.call(.post, path, token: h.token("b", .runner), body: journal).code == "execution.not_found")
+            #expect(try await h.call(.post, "/api/v1/executions/garbage/complete", token: h.token("a", .runner), body: journal).code == "execution.not_found")
+
+            let completed = try await h.call(.post, path, token: h.token("a", .runner), body: journal)
+            #expect(completed.status == 200)
+            #expect(completed.json["status"] as? String == "deviated")
+            #expect(completed.json["deviated"] as? Bool == true)
+            // The control retries once: the same journal again is the same answer.
+            let repeated = try await h.call(.post, path, token: h.token("a", .runner), body: journal)
+            #expect(repeated.status == 200)
+            #expect(repeated.json["status"] as? String == "deviated")
+            let other = #"{"journal": {"status": "completed", "deviated": false, "run": [], "rollbacks": []}}"#
+            // FAILED_PRECONDITION, mapped as google.rpc.Code does.
+            #expect(try await h.call(.post, path, token: h.token("a", .runner), body: other).status == 400)
+            let stored = try await h.call(.get, "/api/v1/executions/\(id)/journal", token: h.token())
+            #expect(stored.json["deviated"] as? Bool == true)
+        }
+    }
+
     @Test("health, readiness, OpenAPI, request ids, CORS")
     func plumbing() async throws {
         try await Harness.with("plumbing") { h in

@@ -73,6 +73,7 @@ struct Harness: Sendable {
             let experiments = ExperimentsV1.ExperimentClient(rpcClient)
             var gatewayConfiguration = GatewayConfiguration()
             gatewayConfiguration.port = 0
+            gatewayConfiguration.runnerCredential = Self.runnerCredential  // the Reliably routes reveal with it
             gatewayConfiguration.maximumBodyBytes = 256 << 10
             gatewayConfiguration.allowedOrigins = ["https://ui.example"]
             let gateway = Gateway(configuration: gatewayConfiguration, tokens: tokens, experiments: experiments,

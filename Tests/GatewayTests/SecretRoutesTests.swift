@@ -162,8 +162,16 @@ struct SecretRoutesTests {
             let twoKinds = ##"{"name": "x", "config": {"slack": {"channel": "#c", "token_secret": "T"}, "prometheus": {"pushgateway_url": "http://p"}}}"##
             #expect(try await h.call(.post, "/api/v1/integrations", token: h.token(), body: twoKinds).code == "request.field.invalid")
             #expect(try await h.call(.post, "/api/v1/integrations", token: h.token(), body: #"{"name": "x", "config": {}}"#).code == "request.field.invalid")
-            let otlpValid = #"{"name": "x", "config": {"opentelemetry": {"endpoint": "http://o", "otlp_protocol": "grpc"}}}"#
-            #expect(try await h.call(.post, "/api/v1/integrations", token: h.token(), body: otlpValid).code == "integration.unsupported")
+            let otlpGRPC = #"{"name": "x", "config": {"opentelemetry": {"endpoint": "http://o", "otlp_protocol": "grpc"}}}"#
+            #expect(try await h.call(.post, "/api/v1/integrations", token: h.token(), body: otlpGRPC).code == "integration.unsupported")
+            let otlp = #"{"name": "traces", "config": {"opentelemetry": {"endpoint": "http://collector:4318", "service_name": "checkout"}}}"#
+            let traced = try await h.call(.post, "/api/v1/integrations", token: h.token(), body: otlp)
+            #expect(traced.status == 201)
+            let traces = (traced.json["config"] as? [String: Any])?["opentelemetry"] as? [String: Any]
+            #expect(traces?["endpoint"] as? String == "http://collector:4318")
+            #expect(traces?["service_name"] as? String == "checkout")
+            let otlpNoEndpoint = #"{"name": "y", "config": {"opentelemetry": {"endpoint": "not a url"}}}"#
+            #expect(try await h.call(.post, "/api/v1/integrations", token: h.token(), body: otlpNoEndpoint).status == 400)
             let badURL = #"{"name": "x", "config": {"http_pre_check": {"probe": {"url": "ftp://nope"}}}}"#
             #expect(try await h.call(.post, "/api/v1/integrations", token: h.token(), body: badURL).status == 400)
             // Still used by the integration's environment? Deleting the integration first frees it.

@@ -28,6 +28,12 @@ struct ExperimentPages {
             guard let runners = gateway.runners else {
                 throw Problem(.serviceUnavailable, code: "runner.not_configured", detail: "no RunnerService is configured, so nothing can run")
             }
+            // The kill switch covers the console's runs too (the same check as POST /api/v1/experiments/{id}/run).
+            if let schedules = gateway.schedules,
+               let halt = try await schedules.getHaltStatus(.init(), options: gateway.callOptions(context)).status, halt.halted {
+                throw Problem(.conflict, code: "organization.halted",
+                              detail: "the organisation is halted (\(halt.reason.isEmpty ? "no reason given" : halt.reason)); resume it first")
+            }
             var start = RunnersV1.StartRunRequest()
             start.experimentId = id
             let started = try await runners.startRun(start, options: gateway.callOptions(context))

@@ -99,6 +99,32 @@ struct ExecutionRoutes {
             struct Body: Encodable { var accepted: Int64; var duplicates: Int64 }
             return try Response.json(Body(accepted: report.accepted, duplicates: report.duplicates), status: .accepted)
         }
+        group.post("executions/{id}/complete") { request, context in
+            _ = try context.require(.report)
+            struct Body: Decodable { var journal: JSONValue; var log: String? }
+            let id = try context.parameters.id(of: .execution)
+            let body = try await request.json(Body.self, context)
+            guard case .object = body.journal else {
+                throw Problem.badRequest("journal.invalid", "journal must be a Chaos Toolkit journal (a JSON object)")
+            }
+            let options = try gateway.callOptions(context)
+            let current = try await client.getExecution(.init(executionId: id), options: options).execution ?? .init()
+            // A runner completes its own runs from `chaos`'s exit and journal file; only an external
+            // run (a plain `chaos run` reporting over HTTP) is completed from here.
+            guard current.runnerId.isEmpty else {
+                throw Problem(.conflict, code: "execution.runner_owned", detail: "runner \(current.runnerId) completes this execution")
+            }
+            // A plain `chaos run` never says when it started; its first events may not have either.
+            if current.state == .pending {
+                _ = try await client.startExecution(.init(executionId: id), options: options)
+            }
+            var complete = ExperimentsV1.CompleteExecutionRequest()
+            complete.executionId = id
+            complete.journalJson = body.journal.text
+            complete.log = body.log ?? ""
+            let completed = try await client.completeExecution(complete, options: options)
+            return try Response.json(ExecutionView(completed.execution ?? .init()))
+        }
         group.get("executions/{id}/events/stream") { request, context in
             _ = try context.require(.read)
             let id = try context.parameters.id(of: .execution)

@@ -97,6 +97,12 @@ struct ExperimentRoutes {
                 throw Problem(.serviceUnavailable, code: "runner.not_configured",
                               detail: "no RunnerService is configured (FAULTLINE_RUNNER_SERVICE)")
             }
+            // The kill switch covers runs started by hand too, not only the scheduler's dispatch.
+            if let schedules = gateway.schedules,
+               let halt = try await schedules.getHaltStatus(.init(), options: gateway.callOptions(context)).status, halt.halted {
+                throw Problem(.conflict, code: "organization.halted",
+                              detail: "the organisation is halted (\(halt.reason.isEmpty ? "no reason given" : halt.reason)); resume it first")
+            }
             var start = RunnersV1.StartRunRequest()
             start.experimentId = id
             start.experimentRevision = body.revision ?? 0

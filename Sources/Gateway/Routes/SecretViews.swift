@@ -146,9 +146,6 @@ struct IntegrationConfigJSON: Codable {
         }
     }
 
-    /// Flip when SecretService implements OpenTelemetryTraces (and document it in openapi.json).
-    static let openTelemetrySupported = false
-
     /// Exactly one kind must be set.
     func proto() throws -> SecretsV1.IntegrationConfig {
         var kinds: [SecretsV1.IntegrationConfig.Kind] = []
@@ -163,11 +160,11 @@ struct IntegrationConfigJSON: Codable {
         }
         if let v = prometheus { kinds.append(.prometheus(.init(pushgatewayUrl: v.pushgateway_url, job: v.job ?? "", labels: v.labels ?? [:]))) }
         if let v = opentelemetry {
-            // SecretService answers UNIMPLEMENTED: refused here as the client's choice, not a 501.
-            guard Self.openTelemetrySupported else {
-                throw Problem.badRequest("integration.unsupported", "opentelemetry integrations are not supported yet")
-            }
             let otlp = try SecretsV1.OtlpProtocol.parse(v.otlp_protocol, field: "otlp_protocol") ?? .unspecified
+            // SecretService answers UNIMPLEMENTED for the others: refused here as the client's choice, not a 501.
+            guard otlp == .unspecified || otlp == .httpJson else {
+                throw Problem.badRequest("integration.unsupported", "opentelemetry exports over http_json only")
+            }
             kinds.append(.opentelemetry(.init(endpoint: v.endpoint, otlpProtocol: otlp, headers: v.headers ?? [:],
                                               secretHeaders: v.secret_headers ?? [:], serviceName: v.service_name ?? "",
                                               resourceAttributes: v.resource_attributes ?? [:])))

@@ -27,6 +27,7 @@ struct GatewayCommand: AsyncParsableCommand {
         var configuration = GatewayConfiguration()
         (configuration.host, configuration.port) = try Self.address(environment["FAULTLINE_HTTP_LISTEN"] ?? "0.0.0.0:8080", name: "FAULTLINE_HTTP_LISTEN")
         configuration.ownerTokenFile = environment["FAULTLINE_OWNER_TOKEN_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.runnerCredential = environment["FAULTLINE_RUNNER_CREDENTIAL"].flatMap { $0.isEmpty ? nil : $0 }
         if let origins = environment["FAULTLINE_CORS_ORIGINS"] {
             configuration.allowedOrigins = Set(origins.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         }
@@ -66,6 +67,7 @@ struct GatewayCommand: AsyncParsableCommand {
                               dependencies: dependencies, logger: logger)
         // Prepared before serving (as ServiceHost does), so no request meets a missing table.
         _ = try await TokenStore.migrations.apply(on: postgres)
+        _ = try await ReliablyIDs.migrations.apply(on: postgres)
         if let file = configuration.ownerTokenFile, try await tokens.bootstrap(ownerTokenFile: file) {
             logger.notice("created the default organisation; owner token written", metadata: ["file": "\(file)"])
         }

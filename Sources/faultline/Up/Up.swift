@@ -111,6 +111,7 @@ struct PlatformPlan {
                 "FAULTLINE_RUNNER_SERVICE": runner,
                 "FAULTLINE_SECRET_SERVICE": secrets,
                 "FAULTLINE_SCHEDULE_SERVICE": schedules,
+                "FAULTLINE_RUNNER_CREDENTIAL": runnerCredential,  // Reliably API: environments in the clear
                 // Written once, 0600, on the first start: the owner's API token.
                 "FAULTLINE_OWNER_TOKEN_FILE": stateDirectory + "/owner-token",
             ]),
