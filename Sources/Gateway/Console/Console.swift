@@ -1,0 +1,204 @@
+import FaultlineProto
+import FaultlineRPC
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The web console under `/console`: server-rendered pages over the same RPC clients and
+/// organisation scoping as the JSON API, signed in with a session cookie (`ConsoleSession`).
+///
+/// GET  /console                                overview: running now, runs per day (SVG)
+/// GET  /console/sign-in, POST /console/sign-in paste an API token; POST /console/sign-out
+/// GET  /console/experiments[?q=&tag=]          list; /console/experiments/{id}[?revision=N] one
+/// POST /console/experiments/{id}/run           run now, then the execution page
+/// GET  /console/import, POST /console/import   paste or load JSON/YAML; problems at their lines
+/// GET  /console/executions/{id}                timeline (SSE), journal, log
+/// POST /console/executions/{id}/pause|resume|terminate
+/// GET  /console/executions/{id}/events/stream  the API's SSE, authorised by the cookie
+/// GET  /console/assets/console.css|console.js
+struct Console {
+    let gateway: Gateway
+    var session: ConsoleSession { ConsoleSession(tokens: gateway.tokens) }
+    var client: ExperimentsV1.ExperimentClient { gateway.experiments }
+
+    func register(on router: Router<GatewayContext>) {
+        router.get("console/assets/console.css") { _, _ in Self.asset(ConsoleAssets.css, type: "text/css; charset=utf-8") }
+        router.get("console/assets/console.js") { _, _ in Self.asset(ConsoleAssets.js, type: "text/javascript; charset=utf-8") }
+
+        let open = router.group("console").add(middleware: ConsolePageMiddleware(session: session, requiresSession: false))
+        open.get("sign-in") { request, _ in
+            Pages.signIn(error: nil, status: .ok, secure: request.isSecure)
+        }
+        open.post("sign-in") { request, context in try await signIn(request, context) }
+
+        let pages = router.group("console").add(middleware: ConsolePageMiddleware(session: session, requiresSession: true))
+        pages.get { request, context in try await overview(request, context) }
+        pages.post("sign-out") { request, context in
+            let principal = try context.require(.read)
+            _ = try await ConsoleForms.read(Empty.self, request, context)
+            try await session.signOut(principal)
+            var response = Response.seeOther("/console/sign-in")
+            response.setCookie(ConsoleSession.expiredCookie(secure: request.isSecure))
+            return response
+        }
+        ExperimentPages(console: self).register(on: pages)
+        ExecutionPages(console: self).register(on: pages)
+    }
+
+    struct Empty: ConsoleForm { var csrf: String? }
+
+    private func signIn(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        // No session yet, so no CSRF token: a cross-site sign-in is refused by its Origin.
+        guard ConsoleForms.sameOrigin(request) else { throw Problem.forbidden("cross-site sign-in refused") }
+        struct Body: Decodable { var token: String? }
+        let body = try await ConsoleForms.decode(Body.self, request, context)
+        let value: String
+        do {
+            value = try await session.signIn(with: body.token ?? "")
+        } catch ConsoleSession.SignInError.invalidToken {
+            return Pages.signIn(error: "That token is not valid: it may be mistyped, expired or revoked.", status: .unauthorized, secure: request.isSecure)
+        } catch ConsoleSession.SignInError.noReadAccess {
+            return Pages.signIn(error: "A runner token cannot sign in to the console.", status: .forbidden, secure: request.isSecure)
+        }
+        var response = Response.seeOther("/console")
+        response.setCookie(ConsoleSession.cookie(value, secure: request.isSecure))
+        return response
+    }
+
+    private func overview(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        _ = try context.require(.read)
+        let days = 14
+        let now = Date()
+        let since = Calendar.utc.startOfDay(for: now).addingTimeInterval(-Double(days - 1) * 86_400)
+        var list = ExperimentsV1.ListExecutionsRequest()
+        list.pageSize = 200
+        list.createdAfterUs = Int64(since.timeIntervalSince1970 * 1_000_000)
+        var executions: [ExperimentsV1.Execution] = []
+        // Bounded: the chart counts at most 2,000 runs and says so when there were more.
+        var truncated = false
+        for _ in 0..<10 {
+            let page = try await client.listExecutions(list, options: gateway.callOptions(context))
+            executions += page.executions
+            list.pageToken = page.nextPageToken
+            if page.nextPageToken.isEmpty { break }
+            truncated = executions.count >= 2_000
+        }
+        var active = ExperimentsV1.ListExecutionsRequest()
+        active.pageSize = 50
+        active.states = [.pending, .running]
+        let running = try await client.listExecutions(active, options: gateway.callOptions(context)).executions
+        var titles: [String: String] = [:]
+        for id in Set(running.map(\.experimentId)) {
+            let found = try? await client.getExperiment(.init(experimentId: id), options: gateway.callOptions(context))
+            titles[id] = found?.experiment?.title ?? id
+        }
+        let chart = RunsChart(executions: executions.map { ($0.createdAtUs, $0.state.apiName) }, days: days, endingAt: now)
+        return try page(context, title: "Overview", section: .overview, body: Pages.overview(chart: chart, truncated: truncated, running: running, titles: titles), request: request)
+    }
+
+    /// A full page for the signed-in caller.
+    func page(_ context: GatewayContext, title: String, section: Pages.Section, body: HTML,
+              request: Request, status: HTTPResponse.Status = .ok) throws -> Response {
+        guard let principal = context.principal else { throw Problem.unauthenticated }
+        return Pages.layout(title: title, section: section, principal: principal,
+                            csrf: ConsoleForms.csrf(of: request), body: body).response(status: status)
+    }
+
+    static func asset(_ text: String, type: String) -> Response {
+        Response(status: .ok, headers: [.contentType: type, .cacheControl: "max-age=300", .xContentTypeOptions: "nosniff"],
+                 body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+/// Signs console requests in from the session cookie, sends the signed-out to the sign-in
+/// page, and turns every error into an HTML page (the JSON API's problems are for programs).
+struct ConsolePageMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let session: ConsoleSession
+    let requiresSession: Bool
+
+    func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        var context = context
+        if requiresSession {
+            guard let (principal, _) = try await session.principal(of: request) else {
+                if request.method == .get || request.method == .head {
+                    return Response(status: .found, headers: [.location: "/console/sign-in"])
+                }
+                return Pages.error(Problem.unauthenticated, signedIn: false).response(status: .unauthorized)
+            }
+            context.principal = principal
+            context.logger[metadataKey: "org"] = "\(principal.organization)"
+            context.logger[metadataKey: "token.id"] = "\(principal.tokenID)"
+        }
+        do {
+            return try await next(request, context)
+        } catch {
+            let problem = Problem(from: error)
+            if problem.status.code >= 500 {
+                context.logger.error("console request failed", metadata: ["error": "\(String(reflecting: type(of: error)))", "code": "\(problem.code)"])
+            }
+            return Pages.error(problem, signedIn: context.principal != nil).response(status: problem.status)
+        }
+    }
+}
+
+/// A form the console posts: URL-encoded, and carrying the session's CSRF token.
+protocol ConsoleForm: Decodable {
+    var csrf: String? { get }
+}
+
+/// Reading console forms.
+enum ConsoleForms {
+    /// The form of a signed-in request; 403 unless it carries this session's CSRF token and,
+    /// when the browser names one, comes from this origin.
+    static func read<Form: ConsoleForm>(_ type: Form.Type, _ request: Request, _ context: GatewayContext) async throws -> Form {
+        let form = try await decode(Form.self, request, context)
+        guard sameOrigin(request), let expected = csrf(of: request),
+              let given = form.csrf, ConsoleSession.matches(given, expected) else {
+            throw Problem(.forbidden, code: "console.csrf",
+                          detail: "the form is stale or did not come from this console; reload the page and try again")
+        }
+        return form
+    }
+
+    /// A URL-encoded body as `Form`; 400 when it is not one.
+    static func decode<Form: Decodable>(_ type: Form.Type, _ request: Request, _ context: GatewayContext) async throws -> Form {
+        var buffer = try await request.bytes(context)
+        let text = buffer.readString(length: buffer.readableBytes) ?? ""
+        do {
+            return try URLEncodedFormDecoder().decode(Form.self, from: text)
+        } catch {
+            throw Problem.badRequest("request.malformed", "the form could not be read")
+        }
+    }
+
+    /// The session's CSRF token, derived from its cookie.
+    static func csrf(of request: Request) -> String? {
+        request.cookies[ConsoleSession.cookieName].map { ConsoleSession.csrfToken(for: $0.value) }
+    }
+
+    /// False when the browser says the request comes from another origin. Browsers send
+    /// `Origin` on every POST; a request without one is not a browser's cross-site request.
+    static func sameOrigin(_ request: Request) -> Bool {
+        guard let origin = request.headers[.origin] else { return true }
+        guard let host = request.head.authority else { return false }
+        return origin == "http://\(host)" || origin == "https://\(host)"
+    }
+}
+
+extension Request {
+    /// Whether the browser reached the gateway over HTTPS (directly or through a TLS proxy).
+    var isSecure: Bool {
+        head.scheme == "https" || headers[HTTPField.Name("x-forwarded-proto")!]?.lowercased() == "https"
+    }
+}
+
+extension Calendar {
+    static let utc: Calendar = {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return calendar
+    }()
+}
