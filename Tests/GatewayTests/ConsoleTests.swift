@@ -6,7 +6,7 @@ import ServiceKit
 import Testing
 
 /// The web console over a live gateway: escaping, organisation scoping, CSRF and the session
-/// cookie. (The pages in a real browser: tests/console, pytest + Selenium.)
+/// cookie. (The pages in a real browser: Tests/Console, pytest + Selenium.)
 @Suite("Console", .serialized)
 struct ConsoleTests {
     static let hostile = #"<script>alert("pwned")</script> & 'quotes'"#

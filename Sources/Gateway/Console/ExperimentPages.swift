@@ -25,18 +25,9 @@ struct ExperimentPages {
             _ = try context.require(.write)
             let id = try context.parameters.id(of: .experiment)
             _ = try await ConsoleForms.read(RunForm.self, request, context)
-            guard let runners = gateway.runners else {
-                throw Problem(.serviceUnavailable, code: "runner.not_configured", detail: "no RunnerService is configured, so nothing can run")
-            }
-            // The kill switch covers the console's runs too (the same check as POST /api/v1/experiments/{id}/run).
-            if let schedules = gateway.schedules,
-               let halt = try await schedules.getHaltStatus(.init(), options: gateway.callOptions(context)).status, halt.halted {
-                throw Problem(.conflict, code: "organization.halted",
-                              detail: "the organisation is halted (\(halt.reason.isEmpty ? "no reason given" : halt.reason)); resume it first")
-            }
             var start = RunnersV1.StartRunRequest()
             start.experimentId = id
-            let started = try await runners.startRun(start, options: gateway.callOptions(context))
+            let started = try await gateway.startRun(start, context)
             return Response.seeOther("/console/executions/\(started.run?.executionId ?? "")")
         }
         pages.get("import") { request, context in

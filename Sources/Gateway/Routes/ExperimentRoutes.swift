@@ -93,23 +93,13 @@ struct ExperimentRoutes {
             _ = try context.require(.write)
             let id = try context.parameters.id(of: .experiment)
             let body = try await request.json(RunBody.self, context)
-            guard let runners = gateway.runners else {
-                throw Problem(.serviceUnavailable, code: "runner.not_configured",
-                              detail: "no RunnerService is configured (FAULTLINE_RUNNER_SERVICE)")
-            }
-            // The kill switch covers runs started by hand too, not only the scheduler's dispatch.
-            if let schedules = gateway.schedules,
-               let halt = try await schedules.getHaltStatus(.init(), options: gateway.callOptions(context)).status, halt.halted {
-                throw Problem(.conflict, code: "organization.halted",
-                              detail: "the organisation is halted (\(halt.reason.isEmpty ? "no reason given" : halt.reason)); resume it first")
-            }
             var start = RunnersV1.StartRunRequest()
             start.experimentId = id
             start.experimentRevision = body.revision ?? 0
             start.environmentId = body.environment_id ?? ""
             start.maxDurationUs = body.max_duration_us ?? 0
             start.requestId = request.headers[HTTPField.Name("idempotency-key")!].flatMap(EdgeMiddleware.acceptable) ?? ""
-            let started = try await runners.startRun(start, options: gateway.callOptions(context))
+            let started = try await gateway.startRun(start, context)
             struct Accepted: Encodable { var execution_id: String; var experiment_id: String }
             return try Response.json(Accepted(execution_id: started.run?.executionId ?? "", experiment_id: id), status: .accepted)
         }
