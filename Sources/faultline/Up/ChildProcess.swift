@@ -69,6 +69,16 @@ final class ChildProcess: Service, Sendable {
         }
         try process.run()
         let pid = process.processIdentifier
+        // Foundation's terminationHandler was seen never to fire for a SIGKILLed child on a
+        // loaded machine (up then neither restarted nor stopped it). A thread waits for the
+        // exit itself without reaping it (WNOWAIT), so it cannot race Foundation's own waitpid.
+        let watcher = Thread {
+            var info = siginfo_t()
+            while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
+            exited.continuation.yield(Self.status(info))
+        }
+        watcher.name = "up-watch-\(pid)"
+        watcher.start()
         // Two child tasks: one waits for the exit; the other waits for graceful shutdown, asks the
         // service to stop, and escalates to SIGKILL after the grace period. The exit cancels the
         // stopper, so no task outlives the process it watches (and no process outlives `up`).
@@ -103,6 +113,18 @@ final class ChildProcess: Service, Sendable {
                 }
             }
             return status
+        }
+    }
+}
+
+extension ChildProcess {
+    /// The exit code, or the signal as 128 + n the way shells report it; -1 when already reaped.
+    static func status(_ info: siginfo_t) -> Int32 {
+        let value = info._sifields._sigchld.si_status
+        switch info.si_code {
+        case Int32(CLD_EXITED): return value
+        case Int32(CLD_KILLED), Int32(CLD_DUMPED): return 128 + value
+        default: return -1
         }
     }
 }
