@@ -370,3 +370,59 @@ def test_plan_pause_resume_and_the_kill_switch_through_the_cli(platform, workspa
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     status = platform.cli("halt", "--status", "--json")
     assert json.loads(status.stdout)["halted"] is False, status.stdout
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (pathlib.Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def processes_under(directory: pathlib.Path) -> list[int]:
+    """Live processes whose working directory is below `directory` (a run's `chaos` and its children)."""
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(directory) + "/") and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_runner_killed_mid_run_ends_it_lost_and_leaves_no_orphan(platform, workspace):
+    """SIGKILL the runner while `chaos` sleeps in an activity: `up` restarts it, the restarted
+    runner ends the run it owned as LOST and kills the orphaned `chaos` process group."""
+    experiment = {
+        "title": "long", "description": "a run whose runner dies",
+        "method": [{"type": "action", "name": "sleep-long", "provider": {"type": "process", "path": "sleep", "arguments": "300"}}],
+    }
+    _, created, _ = platform.api("POST", "/api/v1/experiments", experiment, expect=201)
+    _, accepted, _ = platform.api("POST", f"/api/v1/experiments/{created['experiment']['id']}/run", {}, expect=202)
+    execution_id = accepted["execution_id"]
+    for event, _, data in platform.events_stream(execution_id):
+        if event == "event" and data["type"] == "activity-before" and data["payload"]["name"] == "sleep-long":
+            break
+    runs = platform.state_dir / "runner"
+    orphans = processes_under(runs)
+    assert orphans, "no process runs in a run directory"
+
+    lines_before = len(platform.lines)
+    os.kill(platform.child_pid("runner"), signal.SIGKILL)
+    platform.wait_for_line(lambda line: line.startswith("runner: "), after=lines_before)
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        _, execution, _ = platform.api("GET", f"/api/v1/executions/{execution_id}", expect=200)
+        if execution["status"] not in ("pending", "running"):
+            break
+        time.sleep(0.25)
+    assert execution["status"] == "lost", execution
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in orphans) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in orphans), "the dead runner's chaos outlived it"
