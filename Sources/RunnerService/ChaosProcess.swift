@@ -41,6 +41,9 @@ final class ChaosProcess: Sendable {
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         guard let addchdir = Self.addchdir else { throw RunnerError.spawnFailed("posix_spawn_file_actions_addchdir_np missing (glibc < 2.29)") }
         _ = addchdir(&actions, directory)
+        // Nothing of the runner's beyond stdio: an inherited listening socket would keep the
+        // runner's port bound by an orphaned `chaos` after the runner died, and its restart fail.
+        if let closefrom = Self.addclosefrom { _ = closefrom(&actions, 3) }
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -65,6 +68,14 @@ final class ChaosProcess: Sendable {
     private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
 
     /// `posix_spawn_file_actions_addchdir_np` (glibc 2.29+), not imported either: looked up once.
+    private typealias AddClosefrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    /// glibc 2.34+ (Debian 12 has 2.36).
+    private static let addclosefrom: AddClosefrom? = {
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: AddClosefrom.self)
+    }()
+
     private static let addchdir: AddChdir? = {
         // nil = RTLD_DEFAULT.
         guard let symbol = dlsym(nil, "posix_spawn_file_actions_addchdir_np") else { return nil }

@@ -75,18 +75,21 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
             await EventRelay.replay(spoolFile: stateDirectory.spoolFile(record.executionID), executionID: record.executionID,
                                     organization: organization, client: client, logger: logger)
             var delay = Duration.milliseconds(100)
-            while !Task.isCancelled {
+            var ended = false
+            while !ended, !Task.isCancelled {
                 do {
                     _ = try await client.completeExecution(
                         .init(executionId: record.executionID, reason: "the runner restarted while it ran"),
                         options: .on(behalfOf: organization, timeout: .seconds(30)))
-                    break
+                    ended = true
                 } catch {
                     logger.info("could not end a leftover run yet", metadata: ["execution": "\(record.executionID)", "error": "\(error)"])
                     try? await Task.sleep(for: delay)
                     delay = min(delay * 2, .seconds(5))
                 }
             }
+            // Stopped before ExperimentService heard of it: keep the record for the next start.
+            guard ended else { return }
             try? FileManager.default.removeItem(atPath: record.runDirectory)
             stateDirectory.forget(record.executionID)
             logger.notice("leftover run ended as lost", metadata: ["execution": "\(record.executionID)"])
