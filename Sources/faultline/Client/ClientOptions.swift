@@ -141,3 +141,20 @@ func formatTime(_ microseconds: Int64?) -> String {
     let date = Date(timeIntervalSince1970: Double(microseconds) / 1_000_000)
     return date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.colon).dateTimeSeparator(.space))
 }
+
+/// The paging flags of every list command, and how a page says there is more.
+struct PageOptions: ParsableArguments {
+    @Option(help: "Page size (1-200).")
+    var pageSize: Int = 50
+
+    @Option(help: "Continue from a previous page's next_page_token.")
+    var pageToken: String?
+
+    var query: [(String, String)] {
+        [("page_size", String(pageSize))] + (pageToken.map { [("page_token", $0)] } ?? [])
+    }
+
+    func noteNextPage(_ page: JSON) {
+        if let next = page["next_page_token"]?.string { Output.note("more: --page-token \(next)") }
+    }
+}

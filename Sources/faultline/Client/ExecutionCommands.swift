@@ -139,17 +139,12 @@ struct ExecutionCommand: AsyncParsableCommand {
         @Option(help: "Only executions in this status (repeatable): pending, running, completed, deviated, ...")
         var status: [String] = []
 
-        @Option(help: "Page size (1-200).")
-        var pageSize: Int = 50
-
-        @Option(help: "Continue from a previous page's next_page_token.")
-        var pageToken: String?
+        @OptionGroup var paging: PageOptions
 
         func run() async throws {
             try await clientCommand {
-                var query: [(String, String)] = [("page_size", String(pageSize))]
+                var query = paging.query
                 if let experiment { query.append(("experiment_id", experiment)) }
-                if let pageToken { query.append(("page_token", pageToken)) }
                 query += status.map { ("status", $0) }
                 let response = try await options.client().send(.GET, "/api/v1/executions", query: query)
                 if options.json { return Output.raw(response.body) }
@@ -158,7 +153,7 @@ struct ExecutionCommand: AsyncParsableCommand {
                     [execution["id"].text, execution["experiment_id"].text, execution["status"].text, execution["score"].text,
                      formatTime(execution["created_at_us"]?.int)]
                 } ?? [])
-                if let next = page["next_page_token"]?.string { Output.note("more: --page-token \(next)") }
+                paging.noteNextPage(page)
             }
         }
     }

@@ -50,17 +50,12 @@ struct ExperimentCommand: AsyncParsableCommand {
         @Option(help: "Only experiments with this tag (repeatable).")
         var tag: [String] = []
 
-        @Option(help: "Page size (1-200).")
-        var pageSize: Int = 50
-
-        @Option(help: "Continue from a previous page's next_page_token.")
-        var pageToken: String?
+        @OptionGroup var paging: PageOptions
 
         func run() async throws {
             try await clientCommand {
-                var query: [(String, String)] = [("page_size", String(pageSize))]
+                var query = paging.query
                 if let titleQuery { query.append(("q", titleQuery)) }
-                if let pageToken { query.append(("page_token", pageToken)) }
                 query += tag.map { ("tag", $0) }
                 let response = try await options.client().send(.GET, "/api/v1/experiments", query: query)
                 if options.json { return Output.raw(response.body) }
@@ -69,7 +64,7 @@ struct ExperimentCommand: AsyncParsableCommand {
                     [experiment["id"].text, experiment["latest_revision"].text, experiment["score"].text,
                      experiment["last_execution"]?["status"].text ?? "-", experiment["title"].text]
                 } ?? [])
-                if let next = page["next_page_token"]?.string { Output.note("more: --page-token \(next)") }
+                paging.noteNextPage(page)
             }
         }
     }
