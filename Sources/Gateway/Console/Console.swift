@@ -17,6 +17,7 @@ import NIOCore
 /// GET  /console/executions/{id}                timeline (SSE), journal, log
 /// POST /console/executions/{id}/pause|resume|terminate
 /// GET  /console/executions/{id}/events/stream  the API's SSE, authorised by the cookie
+/// GET  /console/plans…                         plans: list, one, new/edit with a live preview (PlanPages)
 /// GET  /console/assets/console.css|console.js
 struct Console {
     let gateway: Gateway
@@ -45,6 +46,7 @@ struct Console {
         }
         ExperimentPages(console: self).register(on: pages)
         ExecutionPages(console: self).register(on: pages)
+        PlanPages(console: self).register(on: pages)
     }
 
     struct Empty: ConsoleForm { var csrf: String? }
