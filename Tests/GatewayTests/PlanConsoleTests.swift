@@ -59,6 +59,12 @@ struct PlanConsoleTests {
                 #expect(reply.status == 400 && reply.code == code, "\(body): \(reply.text)")
                 #expect((reply.json["detail"] as? String)?.hasPrefix(prefix) == true, "\(body): \(reply.text)")
             }
+            // `plans/preview` is its own route, not a plan id: only POST, and `plans/{id}` keeps its methods.
+            let get = try await h.call(.get, "/api/v1/plans/preview", token: h.token())
+            #expect(get.status == 405 && get.headers[HTTPField.Name("allow")!] == "POST", "\(get.status) \(get.headers)")
+            let planMethods = try await h.call(.post, "/api/v1/plans/plan_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa", token: h.token(), body: "{}")
+            let allowed = Set((planMethods.headers[HTTPField.Name("allow")!] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            #expect(planMethods.status == 405 && allowed == ["GET", "PUT", "DELETE"], "\(planMethods.headers)")
             #expect(try await h.call(.post, "/api/v1/plans/preview", token: nil, body: #"{"schedule": {"now": {}}}"#).status == 401)
             #expect(try await h.call(.post, "/api/v1/plans/preview", token: h.token("a", .runner), body: #"{"schedule": {"now": {}}}"#).status == 403)
         }
