@@ -95,8 +95,9 @@ struct PlanPages {
         let rows = page.plans.map { plan -> HTML in
             let spec = plan.spec ?? .init()
             let last: HTML = plan.lastRun.map { run in
-                run.executionId.isEmpty ? Pages.status(run.state.apiName)
-                    : "<a href=\"/console/executions/\(run.executionId)\">\(Pages.status(run.state.apiName))</a>"
+                // An ended run is best told by how its execution ended.
+                let state = Pages.status(run.executionState == .unspecified ? run.state.apiName : run.executionState.apiName)
+                return run.executionId.isEmpty ? state : "<a href=\"/console/executions/\(run.executionId)\">\(state)</a>"
             } ?? "<span class=\"muted\">never ran</span>"
             return """
             <tr><td data-label="Plan"><a href="/console/plans/\(plan.id)">\(spec.name)</a></td>
@@ -165,7 +166,8 @@ struct PlanPages {
             </details>
             """ : .empty
 
-        let fires: HTML = Self.fireList(preview?.fires.map(\.atUs) ?? [], zone: zone, id: "next-fires",
+        // A paused or finished plan fires no more: its words stay, its fires go.
+        let fires: HTML = Self.fireList(plan.state == .active ? preview?.fires.map(\.atUs) ?? [] : [], zone: zone, id: "next-fires",
                                         empty: plan.state == .active ? "No fire to come." : "None while the plan is \(plan.state.apiName).")
         let runRows = runs.map { run -> HTML in
             let execution: HTML = run.executionId.isEmpty ? "<span class=\"muted\">—</span>" : """
