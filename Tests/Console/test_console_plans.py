@@ -17,7 +17,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 WAIT = 120
 
 
-def shoot(browser, screenshots, name):
+def shoot(browser, screenshots, name, show=None):
+    """`show`: the id of what the picture is about, scrolled into view."""
+    if show:
+        browser.execute_script("document.getElementById(arguments[0]).scrollIntoView({block: 'center'})", show)
     browser.save_screenshot(str(screenshots / f"plans-{name}.png"))
 
 
@@ -63,6 +66,15 @@ def preview_fires(browser):
 def test_create_preview_pause_resume_trigger(platform, browser, screenshots):
     url, token = platform
     experiment = import_experiment(url, token, "<i>nightly</i> smoke")
+    # The viewer sits in New York: times show in that zone, with its name.
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "America/New_York"})
+    try:
+        run_plans(browser, screenshots, url, token, experiment)
+    finally:
+        browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+
+
+def run_plans(browser, screenshots, url, token, experiment):
     sign_in(browser, url, token)
 
     browser.get(url + "/console/plans")
@@ -71,7 +83,7 @@ def test_create_preview_pause_resume_trigger(platform, browser, screenshots):
     browser.find_element(By.ID, "new-plan").click()
     wait(browser, EC.presence_of_element_located((By.ID, "plan-form")))
     # With JavaScript the zone starts as the browser's, and only the chosen kind's fields show.
-    assert browser.find_element(By.ID, "time_zone").get_attribute("value") != ""
+    assert browser.find_element(By.ID, "time_zone").get_attribute("value") == "America/New_York"
     assert not browser.find_element(By.ID, "interval_minutes").is_displayed()
 
     browser.find_element(By.ID, "name").send_keys("Weekday smoke <b>test</b>")
@@ -82,14 +94,14 @@ def test_create_preview_pause_resume_trigger(platform, browser, screenshots):
     wait(browser, lambda b: "hour field" in b.find_element(By.ID, "cron_expression-error").text)
     assert browser.find_element(By.ID, "cron_expression").get_attribute("aria-invalid") == "true"
     assert preview_fires(browser) == []
-    shoot(browser, screenshots, "02-preview-error")
+    shoot(browser, screenshots, "02-preview-error", show="cron_expression")
     # ...and fixed, the next five fires appear with the schedule in words.
     retype(browser, "cron_expression", "30 2 * * 1-5")
     wait(browser, lambda b: b.find_element(By.ID, "preview-description").text
          == "at 02:30 on Monday to Friday (Europe/Paris)" and len(preview_fires(b)) == 5)
     assert browser.find_element(By.ID, "cron_expression-error").text == ""
     assert all("02:30 Europe/Paris" in fire for fire in preview_fires(browser)), preview_fires(browser)
-    shoot(browser, screenshots, "03-preview")
+    shoot(browser, screenshots, "03-preview", show="preview")
     # A window, by keyboard: Monday to Friday 01:00-04:00 in the plan's zone.
     for day in ("mon", "tue", "wed", "thu", "fri"):
         browser.find_element(By.ID, f"w0_{day}").send_keys(Keys.SPACE)
@@ -106,6 +118,8 @@ def test_create_preview_pause_resume_trigger(platform, browser, screenshots):
     assert len(fires) == 5
     # The script showed each in the browser's zone, keeping the UTC text as its title.
     assert all(fire.get_attribute("title").endswith(" UTC") for fire in fires)
+    # 02:30 in Paris is the evening before in New York.
+    assert all("(America/New_York)" in fire.text and "PM" in fire.text for fire in fires), [fire.text for fire in fires]
     assert browser.find_element(By.ID, "schedule-words").text.startswith("at 02:30 on Monday to Friday (Europe/Paris)")
     shoot(browser, screenshots, "04-plan")
     plan_url = browser.current_url.split("?")[0]
@@ -130,7 +144,7 @@ def test_create_preview_pause_resume_trigger(platform, browser, screenshots):
         browser.get(plan_url)
     history = browser.find_element(By.ID, "history").text
     assert "manual" in history, history
-    shoot(browser, screenshots, "06-triggered")
+    shoot(browser, screenshots, "06-triggered", show="history")
     browser.find_element(By.CSS_SELECTOR, "#history a.execution-link").click()
     wait(browser, EC.presence_of_element_located((By.ID, "timeline")))
     wait(browser, lambda b: b.find_element(By.ID, "timeline").get_attribute("data-ended") == "true"
@@ -151,8 +165,8 @@ def test_create_preview_pause_resume_trigger(platform, browser, screenshots):
     retype(browser, "time_zone", "Mars/Olympus")
     browser.find_element(By.ID, "save-plan").click()
     wait(browser, EC.presence_of_element_located((By.ID, "form-problems")))
-    assert "time_zone" in browser.find_element(By.ID, "time_zone-error").text
-    shoot(browser, screenshots, "10-edit-error")
+    assert "Mars/Olympus" in browser.find_element(By.ID, "time_zone-error").text
+    shoot(browser, screenshots, "10-edit-error", show="time_zone")
     retype(browser, "time_zone", "Asia/Tokyo")
     browser.find_element(By.ID, "save-plan").click()
     wait(browser, lambda b: b.find_elements(By.ID, "notice") and b.find_element(By.ID, "notice").text == "The plan was saved.")
@@ -165,7 +179,7 @@ def test_create_preview_pause_resume_trigger(platform, browser, screenshots):
         shoot(browser, screenshots, "11-list-phone")
         browser.get(url + "/console/plans/new")
         wait(browser, lambda b: len(preview_fires(b)) == 5)
-        shoot(browser, screenshots, "12-form-phone")
+        shoot(browser, screenshots, "12-form-phone", show="preview")
         browser.get(plan_url)
         shoot(browser, screenshots, "13-plan-phone")
     finally:
@@ -175,7 +189,7 @@ def test_create_preview_pause_resume_trigger(platform, browser, screenshots):
     browser.get(plan_url)
     browser.find_element(By.CSS_SELECTOR, "details.danger-zone summary").send_keys(Keys.ENTER)
     browser.find_element(By.ID, "confirm-delete").send_keys(Keys.SPACE)
-    shoot(browser, screenshots, "14-delete")
+    shoot(browser, screenshots, "14-delete", show="confirm-delete")
     browser.find_element(By.ID, "delete-plan").send_keys(Keys.ENTER)
     wait(browser, lambda b: b.find_elements(By.ID, "notice") and "deleted" in b.find_element(By.ID, "notice").text)
     assert "Weekday smoke" not in browser.find_element(By.TAG_NAME, "main").text

@@ -156,7 +156,7 @@ struct PlanConsoleTests {
             let cron = try await post(["cron_expression": "0 25 * * *"])
             #expect(cron.status == 400)
             #expect(cron.text.contains(#"<input type="text" id="cron_expression" name="cron_expression" value="0 25 * * *" aria-describedby="cron_expression-hint cron_expression-error" aria-invalid="true""#))
-            #expect(cron.text.range(of: #"<p class="field-error" id="cron_expression-error" aria-live="polite">schedule.cron.expression: invalid cron expression: hour field, token &quot;25&quot;"#) != nil,
+            #expect(cron.text.range(of: #"<p class="field-error" id="cron_expression-error" aria-live="polite">Invalid cron expression: hour field, token &quot;25&quot;"#) != nil,
                     "\(cron.text)")
             #expect(cron.text.contains("id=\"form-problems\""))
 

@@ -190,7 +190,7 @@ enum ConsoleAssets {
         if (isNaN(date.getTime())) return null;
         var text = date.toLocaleString(undefined, { weekday: "short", year: "numeric", month: "short", day: "numeric",
                                                     hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
-        return zoneName ? text + " (" + zoneName + ")" : text;
+        return zoneName && text.indexOf(zoneName) < 0 ? text + " (" + zoneName + ")" : text;
       }
       function localise(root) {
         var times = root.querySelectorAll("time[data-local]");
@@ -251,10 +251,12 @@ enum ConsoleAssets {
           time.setAttribute("datetime", fire.at);
           time.textContent = local(fire.at) || fire.at;
           li.appendChild(time);
-          var plan = document.createElement("span");
-          plan.className = "muted";
-          plan.textContent = " (" + fire.zone_text + ")";
-          li.appendChild(plan);
+          if (fire.zone_text) {
+            var plan = document.createElement("span");
+            plan.className = "muted";
+            plan.textContent = " (" + fire.zone_text + ")";
+            li.appendChild(plan);
+          }
           list.appendChild(li);
         });
         form.setAttribute("data-previewed", String(sequence));

@@ -254,6 +254,13 @@ struct PlanForm: ConsoleForm {
 
     // MARK: service errors → fields
 
+    /// A service message for people, shown at the field it names: without the field's path.
+    static func humane(_ message: String) -> String {
+        guard let colon = message.range(of: ": "), !message[..<colon.lowerBound].contains(" ") else { return message }
+        let rest = message[colon.upperBound...]
+        return rest.prefix(1).uppercased() + rest.dropFirst()
+    }
+
     /// The form field an INVALID_ARGUMENT message names (its leading path, with or without
     /// `spec.`), or nil for the form as a whole.
     static func field(of message: String, parsed: Parsed) -> String? {

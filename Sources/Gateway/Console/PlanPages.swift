@@ -200,7 +200,7 @@ struct PlanPages {
         <dl class="facts">
         <dt>Experiment</dt><dd><a href="/console/experiments/\(spec.experimentId)">\(title)</a>\(spec.experimentRevision == 0 ? " (latest revision)" : " (revision \(spec.experimentRevision))")</dd>
         <dt>Environment</dt><dd>\(environment)</dd>
-        <dt>Schedule</dt><dd id="schedule-words">\(preview?.description ?? "")</dd><dd><code>\(Self.rawSchedule(spec.schedule))</code></dd>
+        <dt>Schedule</dt><dd><span id="schedule-words">\(preview?.description ?? "")</span><br><code>\(Self.rawSchedule(spec.schedule))</code></dd>
         <dt>State</dt><dd id="plan-state">\(Pages.status(plan.state.apiName))</dd>
         <dt>Next fire</dt><dd>\(Self.localTime(plan.nextFireAtUs))</dd>
         <dt>Windows</dt><dd>\(windows.isEmpty ? "any time" as HTML : "<ul>\(windows)</ul>")</dd>
@@ -234,7 +234,7 @@ struct PlanPages {
         if errors.isEmpty {
             // The schedule first: its errors (and fires) are what people fix most.
             preview = try await previewOf(parsed, context)
-            if case .invalid(let field, let message) = preview { errors[field ?? "form"] = message }
+            if case .invalid(let field, let message) = preview { errors[field ?? "form"] = PlanForm.humane(message) }
         }
         var current: SchedulesV1.Plan?
         if let planID {
@@ -254,7 +254,7 @@ struct PlanPages {
                 let created = try await schedules().createPlan(.init(spec: parsed.spec, paused: form["paused"] == "on"), options: options)
                 return Response.seeOther("/console/plans/\(created.plan?.id ?? "")?notice=created")
             } catch let error as RPCError where error.code == .invalidArgument {
-                errors[PlanForm.field(of: error.message, parsed: parsed) ?? "form"] = error.message
+                errors[PlanForm.field(of: error.message, parsed: parsed) ?? "form"] = PlanForm.humane(error.message)
             } catch let error as RPCError where error.code == .aborted {
                 errors["form"] = "Someone changed this plan since you opened it; reload the page to edit the latest version."
             } catch let problem as Problem where problem.status == .notFound && problem.code != "plan.not_found" {
@@ -278,7 +278,7 @@ struct PlanPages {
                                                                options: gateway.callOptions(context))
             return .fires(answer.fires.map(\.atUs), description: answer.description)
         } catch let error as RPCError where error.code == .invalidArgument {
-            return .invalid(field: PlanForm.field(of: error.message, parsed: parsed), message: error.message)
+            return .invalid(field: PlanForm.field(of: error.message, parsed: parsed), message: PlanForm.humane(error.message))
         }
     }
 
@@ -299,7 +299,7 @@ struct PlanPages {
             case .fires(let fires, let description):
                 let zone = TimeZone(identifier: form.timeZone.isEmpty ? "UTC" : form.timeZone)
                 answer.description = description
-                answer.fires = fires.map { Fire(at: Self.iso($0), zone_text: Self.zoneText($0, zone)) }
+                answer.fires = fires.map { Fire(at: Self.iso($0), zone_text: zone.map(Self.isUTC) == false ? Self.zoneText($0, zone) : "") }
             case .invalid(let field, let message):
                 answer.error = Failure(field: field ?? "kind", message: message)
             }
@@ -499,7 +499,7 @@ struct PlanPages {
     static func fireList(_ fires: [Int64], zone: TimeZone?, id: String, empty: String) -> HTML {
         guard !fires.isEmpty else { return "<ol id=\"\(id)\" class=\"fires\"></ol><p class=\"muted\" id=\"\(id)-none\">\(empty)</p>" }
         let items = fires.map { us -> HTML in
-            let local: HTML = zone.map { $0.identifier == "UTC" ? .empty : " <span class=\"muted\">(\(zoneText(us, $0)))</span>" } ?? .empty
+            let local: HTML = zone.map { isUTC($0) ? .empty : " <span class=\"muted\">(\(zoneText(us, $0)))</span>" } ?? .empty
             return "<li>\(localTime(us))\(local)</li>"
         }
         return "<ol id=\"\(id)\" class=\"fires\">\(items)</ol>"
@@ -509,11 +509,14 @@ struct PlanPages {
         Date(timeIntervalSince1970: Double(us) / 1_000_000).formatted(.iso8601)
     }
 
+    /// Foundation calls UTC "GMT".
+    static func isUTC(_ zone: TimeZone) -> Bool { zone.identifier == "GMT" || zone.identifier == "UTC" }
+
     static func utcText(_ us: Int64) -> String { text(us, TimeZone(identifier: "UTC")!) + " UTC" }
 
     /// `Mon 2026-11-30 03:00 Europe/Paris`: how the plan's own zone reads a fire.
     static func zoneText(_ us: Int64, _ zone: TimeZone?) -> String {
-        guard let zone else { return utcText(us) }
+        guard let zone, !isUTC(zone) else { return utcText(us) }
         return text(us, zone) + " " + zone.identifier
     }
 
