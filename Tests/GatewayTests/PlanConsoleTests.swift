@@ -185,6 +185,11 @@ struct PlanConsoleTests {
                 let slot = try #require(reply.text.range(of: "id=\"\(field)-error\" aria-live=\"polite\">"), "\(extra): no error slot")
                 #expect(reply.text[slot.upperBound...].first != "<", "\(extra): the error for \(field) is empty")
             }
+            // The schedule's preview is rendered with the errors of other fields.
+            let other = try await post(["max_retries": "11"])
+            #expect(other.status == 400)
+            #expect(other.text.contains("<p id=\"preview-description\">at 03:00 on Monday to Friday (Europe/Paris)</p>"))
+            #expect(other.text.components(separatedBy: "<li><time datetime=").count - 1 == 5)
             // A schedule that never fires is saved; the preview said so.
             #expect(try await post(["cron_expression": "0 0 31 2 *"]).status == 303)
             // The live preview names the field too.

@@ -231,10 +231,10 @@ struct PlanPages {
         var parsed = form.parse()
         var errors = parsed.errors
         var preview: PreviewResult?
-        if errors.isEmpty {
-            // The schedule first: its errors (and fires) are what people fix most.
+        if parsed.spec.schedule != nil {
+            // The schedule first: its errors and fires are shown whatever else needs fixing.
             preview = try await previewOf(parsed, context)
-            if case .invalid(let field, let message) = preview { errors[field ?? "form"] = PlanForm.humane(message) }
+            if case .invalid(let field, let message) = preview { errors[field ?? "form"] = errors[field ?? "form"] ?? message }
         }
         var current: SchedulesV1.Plan?
         if let planID {
