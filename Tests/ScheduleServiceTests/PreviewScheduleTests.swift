@@ -62,6 +62,11 @@ import Testing
             // A blackout until year 9999 ends the preview (bounded work) with no fires.
             let forever = SchedulesV1.Blackout(startAtUs: 1, endAtUs: Check.latestMicros - 1)
             #expect(try await Self.preview(p, Self.cron("* * * * *"), after: "2026-06-01T10:00:00Z", count: 50, blackouts: [forever]).0.isEmpty)
+            // The walk is bounded: an every-minute cron in a one-minute weekly window looks at
+            // 50,000 occurrences (about five weeks) and answers the five Sundays found in them.
+            let sunday = SchedulesV1.RunWindow(days: [.sunday], startMinute: 0, endMinute: 1)
+            let (sparse, _) = try await Self.preview(p, Self.cron("* * * * *"), after: "2026-06-01T10:00:30Z", count: 50, windows: [sunday])
+            #expect(sparse == ["2026-06-07T00:00:00Z", "2026-06-14T00:00:00Z", "2026-06-21T00:00:00Z", "2026-06-28T00:00:00Z", "2026-07-05T00:00:00Z"])
             // At most 50, all in order.
             let (many, _) = try await Self.preview(p, Self.cron("*/5 * * * *", zone: "America/New_York"), after: "2026-06-01T10:00:00Z", count: 50)
             #expect(many.count == 50 && many == many.sorted() && Set(many).count == 50)

@@ -8,10 +8,9 @@ import ServiceKit
 enum SchedulePreview {
     static let maximumCount: Int32 = 50
     static let defaultCount: Int32 = 5
-    /// The planner gives up on a stretch of 10,000 occurrences that all fall outside the windows
-    /// and answers with a wake-up instant instead of a fire; after this many such stretches the
-    /// preview ends with the fires found so far, bounding the work of one call.
-    static let maximumClosedStretches = 3
+    /// Occurrences looked at in one call, in or out of the windows: bounds the work of a schedule
+    /// whose windows let few occurrences start (an every-minute cron in a one-minute weekly window).
+    static let maximumSteps = 50_000
 
     static func answer(_ request: SchedulesV1.PreviewScheduleRequest, now: Date) throws(RPCError) -> SchedulesV1.PreviewScheduleResponse {
         guard (0...maximumCount).contains(request.count) else {
@@ -28,16 +27,17 @@ enum SchedulePreview {
         let planner = FirePlanner(schedule: schedule, availability: availability, policy: policy, activeSince: after)
 
         let count = Int(request.count == 0 ? defaultCount : request.count)
+        // `FirePlanner.nextOccurrence`'s walk, with one bound for the whole call.
         var fires: [SchedulesV1.PreviewScheduleResponse.Fire] = []
-        var cursor: Date?
-        var stretches = 0
-        while fires.count < count, let occurrence = planner.nextOccurrence(after: cursor) {
-            cursor = occurrence.scheduled
-            if availability.isAllowed(at: occurrence.due) {
-                fires.append(.init(atUs: occurrence.due.micros))
-            } else {
-                stretches += 1
-                if stretches == maximumClosedStretches { break }
+        var cursor = after.addingTimeInterval(-1e-6)
+        var closed: Date?
+        for _ in 0..<maximumSteps {
+            guard fires.count < count, let scheduled = schedule.nextFire(after: cursor) else { break }
+            cursor = scheduled
+            if let due = planner.due(scheduled, closed: &closed) {
+                fires.append(.init(atUs: due.micros))
+            } else if closed == .distantFuture {
+                break  // no window ever opens again
             }
         }
         var words = schedule.words
