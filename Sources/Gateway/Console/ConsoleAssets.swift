@@ -78,7 +78,8 @@ enum ConsoleAssets {
     .s-active, .s-dispatched { background: var(--run); } .s-paused, .s-queued, .s-skipped { background: var(--warn); } .s-finished, .s-ended { background: var(--ok); }
     .s-cancelled { background: var(--gone); }
     [hidden] { display: none !important; }
-    @media (max-width: 640px) { .days label { min-width: 3.5rem; } }
+    dl.plan-facts { grid-template-columns: max-content minmax(0, 1fr); } dl.plan-facts dd { overflow-wrap: anywhere; }
+    @media (max-width: 640px) { .days label { min-width: 3.5rem; } dl.plan-facts { grid-template-columns: 1fr; } dl.plan-facts dd { margin-bottom: 6px; } }
     """#
 
     /// Plain JavaScript: loads an uploaded file into the import form, and draws an execution's

@@ -197,7 +197,7 @@ struct PlanPages {
         <h1>Plan: \(spec.name)</h1>
         \(Self.notice(request))
         \(HTML.when(!spec.description.isEmpty, "<p>\(spec.description)</p>"))
-        <dl class="facts">
+        <dl class="facts plan-facts">
         <dt>Experiment</dt><dd><a href="/console/experiments/\(spec.experimentId)">\(title)</a>\(spec.experimentRevision == 0 ? " (latest revision)" : " (revision \(spec.experimentRevision))")</dd>
         <dt>Environment</dt><dd>\(environment)</dd>
         <dt>Schedule</dt><dd><span id="schedule-words">\(preview?.description ?? "")</span><br><code>\(Self.rawSchedule(spec.schedule))</code></dd>
