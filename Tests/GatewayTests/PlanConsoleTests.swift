@@ -134,6 +134,9 @@ struct PlanConsoleTests {
             #expect(try await h.form("/console/plans/\(id)/edit", changed, cookie: cookie).status == 303)
             let renamed = try await h.page("/console/plans", cookie: cookie)
             #expect(renamed.text.contains(">weekly</a>") && renamed.text.contains("at 00:00 on Sunday (UTC)"))
+            // Without the script, the next fire reads in UTC; the script finds it by `data-local`.
+            #expect(renamed.text.range(of: #"<time datetime="\d{4}-\d\d-\d\dT00:00:00Z" data-local>Sun \d{4}-\d\d-\d\d 00:00 UTC</time>"#,
+                                       options: .regularExpression) != nil)
 
             let unconfirmed = try await h.form("/console/plans/\(id)/delete", ["csrf": csrf], cookie: cookie)
             #expect(unconfirmed.status == 400 && unconfirmed.text.contains("console.confirm"))
