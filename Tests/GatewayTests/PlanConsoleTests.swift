@@ -203,6 +203,49 @@ struct PlanConsoleTests {
         }
     }
 
+    @Test("form to spec: wall-clock inputs read in the plan's zone, windows and blackouts, policies; and back into the edit form")
+    func formToSpec() async throws {
+        try await Harness.with("plan_form_spec") { h in
+            let experiment = try await h.importExperiment()
+            let cookie = try await h.signIn(h.token("a", .editor))
+            let fields = ["csrf": ConsoleSession.csrfToken(for: cookie), "name": "once", "experiment_id": experiment, "kind": "at",
+                          "at": "2027-07-01T09:30", "time_zone": "Europe/Paris",
+                          "w0_mon": "on", "w0_fri": "on", "w0_start": "22:00", "w0_end": "02:00", "w1_start": "", "w1_end": "",
+                          "w2_start": "08:00", "w2_end": "09:00", "w2_zone": "Asia/Tokyo",
+                          "b0_start": "2027-06-30T00:00", "b0_end": "2027-06-30T12:00", "b0_reason": "freeze",
+                          "concurrency": "allow", "max_in_flight": "3", "missed_fire": "run_once", "max_duration_minutes": "90",
+                          "rollback_strategy": "deviated", "max_retries": "2", "retry_backoff_seconds": "30", "paused": "on"]
+            let created = try await h.form("/console/plans", fields, cookie: cookie)
+            #expect(created.status == 303, "\(created.text)")
+            let id = String(try #require(created.headers[.location]).dropFirst("/console/plans/".count).prefix { $0 != "?" })
+            let plan = try await h.call(.get, "/api/v1/plans/\(id)", token: h.token())
+            #expect(plan.json["state"] as? String == "paused")
+            let spec = try #require(plan.json["spec"] as? [String: Any])
+            // 09:30 CEST = 07:30 UTC.
+            #expect(((spec["schedule"] as? [String: Any])?["at"] as? [String: Any])?["at_us"] as? Int == 1_814_427_000_000_000)
+            let windows = try #require(spec["windows"] as? [[String: Any]])
+            #expect(windows.count == 2)
+            #expect(windows.first?["days"] as? [String] == ["monday", "friday"])
+            #expect(windows.first?["start_minute"] as? Int == 1320 && windows.first?["end_minute"] as? Int == 120)
+            #expect(windows.first?["time_zone"] as? String == "Europe/Paris" && windows.last?["time_zone"] as? String == "Asia/Tokyo")
+            #expect((spec["blackouts"] as? [[String: Any]])?.first?["start_at_us"] as? Int == 1_814_306_400_000_000)
+            #expect(spec["concurrency_policy"] as? String == "allow" && spec["max_in_flight"] as? Int == 3)
+            #expect(spec["missed_fire_policy"] as? String == "run_once")
+            #expect((spec["run_options"] as? [String: Any])?["max_duration_us"] as? Int == 5_400_000_000)
+            #expect((spec["run_options"] as? [String: Any])?["rollback_strategy"] as? String == "deviated")
+            #expect((spec["retry"] as? [String: Any])?["backoff_us"] as? Int == 30_000_000)
+
+            // The edit form shows it back as typed (an at-plan's times in UTC: only cron keeps a zone).
+            let edit = try await h.page("/console/plans/\(id)/edit", cookie: cookie)
+            for fragment in [#"id="at" name="at" value="2027-07-01T07:30""#, #"id="w0_mon" checked"#, #"id="w0_start" name="w0_start" value="22:00""#,
+                             #"id="w0_zone" name="w0_zone" value="Europe/Paris""#, #"id="w1_zone" name="w1_zone" value="Asia/Tokyo""#,
+                             #"id="b0_reason" name="b0_reason" value="freeze""#, #"<option value="allow" selected>"#,
+                             #"<option value="deviated" selected>"#, #"id="max_duration_minutes" name="max_duration_minutes" value="90""#] {
+                #expect(edit.text.contains(fragment), "\(fragment)")
+            }
+        }
+    }
+
     @Test("escaping: hostile plan and experiment names are text on the list, the plan, its form and the history")
     func hostileNames() async throws {
         try await Harness.with("plan_hostile") { h in
