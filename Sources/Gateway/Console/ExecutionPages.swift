@@ -70,7 +70,11 @@ struct ExecutionPages {
         if terminal {
             let found = try? await client.getExecutionJournal(.init(executionId: id), options: options)
             if let text = found?.journalJson, !text.isEmpty {
-                journal = "<pre id=\"journal\" tabindex=\"0\" aria-label=\"Journal\">\(SourceMap(text: text).prettyJSON() ?? text)</pre>"
+                journal = """
+                    \(JournalSummary(journal: JSONValue(text: text) ?? .null).html())
+                    <details id="journal-details"><summary>The whole journal (JSON)</summary>
+                    <pre id="journal" tabindex="0" aria-label="Journal">\(SourceMap(text: text).prettyJSON() ?? text)</pre></details>
+                    """
             }
             if let found = try? await client.getExecutionLog(.init(executionId: id), options: options), !found.log.isEmpty {
                 log = "<pre id=\"log\" tabindex=\"0\" aria-label=\"Log\">\(found.log)</pre>\(found.truncated ? "<p class=\"muted\">The log was truncated.</p>" as HTML : .empty)"
