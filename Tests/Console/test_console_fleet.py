@@ -32,8 +32,9 @@ return Array.from(document.querySelectorAll('input:not([type=hidden]), select, t
 def shoot_full(browser, screenshots, name, width=1280):
     """The whole page, not only the first screen."""
     browser.set_window_size(width, 1000)
+    browser.execute_script("window.scrollTo(0, 0)")
     height = browser.execute_script("return Math.min(document.documentElement.scrollHeight, 5000)")
-    browser.set_window_size(width, max(height + 40, 700))
+    browser.set_window_size(width, max(height + 160, 700))
     shoot(browser, screenshots, name)
     browser.set_window_size(1280, 1000)
 

@@ -154,6 +154,7 @@ struct ConsoleFleetTests {
             #expect(!run.text.contains("<b>out</b>"))
             let failed = try await h.page("/console/executions/\(executions[1])", cookie: cookie)
             #expect(failed.text.contains("not met"))
+            #expect(failed.text.contains(">tolerance not met</span>"))
 
             let overview = try await h.page("/console", cookie: cookie)
             #expect(overview.text.contains("id=\"score-table\""))
@@ -375,6 +376,12 @@ struct ConsoleFleetTests {
         #expect(IntegrationKind.seconds(10_000_000) == "10")
     }
 
+    @Test("log: terminal colour codes are dropped, the text kept")
+    func plainLog() {
+        #expect(ExecutionPages.plain("\u{1B}[36m[2026] DEBUG\u{1B}[0m done \u{1B}[1;31mred\u{1B}[0m") == "[2026] DEBUG done red")
+        #expect(ExecutionPages.plain("no codes [1;2m") == "no codes [1;2m")
+    }
+
     @Test("charts: daily mean score with gaps; sparkline points and label")
     func charts() {
         let end = Date(timeIntervalSince1970: 1_700_000_000)
@@ -418,7 +425,7 @@ struct ConsoleFleetTests {
          "steady_states": {"before": {"steady_state_met": true, "probes": [
             {"activity": {"type": "probe", "name": "ok"}, "status": "succeeded", "duration": 0.01, "output": 0}]},
           "after": {"steady_state_met": \(ok), "probes": [
-            {"activity": {"type": "probe", "name": "ok"}, "status": "\(ok ? "succeeded" : "failed")", "duration": 0.02, "exception": ["boom"]}]},
+            {"activity": {"type": "probe", "name": "ok"}, "status": "succeeded", "tolerance_met": \(ok), "duration": 0.02, "output": 1}]},
           "during": []},
          "run": [{"activity": {"type": "action", "name": "noop"}, "status": "succeeded", "duration": 1.5, "output": "<b>out</b>"}],
          "rollbacks": []}

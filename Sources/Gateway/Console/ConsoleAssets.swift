@@ -75,7 +75,7 @@ enum ConsoleAssets {
     fieldset { border: 1px solid var(--line); border-radius: 4px; margin: .75rem 0; padding: 4px 12px 12px; } fieldset:disabled { border: 0; padding: 0; }
     fieldset.secret-row { align-items: end; } legend { font-weight: 600; }
     textarea.short { min-height: 5rem; max-width: 40rem; } .field-help { margin: .25rem 0 0; font-size: .9rem; }
-    ul.kinds li { margin: .5rem 0; } code.excerpt { white-space: pre-wrap; word-break: break-word; font-size: .8rem; }
+    dl.facts dd { overflow-wrap: anywhere; min-width: 0; } ul.kinds li { margin: .5rem 0; } code.excerpt { white-space: pre-wrap; word-break: break-word; font-size: .8rem; }
     @media (max-width: 640px) { header.top nav ul { flex-wrap: wrap; gap: 8px 16px; } svg.spark { width: 72px; } }
     """#
 

@@ -49,6 +49,12 @@ struct ExecutionPages {
         }
     }
 
+    /// The log without terminal colour codes (chaos colours its log lines), which a page would
+    /// show as stray characters.
+    static func plain(_ log: String) -> String {
+        log.replacing(/\x{1B}\[[0-9;?]*[ -\/]*[@-~]/, with: "")
+    }
+
     private func act(_ request: Request, _ context: GatewayContext,
                      _ body: (String, ActionForm, CallOptions) async throws -> Void) async throws -> Response {
         _ = try context.require(.write)
@@ -77,7 +83,7 @@ struct ExecutionPages {
                     """
             }
             if let found = try? await client.getExecutionLog(.init(executionId: id), options: options), !found.log.isEmpty {
-                log = "<pre id=\"log\" tabindex=\"0\" aria-label=\"Log\">\(found.log)</pre>\(found.truncated ? "<p class=\"muted\">The log was truncated.</p>" as HTML : .empty)"
+                log = "<pre id=\"log\" tabindex=\"0\" aria-label=\"Log\">\(Self.plain(found.log))</pre>\(found.truncated ? "<p class=\"muted\">The log was truncated.</p>" as HTML : .empty)"
             }
         }
         let csrf = ConsoleForms.csrf(of: request) ?? ""

@@ -33,7 +33,8 @@ struct JournalSummary {
         }
         let cells = rows.map { row -> HTML in
             let activity = row.run["activity"]
-            let state = row.run["status"]?.stringValue ?? "?"
+            // A probe that ran but whose value missed its tolerance "succeeded" as an activity.
+            let state = row.run["tolerance_met"] == .bool(false) ? "tolerance not met" : row.run["status"]?.stringValue ?? "?"
             let duration: HTML = switch row.run["duration"] {
             case .double(let seconds)?: "\(String(format: "%.2f", seconds)) s"
             case .int(let seconds)?: "\(seconds) s"
