@@ -1,8 +1,8 @@
 """The console's fleet pages in a real browser: score trends on the experiment list, one
 experiment, an execution's journal, the overview's halt switch (off, halted, resumed, driven by
 the keyboard), environments and integrations (secret values never on any page), the HTML 404 and
-a session that ends with its API token. Every page gets a screenshot, also at phone width, and
-every form field must have a label."""
+a session that ends with its API token. Every page gets a screenshot, also at phone width; every
+form field must have a label and all text AA contrast."""
 
 import json
 import time
@@ -29,6 +29,28 @@ return Array.from(document.querySelectorAll('input:not([type=hidden]), select, t
 """
 
 
+# Text whose contrast with its background is under WCAG AA (4.5:1, 3:1 for large text);
+# disabled controls are exempt, as WCAG exempts them. Must be none.
+LOW_CONTRAST = """
+function rgb(c) { var m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null; var p = m[1].split(',').map(parseFloat);
+  return (p.length > 3 && p[3] < 0.5) ? null : p.slice(0, 3); }
+function lum(p) { return p.map(function (v) { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); })
+  .reduce(function (a, v, i) { return a + v * [0.2126, 0.7152, 0.0722][i]; }, 0); }
+function background(e) { for (; e; e = e.parentElement) { var c = rgb(getComputedStyle(e).backgroundColor); if (c) return c; } return [255, 255, 255]; }
+var bad = [];
+document.querySelectorAll('body *').forEach(function (e) {
+  if (e.closest('svg, :disabled, .sr-only, option') || !e.getClientRects().length) return;
+  var text = Array.from(e.childNodes).filter(function (n) { return n.nodeType === 3; }).map(function (n) { return n.textContent; }).join('').trim();
+  if (!text) return;
+  var style = getComputedStyle(e), size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight, 10) >= 700;
+  var a = lum(rgb(style.color)), b = lum(background(e));
+  var ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  if (ratio < ((size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5)) bad.push(text.slice(0, 40) + ' (' + ratio.toFixed(2) + ')');
+});
+return bad;
+"""
+
+
 def shoot_full(browser, screenshots, name, width=1280):
     """The whole page, not only the first screen."""
     browser.set_window_size(width, 1000)
@@ -42,6 +64,7 @@ def shoot_full(browser, screenshots, name, width=1280):
 def check_page(browser):
     """What every console page must be: labelled fields, and no secret value anywhere."""
     assert browser.execute_script(UNLABELED) == [], browser.current_url
+    assert browser.execute_script(LOW_CONTRAST) == [], browser.current_url
     source = browser.page_source
     assert SECRET not in source and REPLACED not in source, browser.current_url
 
