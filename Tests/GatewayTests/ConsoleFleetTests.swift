@@ -146,6 +146,15 @@ struct ConsoleFleetTests {
 
             let detail = try await h.page("/console/experiments/\(id)", cookie: cookie)
             #expect(detail.text.contains("<svg class=\"spark\""))
+            #expect(!detail.text.contains("id=\"older-runs\""))
+            // Past a page of runs, the older ones are a link away.
+            for _ in 0..<25 { _ = try await h.createExecution(of: id) }
+            let crowded = try await h.page("/console/experiments/\(id)", cookie: cookie)
+            #expect(!crowded.text.contains(executions[0]))
+            let older = try #require(Self.value(after: "id=\"older-runs\" href=\"", in: crowded.text))
+            let olderPage = try await h.page(older.replacingOccurrences(of: "&amp;", with: "&"), cookie: cookie)
+            #expect(olderPage.status == 200)
+            #expect(olderPage.text.contains(executions[0]))
 
             let run = try await h.page("/console/executions/\(executions[0])", cookie: cookie)
             #expect(run.text.contains("id=\"journal-activities\""))
@@ -415,7 +424,12 @@ struct ConsoleFleetTests {
 
     /// The value of the hidden input `name` in a page.
     static func attribute(_ name: String, in page: String) -> String? {
-        guard let range = page.range(of: "name=\"\(name)\" value=\"") else { return nil }
+        value(after: "name=\"\(name)\" value=\"", in: page)
+    }
+
+    /// The quoted attribute value that `prefix` opens.
+    static func value(after prefix: String, in page: String) -> String? {
+        guard let range = page.range(of: prefix) else { return nil }
         return String(page[range.upperBound...].prefix { $0 != "\"" })
     }
 

@@ -96,6 +96,7 @@ struct ExperimentPages {
         var runs = ExperimentsV1.ListExecutionsRequest()
         runs.experimentId = id
         runs.pageSize = 25
+        runs.pageToken = request.string("runs_page") ?? ""
         let runsPage = try await client.listExecutions(runs, options: options)
         let runList = runsPage.executions
 
@@ -117,15 +118,15 @@ struct ExperimentPages {
         <p>\(experiment.description)</p>
         <dl class="facts"><dt>Id</dt><dd><code>\(id)</code></dd>
         <dt>Tags</dt><dd>\(experiment.tags.map { tag -> HTML in "<a class=\"tag\" href=\"/console/experiments?tag=\(Self.query(tag))\">\(tag)</a>" })</dd>
-        <dt>Score</dt><dd>\(Pages.score(experiment.score?.value)) \(Sparkline(scores: runList.compactMap { $0.score?.value }.prefix(RecentScores.perExperiment).reversed()).svg(label: "Scores of the latest runs, oldest first"))</dd>
+        <dt>Score</dt><dd>\(Pages.score(experiment.score?.value)) \(runs.pageToken.isEmpty ? Sparkline(scores: runList.compactMap { $0.score?.value }.prefix(RecentScores.perExperiment).reversed()).svg(label: "Scores of the latest runs, oldest first") : .empty)</dd>
         <dt>Revision shown</dt><dd>\(revision.revision) of \(experiment.latestRevision) · <a href="/api/v1/experiments/\(id)/export?revision=\(revision.revision)">export JSON</a> (API token needed)</dd></dl>
         \(runButton)
         \(HTML.when(!warnings.isEmpty, "<h2>Warnings</h2><ul>\(warnings)</ul>"))
         <h2>Steps</h2>
         \(Self.steps(definition))
-        <h2>Runs</h2>
+        <h2 id="runs">Runs</h2>
         \(Pages.executions(runList, caption: "Runs of this experiment"))
-        \(HTML.when(!runsPage.nextPageToken.isEmpty, "<p class=\"muted\">The latest \(runList.count) runs are shown.</p>"))
+        \(HTML.when(!runsPage.nextPageToken.isEmpty, "<p><a id=\"older-runs\" href=\"/console/experiments/\(id)?runs_page=\(Self.query(runsPage.nextPageToken))#runs\">Older runs</a></p>"))
         <h2>Revisions</h2>
         <div class="table-wrap"><table class="responsive"><caption class="sr-only">Revisions</caption>
         <thead><tr><th scope="col">Revision</th><th scope="col">Title</th><th scope="col">Format</th><th scope="col">Made</th></tr></thead>
