@@ -291,6 +291,19 @@ struct ConsoleFleetTests {
             ], cookie: cookie))
             #expect(badStatus.status == 400)
             #expect(badStatus.text.contains("9000 is not an HTTP status"))
+            // Another organisation's environment is no environment at all.
+            let foreign = try await h.call(.post, "/api/v1/environments", token: h.token("b", .owner), body: #"{"name": "theirs"}"#)
+            let foreignID = try #require(foreign.json["id"] as? String)
+            for environment in [foreignID, "env_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa", "garbage"] {
+                let refused = keep(try await h.form("/console/integrations", [
+                    "csrf": csrf, "kind": "slack", "name": "chat", "channel": "#chaos", "token_secret": "SLACK_TOKEN",
+                    "token_secret_value": Self.secretValue, "environment_id": environment,
+                ], cookie: cookie))
+                #expect(refused.status == 404, "\(environment)")
+                #expect(refused.text.contains("id=\"form-error\""))
+                #expect(!refused.text.contains("theirs"))
+            }
+            #expect(try await Self.reveal(h, foreignID, org: "b").secrets.isEmpty)
 
             let created = keep(try await h.form("/console/integrations", [
                 "csrf": csrf, "kind": "slack", "name": Self.hostile, "channel": "#chaos", "events": "run-started, deviated",
@@ -416,8 +429,8 @@ struct ConsoleFleetTests {
         try await h.call(.get, "/api/v1/organization/halt", token: h.token(org, .viewer)).json["halted"] as? Bool ?? false
     }
 
-    static func reveal(_ h: Harness, _ environment: String) async throws -> SecretsV1.RevealedEnvironment {
-        var options = CallOptions.on(behalfOf: h.organizations["a"]!)
+    static func reveal(_ h: Harness, _ environment: String, org: String = "a") async throws -> SecretsV1.RevealedEnvironment {
+        var options = CallOptions.on(behalfOf: h.organizations[org]!)
         options.metadata.addString("Bearer " + Harness.runnerCredential, forKey: RunnerCredential.metadataKey)
         return try await SecretsV1.SecretClient(h.experiments.caller).revealEnvironment(.init(environmentId: environment), options: options).environment ?? .init()
     }

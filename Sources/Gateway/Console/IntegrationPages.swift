@@ -119,11 +119,11 @@ struct IntegrationPages {
         let environments = try await environments(context)
         do {
             let config = try kind.config(from: typed)
-            let environmentID = typed["environment_id"]
-            guard environmentID.isEmpty || environments.contains(where: { $0.id == environmentID }) else {
-                throw FormError("Choose one of the organisation's environments")
-            }
-            let values = try secretValues(kind, typed, environment: environments.first { $0.id == environmentID })
+            let environmentID = try ResourceKind.environment.reference(typed["environment_id"])
+            // Asked for, not looked up in the select's list: that holds the first 200 only.
+            let environment = environmentID.isEmpty ? nil
+                : try await secrets.getEnvironment(.init(environmentId: environmentID), options: options).environment
+            let values = try secretValues(kind, typed, environment: environment)
             if let id {
                 let update = SecretsV1.UpdateIntegrationRequest(integrationId: id, expectedVersion: Int64(typed["expected_version"]) ?? 0,
                                                                 name: typed["name"], description: typed["description"],
@@ -141,8 +141,8 @@ struct IntegrationPages {
             return Response.seeOther("/console/integrations/\(integration?.id ?? "")?saved=1")
         } catch let error as FormError {
             return try reshow(request, context, kind, integration, environments, typed, error.message, .badRequest)
-        } catch let problem as Problem where problem.status == .badRequest {
-            return try reshow(request, context, kind, integration, environments, typed, problem.detail, .badRequest)
+        } catch let problem as Problem where problem.status == .badRequest || problem.code == "environment.not_found" {
+            return try reshow(request, context, kind, integration, environments, typed, problem.detail, problem.status)
         } catch let error as RPCError where [.invalidArgument, .alreadyExists, .aborted, .failedPrecondition, .notFound].contains(error.code) {
             let problem = Problem(rpc: error)
             let message = error.code == .aborted ? "It was changed meanwhile: reload it and make your change again." : problem.detail
