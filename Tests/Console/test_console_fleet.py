@@ -118,6 +118,9 @@ def test_experiment_trends_detail_and_journal(running_platform, browser, screens
     journal = browser.find_element(By.ID, "journal-activities").text
     assert "service-answers" in journal and "hypothesis before" in journal, journal
     assert "not met" in browser.find_element(By.ID, "journal-facts").text
+    assert "tolerance not met" in journal, journal
+    log = browser.find_element(By.ID, "log").get_attribute("textContent")
+    assert "Running experiment" in log and "\x1b" not in log and "\ufffd" not in log  # chaos colours it
     check_page(browser)
     shoot_full(browser, screenshots, "22-execution-journal")
 
