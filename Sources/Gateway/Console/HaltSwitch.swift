@@ -89,7 +89,7 @@ struct HaltSwitch {
             <input type="hidden" name="csrf" value="\(csrf)">
             <label for="halt-reason">Reason (shown to everyone)</label>
             <input type="text" id="halt-reason" name="reason" maxlength="500">
-            <label class="inline"><input type="checkbox" name="skip_rollbacks" id="halt-skip-rollbacks"> skip rollbacks (stop at once, leave the system as it is)</label>
+            <p><label class="inline"><input type="checkbox" name="skip_rollbacks" id="halt-skip-rollbacks"> skip rollbacks (stop at once, leave the system as it is)</label></p>
             <p><label class="inline"><input type="checkbox" name="confirm" id="halt-confirm" required> I understand that every running experiment of this organisation stops now and nothing starts until it is resumed</label></p>
             <p><button type="submit" class="danger" id="halt-fleet">Halt</button></p>
             </form></details>
