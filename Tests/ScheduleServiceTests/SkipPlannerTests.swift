@@ -84,6 +84,19 @@ import Testing
         #expect(Set(long.skips.map(\.scheduled)).count == long.skips.count)
     }
 
+    /// The catch-up's occurrence was already summed up (more than 200 closed minutes after it):
+    /// the summary moves its key off it, so the run and the summary never share one.
+    @Test func aCatchUpTakenOutOfTheSummaryKeepsKeysApart() throws {
+        let freeze = try Blackout.period(from: utc("2026-05-04T09:00Z"), to: utc("2026-05-04T12:30:30Z"))
+        let p = try P.planner("* * * * *", blackouts: [freeze], missed: .runOnce)
+        let d = p.decide(handledThrough: utc("2026-05-04T08:58Z"), now: utc("2026-05-04T12:30:40Z"))
+        #expect(d.fire == Fire(occurrence: utc("2026-05-04T08:59Z"), kind: .catchUp))
+        let summary = try #require(d.unlisted)
+        #expect(summary.first > utc("2026-05-04T08:59Z") && summary.first < utc("2026-05-04T09:00Z"))
+        #expect(d.skips.count == SkipLedger.limit && summary.count + d.skips.count == 211, "09:00 through 12:30")
+        #expect(d.skips.allSatisfy { $0.cause == .blackout(reason: "") })
+    }
+
     @Test func reasonsReadWellAndClipHostileBlackoutText() throws {
         let policy = try FirePolicy(missedFire: .skip)
         #expect(SkipText.reason(.missed, policy: policy).contains("within 60 s"))

@@ -59,14 +59,15 @@ struct SkipLedger {
 
     mutating func markInexact() { summary.exact = false }
 
-    /// Takes `scheduled` out again (it got a run after all); false if it was already summed up.
+    /// Takes `scheduled` out again: it gets a run after all (a catch-up).
     mutating func remove(_ scheduled: Date) {
         if let index = listed.lastIndex(where: { $0.scheduled == scheduled }) {
             listed.remove(at: index)
         } else if summary.count > 0 {
             summary.count -= 1
             summary.missed = max(0, summary.missed - 1)
-            summary.exact = false
+            // The summary is keyed by its first occurrence; the run has that key now.
+            if summary.first == scheduled { summary.first = scheduled.addingTimeInterval(1e-6) }
         }
     }
 

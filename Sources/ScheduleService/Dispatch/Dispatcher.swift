@@ -261,10 +261,10 @@ struct Dispatcher: Sendable {
             // row, then its runs), so the runners are locked before the runs are taken: locked so
             // that two replicas never hand out the same free slot, and only when there is work, so
             // an idle pass writes nothing.
-            let work = try await tx.query("""
-                SELECT EXISTS (SELECT 1 FROM schedules.plan_runs WHERE state IN (1, 2)
-                    AND not_before_us <= \(now.micros + configuration.lookahead.micros) AND claim_until_us < \(now.micros))
-                """)
+            let isOpen: SQL = """
+                state IN (1, 2) AND not_before_us <= \(now.micros + configuration.lookahead.micros) AND claim_until_us < \(now.micros)
+                """
+            let work = try await tx.query("SELECT EXISTS (SELECT 1 FROM schedules.plan_runs WHERE \(isOpen))")
             guard try work.first?.decode(Bool.self, at: 0) == true else { return (0, []) }
             var runners: [LiveRunner] = try await tx.query("""
                 SELECT r.id, r.address, r.labels::text, r.capacity, r.running,
@@ -282,9 +282,7 @@ struct Dispatcher: Sendable {
                 SELECT org, id, plan_id, experiment_id, experiment_revision, environment_id, integration_ids, options,
                     max_in_flight, CASE WHEN avoid_until_us >= \(now.micros) THEN avoid_runners ELSE '{}' END, runner_id, state,
                     not_before_us
-                FROM schedules.plan_runs
-                WHERE state IN (1, 2) AND not_before_us <= \(now.micros + configuration.lookahead.micros)
-                    AND claim_until_us < \(now.micros)
+                FROM schedules.plan_runs WHERE \(isOpen)
                 ORDER BY due_us, id LIMIT \(configuration.batchSize) FOR UPDATE SKIP LOCKED
                 """)
             guard !rows.isEmpty else { return (0, []) }
