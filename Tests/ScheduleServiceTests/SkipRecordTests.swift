@@ -98,6 +98,26 @@ import Testing
         }
     }
 
+    /// A runner reporting the end of a run that was skipped (it never held it): NOT_FOUND, and the
+    /// record stays as it was.
+    @Test func aReportForASkippedRunIsRefused() async throws {
+        try await Platform.with(database: "sched_skip_report") { p in
+            let runner = StandInRunner()
+            try await p.register(try await runner.serve(), id: "r1")
+            let plan = try await p.createPlan(Platform.spec("*/5 * * * *"))
+            p.clock.set(utc("2026-06-01T10:20:30Z"))
+            try await p.dispatch()
+            let skipped = try #require(try await p.runs(plan.id).first { $0.state == .skipped })
+            await expectRPCError(.notFound) {
+                try await p.schedule.reportRunEnded(.init(runnerId: "r1", planRunId: skipped.id, executionId: "exe-forged",
+                                                          executionState: .completed), options: Platform.runnerOptions)
+            }
+            let after = try #require(try await p.schedule.getPlanRun(.init(planRunId: skipped.id), options: Platform.options()).run)
+            #expect(after == skipped)
+            await runner.stop()
+        }
+    }
+
     @Test func pausedOccurrencesAreRecordedAsMissedOnResume() async throws {
         try await Platform.with(database: "sched_skip_pause") { p in
             let plan = try await p.createPlan(Platform.spec("*/10 * * * *"))

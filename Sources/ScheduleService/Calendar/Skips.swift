@@ -152,11 +152,8 @@ public enum SkipText {
         return line.count > 200 ? String(line.prefix(200)) + "…" : line
     }
 
-    static func stamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
-    }
+    /// UTC, to the second (a value-type format: no formatter object per call).
+    static func stamp(_ date: Date) -> String { date.formatted(.iso8601) }
 
     private static func seconds(_ d: Duration) -> String { "\(d.components.seconds) s" }
 }
