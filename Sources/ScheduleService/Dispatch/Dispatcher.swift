@@ -11,8 +11,9 @@ import ServiceKit
 ///
 /// 1. **sweep**: runners whose lease ran out are LOST, with their runs (retried per plan);
 /// 2. **fire**: due plans are locked, FirePlanner decides, and the plan run is inserted (PENDING,
-///    QUEUED or SKIPPED) in the same transaction that moves the plan's cursor — a plan run is
-///    recorded durably before anything is dispatched, and an occurrence is fired once;
+///    QUEUED or SKIPPED), with a SKIPPED run for every occurrence that gets none, in the same
+///    transaction that moves the plan's cursor — a plan run is recorded durably before anything
+///    is dispatched, and an occurrence is fired (or recorded skipped) once;
 /// 3. **dispatch**: open plan runs are assigned a runner (labels, free capacity) and claimed,
 ///    then StartRun is called with the plan run id as request id, so a retry after a crash is
 ///    idempotent on the runner.
