@@ -114,12 +114,12 @@ import Testing
 
     /// A random walk of decisions (late wake-ups, downtimes, a window, a blackout, both policies):
     /// every occurrence of the schedule is accounted for exactly once, as a run, a listed skip or
-    /// a summary, and nothing is listed twice.
+    /// a summary, and nothing is listed twice. Three weeks, every 7 minutes.
     @Test(arguments: [MissedFirePolicy.skip, .runOnce], [OutsideWindowPolicy.skip, .postpone])
     func everyOccurrenceIsRunOrSkippedExactlyOnce(_ missed: MissedFirePolicy, _ outside: OutsideWindowPolicy) throws {
         var rng = SeededRandom(state: 11)
         let start = utc("2026-05-04T00:00Z")
-        let end = utc("2026-05-11T00:00Z")
+        let end = utc("2026-05-25T00:00Z")
         let freeze = try Blackout.period(from: utc("2026-05-06T03:00Z"), to: utc("2026-05-06T05:30Z"), reason: "freeze")
         let planner = try P.planner("*/7 * * * *", windows: [P.office()], blackouts: [freeze], missed: missed, outside: outside,
                                     activeSince: "2026-05-04T00:00Z")
@@ -138,7 +138,7 @@ import Testing
             guard let next = d.next, next.due < end else { break }
             // Mostly on time, sometimes a few minutes late, now and then down for hours.
             let late: Double = switch Int.random(in: 0..<20, using: &rng) {
-            case 0: Double.random(in: 3600...30_000, using: &rng)
+            case 0: Double.random(in: 3600...200_000, using: &rng)  // up to two days: summaries too
             case 1...3: Double.random(in: 61...900, using: &rng)
             default: Double.random(in: 0...20, using: &rng)
             }
@@ -150,6 +150,6 @@ import Testing
         #expect(Set(accounted).count == accounted.count, "nothing run or listed twice")
         #expect(Set(accounted).isSubset(of: Set(expected)))
         #expect(accounted.count + summed == expected.count, "every occurrence accounted for")
-        #expect(!ran.isEmpty && !listed.isEmpty)
+        #expect(!ran.isEmpty && !listed.isEmpty && summed > 0)
     }
 }
