@@ -65,11 +65,23 @@ enum ConsoleAssets {
       table.responsive tr { display: block; border-bottom: 1px solid var(--line); padding: 4px 0; } table.responsive td { display: block; border: 0; padding: 2px 4px; }
       table.responsive td[data-label]::before { content: attr(data-label) ": "; font-weight: 600; }
     }
+    svg.chart line.grid { stroke: #d0d7de; } svg.chart .score-line { fill: none; stroke: var(--accent); stroke-width: 2; }
+    svg.chart .score-point { fill: var(--accent); }
+    svg.spark { vertical-align: middle; } svg.spark polyline { fill: none; stroke: var(--accent); stroke-width: 1.5; } svg.spark circle { fill: var(--accent); }
+    .halt { border: 1px solid var(--line); border-left: 6px solid var(--ok); padding: 8px 12px; margin-bottom: 1rem; }
+    .halt.halted { border-left-color: var(--bad); background: #fff1f0; }
+    .halt details summary { cursor: pointer; color: var(--bad); font-weight: 600; }
+    .tag.secret-set { background: #dafbe1; color: #0f5323; } .saved { border-left: 4px solid var(--ok); background: #dafbe1; padding: 8px 12px; }
+    fieldset { border: 1px solid var(--line); border-radius: 4px; margin: .75rem 0; padding: 4px 12px 12px; } fieldset:disabled { border: 0; padding: 0; }
+    fieldset.secret-row { align-items: end; } legend { font-weight: 600; }
+    textarea.short { min-height: 5rem; max-width: 40rem; } .field-help { margin: .25rem 0 0; font-size: .9rem; }
+    dl.facts dd { overflow-wrap: anywhere; min-width: 0; } ul.kinds li { margin: .5rem 0; } code.excerpt { white-space: pre-wrap; word-break: break-word; font-size: .8rem; }
+    @media (max-width: 640px) { header.top nav ul { flex-wrap: wrap; gap: 8px 16px; } svg.spark { width: 72px; } }
     /* plans */
-    fieldset { border: 1px solid var(--line); border-radius: 4px; margin: 1rem 0; padding: 4px 12px 12px; } legend { font-weight: 700; padding: 0 4px; }
-    fieldset.row-set { border-style: dashed; } .days { display: flex; flex-wrap: wrap; gap: 4px 12px; margin-top: .5rem; }
+    #plan-form fieldset { margin: 1rem 0; } #plan-form legend { font-weight: 700; padding: 0 4px; }
+    #plan-form fieldset.row-set { border-style: dashed; } .days { display: flex; flex-wrap: wrap; gap: 4px 12px; margin-top: .5rem; }
     input[type=number], input[type=time], input[type=datetime-local] { font: inherit; padding: 6px 8px; border: 1px solid #6e7781; border-radius: 4px; width: 100%; max-width: 20rem; }
-    textarea.short { min-height: 4rem; } .hint { margin: 0 0 .25rem; color: var(--muted); font-size: .9rem; }
+    .hint { margin: 0 0 .25rem; color: var(--muted); font-size: .9rem; }
     .field-error { color: var(--bad); font-weight: 600; margin: .25rem 0 0; } .field-error:empty { display: none; }
     [aria-invalid="true"] { border-color: var(--bad) !important; border-width: 2px !important; }
     .ok { border-left: 4px solid var(--ok); background: #dafbe1; padding: 8px 12px; }

@@ -116,7 +116,7 @@ struct PlanDefinition: Sendable {
                 throw RPCError(.invalidArgument, "\(field) must have 0 < start_at_us < end_at_us before year 9999")
             }
             periods.append(try Self.converting(field) { () throws(ScheduleError) in
-                try Blackout.period(from: Date(micros: blackout.startAtUs), to: Date(micros: blackout.endAtUs))
+                try Blackout.period(from: Date(micros: blackout.startAtUs), to: Date(micros: blackout.endAtUs), reason: blackout.reason)
             })
         }
         return Availability(windows: calendarWindows, blackouts: periods)

@@ -1221,7 +1221,8 @@ extension SchedulesV1 {
     /// What a fire does while earlier runs of the same plan are still in flight.
     public enum ConcurrencyPolicy: RawRepresentable, Hashable, Sendable {
         case unspecified  // = 0
-        /// Start anyway, up to `max_in_flight`; beyond it the run waits (QUEUED).
+        /// Start anyway, up to `max_in_flight`; beyond it the run waits (QUEUED). At most
+        /// `max_in_flight` runs wait: an occurrence beyond them is SKIPPED.
         case allow  // = 1
         /// Skip the new occurrence (plan run SKIPPED).
         case forbid  // = 2
@@ -1263,9 +1264,12 @@ extension SchedulesV1 {
     /// What happens to occurrences that fell due while no ScheduleService replica was running.
     public enum MissedFirePolicy: RawRepresentable, Hashable, Sendable {
         case unspecified  // = 0
-        /// Record each missed occurrence as SKIPPED and wait for the next one.
+        /// Record each missed occurrence as SKIPPED and wait for the next one. After a long outage at
+        /// most 100 are recorded one by one per plan and dispatch pass (the latest), and one more SKIPPED
+        /// run, keyed by the earliest of the others, sums them up.
         case skip  // = 1
-        /// Run once for all of them (the latest), then carry on.
+        /// Run once for all of them (the latest; trigger MISSED), then carry on. The others are
+        /// recorded SKIPPED, naming the catch-up run's occurrence.
         case runOnce  // = 2
         /// A value this version of the contract does not know (proto3 enums are open).
         case unrecognized(Int32)
@@ -1350,7 +1354,10 @@ extension SchedulesV1 {
         case dispatched  // = 3
         /// The execution ended; `execution_state` says how.
         case ended  // = 4
-        /// Not started, by policy: outside windows, in a blackout, FORBID, a missed fire, a halt.
+        /// Not started, by policy: outside windows, in a blackout, FORBID, `max_in_flight` runs already
+        /// waiting, a missed fire, folded into a later occurrence due at the same time, a halt; `reason`
+        /// says which. An occurrence is recorded once (unique per plan and occurrence), however many
+        /// replicas run.
         case skipped  // = 5
         /// Terminated before it ended on its own: REPLACE, a halt, a user.
         case cancelled  // = 6

@@ -98,7 +98,8 @@ typedef enum _Faultline__Schedules__V1__DayOfWeek {
 typedef enum _Faultline__Schedules__V1__ConcurrencyPolicy {
   FAULTLINE__SCHEDULES__V1__CONCURRENCY_POLICY__CONCURRENCY_POLICY_UNSPECIFIED = 0,
   /*
-   * Start anyway, up to `max_in_flight`; beyond it the run waits (QUEUED).
+   * Start anyway, up to `max_in_flight`; beyond it the run waits (QUEUED). At most
+   * `max_in_flight` runs wait: an occurrence beyond them is SKIPPED.
    */
   FAULTLINE__SCHEDULES__V1__CONCURRENCY_POLICY__CONCURRENCY_POLICY_ALLOW = 1,
   /*
@@ -117,11 +118,14 @@ typedef enum _Faultline__Schedules__V1__ConcurrencyPolicy {
 typedef enum _Faultline__Schedules__V1__MissedFirePolicy {
   FAULTLINE__SCHEDULES__V1__MISSED_FIRE_POLICY__MISSED_FIRE_POLICY_UNSPECIFIED = 0,
   /*
-   * Record each missed occurrence as SKIPPED and wait for the next one.
+   * Record each missed occurrence as SKIPPED and wait for the next one. After a long outage at
+   * most 100 are recorded one by one per plan and dispatch pass (the latest), and one more SKIPPED
+   * run, keyed by the earliest of the others, sums them up.
    */
   FAULTLINE__SCHEDULES__V1__MISSED_FIRE_POLICY__MISSED_FIRE_POLICY_SKIP = 1,
   /*
-   * Run once for all of them (the latest), then carry on.
+   * Run once for all of them (the latest; trigger MISSED), then carry on. The others are
+   * recorded SKIPPED, naming the catch-up run's occurrence.
    */
   FAULTLINE__SCHEDULES__V1__MISSED_FIRE_POLICY__MISSED_FIRE_POLICY_RUN_ONCE = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FAULTLINE__SCHEDULES__V1__MISSED_FIRE_POLICY)
@@ -164,7 +168,10 @@ typedef enum _Faultline__Schedules__V1__PlanRunState {
    */
   FAULTLINE__SCHEDULES__V1__PLAN_RUN_STATE__PLAN_RUN_STATE_ENDED = 4,
   /*
-   * Not started, by policy: outside windows, in a blackout, FORBID, a missed fire, a halt.
+   * Not started, by policy: outside windows, in a blackout, FORBID, `max_in_flight` runs already
+   * waiting, a missed fire, folded into a later occurrence due at the same time, a halt; `reason`
+   * says which. An occurrence is recorded once (unique per plan and occurrence), however many
+   * replicas run.
    */
   FAULTLINE__SCHEDULES__V1__PLAN_RUN_STATE__PLAN_RUN_STATE_SKIPPED = 5,
   /*
