@@ -20,6 +20,7 @@ import NIOCore
 /// GET  /console/executions/{id}/events/stream  the API's SSE, authorised by the cookie
 /// GET  /console/environments[/new|/{id}], POST  create, update, delete (EnvironmentPages)
 /// GET  /console/integrations[/new|/{id}], POST  create, update, delete (IntegrationPages)
+/// GET  /console/plans…                         plans: list, one, new/edit with a live preview (PlanPages)
 /// any other /console/... path                  an HTML 404 page
 /// GET  /console/assets/console.css|console.js
 struct Console {
@@ -52,6 +53,7 @@ struct Console {
         HaltSwitch(console: self).register(on: pages)
         EnvironmentPages(console: self).register(on: pages)
         IntegrationPages(console: self).register(on: pages)
+        PlanPages(console: self).register(on: pages)
         // Last: the router runs it for unmatched paths too (its not-found responder is built with
         // every router middleware), so an unknown console page is an HTML page, not a problem.
         router.add(middleware: ConsoleNotFoundMiddleware())

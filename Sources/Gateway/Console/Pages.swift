@@ -10,6 +10,7 @@ enum Pages {
     enum Section {
         case overview, experiments, importing, none
         case environments, integrations
+        case plans
     }
 
     static func layout(title: String, section: Section, principal: Principal?, csrf: String?, body: HTML) -> HTML {
@@ -19,7 +20,7 @@ enum Pages {
         let nav: HTML = principal.map { principal in
             """
             <nav aria-label="Main"><ul>\(link("/console", "Overview", .overview))\(link("/console/experiments", "Experiments", .experiments))\(link("/console/import", "Import", .importing))
-            \(link("/console/environments", "Environments", .environments))\(link("/console/integrations", "Integrations", .integrations))
+            \(link("/console/environments", "Environments", .environments))\(link("/console/integrations", "Integrations", .integrations))\(link("/console/plans", "Plans", .plans))
             </ul></nav>
             <div class="who"><span>\(principal.organization.rawValue) · \(principal.role.rawValue)</span>
             <form method="post" action="/console/sign-out"><input type="hidden" name="csrf" value="\(csrf ?? "")"><button type="submit">Sign out</button></form></div>
