@@ -111,7 +111,8 @@ struct ExperimentPages {
         }
         let runButton: HTML = principal.role.allows(.write) ? """
             <form method="post" action="/console/experiments/\(id)/run"><input type="hidden" name="csrf" value="\(ConsoleForms.csrf(of: request) ?? "")">
-            <button type="submit" id="run-experiment">Run now</button></form>
+            <button type="submit" id="run-experiment">Run now</button>
+            <a class="button" href="/console/plans/new?experiment_id=\(id)">Plan this experiment</a></form>
             """ : .empty
         let body: HTML = """
         <h1>\(experiment.title.isEmpty ? "(untitled)" : experiment.title)</h1>
