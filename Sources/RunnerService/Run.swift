@@ -16,7 +16,7 @@ final class RunHandle: ControlPeer, Sendable {
         var proto: RunnersV1.Run
         var desired: DesiredState = .run
         var stopRequest: ExperimentsV1.StopRequest = .unspecified
-        var process: ChaosProcess?
+        var process: SpawnedProcess?
         var userStateVersion: Int64 = -1
     }
 
@@ -97,7 +97,7 @@ final class RunHandle: ControlPeer, Sendable {
     /// no checkpoint), SIGKILL and the process group after the grace period. The first stop's
     /// kind is the one reported.
     func stop(_ kind: ExperimentsV1.StopRequest, rollbacks: Bool?, reason: String) {
-        let process = status.withLock { status -> ChaosProcess? in
+        let process = status.withLock { status -> SpawnedProcess? in
             guard status.proto.state != .finished else { return nil }
             if status.stopRequest == .unspecified { status.stopRequest = kind }
             if case .terminate = status.desired {} else { status.desired = .terminate(rollbacks: rollbacks, reason: reason) }
@@ -111,13 +111,10 @@ final class RunHandle: ControlPeer, Sendable {
     }
 
     /// SIGKILL and the process group once the grace period after the first stop has passed.
-    private func escalate(_ process: ChaosProcess) async {
+    private func escalate(_ process: SpawnedProcess) async {
         for await _ in stopRequests {
             do { try await Task.sleep(for: grace) } catch { return }
-            if process.exit == nil {
-                process.signal(SIGKILL)
-                process.killGroup()
-            }
+            process.signalGroup(SIGKILL)
             return
         }
     }
@@ -128,7 +125,7 @@ final class RunHandle: ControlPeer, Sendable {
         let runDirectory = stateDirectory.runDirectories.appendingPathComponent(
             String(UInt64.random(in: 0...UInt64.max), radix: 36))
         var socket: ControlSocket?
-        var exit: ChaosProcess.Exit?
+        var exit: SpawnedProcess.Exit?
         var reason = ""
         var completed = false
         let clock = ContinuousClock()
@@ -166,7 +163,7 @@ final class RunHandle: ControlPeer, Sendable {
                 // Watchers end with the process: the first child to return an exit wins. Cancelled
                 // (the server's run() is), there is no grace period left: the group dies at once.
                 exit = await withTaskCancellationHandler {
-                  await withTaskGroup(of: ChaosProcess.Exit?.self) { group in
+                  await withTaskGroup(of: SpawnedProcess.Exit?.self) { group in
                     group.addTask { await process.waitForExit() }
                     group.addTask { await self.enforceDeadline(); return nil }
                     group.addTask { await self.followUserState(); return nil }
@@ -180,12 +177,11 @@ final class RunHandle: ControlPeer, Sendable {
                     return nil
                   }
                 } onCancel: {
-                    process.signal(SIGKILL)
-                    process.killGroup()
+                    process.signalGroup(SIGKILL)
                 }
                 phases.exited = clock.now
                 // chaoslib leaves children of an activity cut short by SIGTERM running: always.
-                process.killGroup()
+                process.signalGroup(SIGKILL)
             } catch let stopped as StoppedBeforeStart {
                 reason = stopped.reason
             } catch RunnerError.secrets(let message) {
@@ -243,7 +239,7 @@ final class RunHandle: ControlPeer, Sendable {
     }
 
     /// `secretEnvironment` (the run's variables and secrets) goes to this process only.
-    private func spawn(in directory: URL, environment secretEnvironment: [String: String]) throws -> ChaosProcess {
+    private func spawn(in directory: URL, environment secretEnvironment: [String: String]) throws -> SpawnedProcess {
         let venv = configuration.venv.path
         var environment = configuration.extraEnvironment.merging(secretEnvironment) { _, run in run }
         environment["PATH"] = "\(venv)/bin:/usr/local/bin:/usr/bin:/bin"
@@ -259,8 +255,10 @@ final class RunHandle: ControlPeer, Sendable {
         // PROTOCOL.md §6: passing a strategy makes it the one the control applies.
         if let strategy = rollbackStrategy { arguments += ["--rollback-strategy", strategy] }
         arguments.append(path("experiment.json"))
-        return try ChaosProcess(executable: configuration.chaosExecutable.path, arguments: arguments,
-                                environment: environment, directory: directory.path, output: path("output.txt"))
+        // A session of its own: a stop reaches the activities' processes too, and a terminal's
+        // signals never reach it.
+        return try SpawnedProcess(executable: configuration.chaosExecutable.path, arguments: arguments, environment: environment,
+                                  options: .init(directory: directory.path, output: .file(path("output.txt")), group: .newSession))
     }
 
     private let rollbackStrategy: String?
@@ -325,7 +323,7 @@ final class RunHandle: ControlPeer, Sendable {
     }
 
     /// CompleteExecution with the journal and the log, retried until delivered.
-    private func complete(runDirectory: URL, exit: ChaosProcess.Exit?, reason: String, endedAt: Int64) async -> Bool {
+    private func complete(runDirectory: URL, exit: SpawnedProcess.Exit?, reason: String, endedAt: Int64) async -> Bool {
         let journal = Self.text(runDirectory.appendingPathComponent("journal.json"))
         var log = Self.text(runDirectory.appendingPathComponent("chaos.log"))
         let output = Self.text(runDirectory.appendingPathComponent("output.txt"))
@@ -334,7 +332,12 @@ final class RunHandle: ControlPeer, Sendable {
             executionId: executionID, journalJson: journal, log: log,
             stopRequest: status.withLock { $0.stopRequest }, reason: reason, endedAtUs: endedAt)
         // Without an exit the service would say LOST; a run that never started exited "127".
-        request.exit = exit.map { ExperimentsV1.ProcessExit(exitCode: $0.code, signal: $0.signal) }
+        request.exit = exit.map { exit in
+            switch exit {
+            case .exited(let code): ExperimentsV1.ProcessExit(exitCode: code, signal: 0)
+            case .signaled(let signal): ExperimentsV1.ProcessExit(exitCode: -1, signal: signal)
+            }
+        }
             ?? ExperimentsV1.ProcessExit(exitCode: 127, signal: 0)
         var delay = Duration.milliseconds(100)
         while true {

@@ -71,7 +71,7 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
                 stateDirectory.forget(record.executionID)
                 continue
             }
-            if record.pid > 1 { ChaosProcess.killGroup(record.pid) }
+            SpawnedProcess.signalGroup(record.pid, SIGKILL)
             await EventRelay.replay(spoolFile: stateDirectory.spoolFile(record.executionID), executionID: record.executionID,
                                     organization: organization, client: client, logger: logger)
             var delay = Duration.milliseconds(100)

@@ -266,8 +266,8 @@ struct RunnerTests {
             _ = try await platform.experiments.startExecution(.init(executionId: executionID, runnerId: "runner-test"), options: Platform.options)
             // What a runner killed mid-run leaves: its record, a spool, a process group still alive.
             let state = try StateDirectory(platform.stateDirectory)
-            let orphan = try ChaosProcess(executable: "/bin/sleep", arguments: ["3121"], environment: [:], directory: "/",
-                                          output: "/dev/null")
+            let orphan = try SpawnedProcess(executable: "/bin/sleep", arguments: ["3121"], environment: [:],
+                                            options: .init(output: .null, group: .newSession))
             try state.save(RunRecord(executionID: executionID, organization: Platform.org.rawValue, pid: orphan.pid,
                                      runDirectory: platform.stateDirectory.appendingPathComponent("r/gone").path))
             let spool = [ControlEvent(seq: 1, type: "loading-before", tsUs: 1, payloadJSON: "{}", activityName: ""),
@@ -279,7 +279,7 @@ struct RunnerTests {
             let execution = try await platform.execution(executionID)
             #expect(execution.state == .lost)
             #expect(execution.eventsReceived == 2)
-            #expect(await orphan.waitForExit().signal == SIGKILL)
+            #expect(await orphan.waitForExit() == .signaled(SIGKILL))
             #expect(state.records().isEmpty)
         }
     }
