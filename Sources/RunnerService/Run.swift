@@ -17,7 +17,6 @@ final class RunHandle: ControlPeer, Sendable {
         var desired: DesiredState = .run
         var stopRequest: ExperimentsV1.StopRequest = .unspecified
         var process: SpawnedProcess?
-        var userStateVersion: Int64 = -1
     }
 
     let executionID: String
@@ -286,20 +285,58 @@ final class RunHandle: ControlPeer, Sendable {
         stop(.timeLimit, rollbacks: nil, reason: "ran past its maximum duration")
     }
 
-    /// Follows the user state in ExperimentService; polls are answered from what it last read,
-    /// so a slow or unreachable service never blocks a checkpoint.
+    /// Follows the user state in ExperimentService through a WatchExecution stream of execution
+    /// snapshots (no events: `after_sequence` is past any), one each time the state or the user
+    /// state changes. Checkpoints are answered from the last snapshot, so a slow or unreachable
+    /// service never blocks one. A stream that breaks is opened again, after a backoff while it
+    /// keeps failing; its first message is the execution as it is then, so nothing is missed.
     private func followUserState() async {
+        var delay = configuration.userStateReconnect
         while !Task.isCancelled {
-            if let response = try? await client.getUserState(
-                .init(executionId: executionID), options: .on(behalfOf: organization, timeout: .seconds(2))) {
-                apply(response)
+            let outcome: WatchOutcome
+            do {
+                // Renewed now and then: a connection that died silently (no keepalive) ends here.
+                outcome = try await client.watchExecution(
+                    .init(executionId: executionID, afterSequence: .max),
+                    options: .on(behalfOf: organization, timeout: configuration.userStateRenewal)
+                ) { [self] responses in
+                    var snapshots = 0
+                    for try await response in responses {
+                        guard case .execution(let execution)? = response.item else { continue }
+                        snapshots += 1
+                        if apply(execution.userState ?? .init(), executionState: execution.state) { return .ended }
+                    }
+                    return snapshots > 0 ? .renewed : .failed("the stream ended without a snapshot")
+                }
+            } catch let error as RPCError where error.code == .deadlineExceeded {
+                outcome = .renewed
+            } catch {
+                outcome = .failed("\(error)")
             }
-            try? await Task.sleep(for: configuration.userStateInterval)
+            switch outcome {
+            case .ended:
+                return
+            case .renewed:
+                delay = configuration.userStateReconnect
+            case .failed(let reason):
+                if Task.isCancelled { return }
+                logger.debug("user state stream lost; following it again", metadata: ["error": "\(reason)", "retry.after": "\(delay)"])
+                do { try await Task.sleep(for: delay) } catch { return }
+                delay = min(delay * 2, .seconds(5))
+            }
         }
     }
 
-    private func apply(_ response: ExperimentsV1.GetUserStateResponse) {
-        let userState = response.userState ?? .init()
+    private enum WatchOutcome: Sendable {
+        /// The execution ended elsewhere: nothing more to follow.
+        case ended
+        /// The stream served and ended (renewal): open it again at once.
+        case renewed
+        case failed(String)
+    }
+
+    /// Applies a snapshot; true when the execution is terminal (ended elsewhere), and stops the run.
+    private func apply(_ userState: ExperimentsV1.UserState, executionState: ExperimentsV1.ExecutionState) -> Bool {
         switch userState.request {
         case .terminate(let terminate):
             stop(.cancelled, rollbacks: !terminate.skipRollbacks, reason: userState.reason.isEmpty ? "terminated by a user" : userState.reason)
@@ -314,11 +351,12 @@ final class RunHandle: ControlPeer, Sendable {
                 status.desired = .run
             }
         }
-        switch response.executionState {
+        switch executionState {
         case .completed, .deviated, .failed, .aborted, .interrupted, .lost, .timedOut:
             stop(.cancelled, rollbacks: nil, reason: "the execution ended elsewhere")
+            return true
         default:
-            break
+            return false
         }
     }
 
