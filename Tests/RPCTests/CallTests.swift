@@ -148,16 +148,19 @@ struct CallTests {
         let probe = Probe()
         try await withServer(services: [EchoService(probe: probe)]) { _, port in
             try await withClient(port: port) { client in
-                // Collect runs its prologue (and the sleep) before reading any request, so the
-                // handler always starts, whatever the scheduling.
+                // The deadline runs from the call's start, so the connection is set up first: on a
+                // loaded machine its set-up alone could outlast the deadline, and then the server
+                // never sees the call. Collect runs its prologue (and the sleep) before reading any
+                // request, so the handler starts once the request arrives.
+                let _: RawMessage = try await client.unary(Echo.get, RawMessage("warm-up"))
                 _ = await expectStatus(.deadlineExceeded) {
                     let _: RawMessage = try await client.clientStreaming(
-                        Echo.collect, options: CallOptions(timeout: .milliseconds(200), metadata: ["x-delay-ms": "60000"])
+                        Echo.collect, options: CallOptions(timeout: .seconds(1), metadata: ["x-delay-ms": "60000"])
                     ) { (writer: RPCWriter<RawMessage>) in try await writer.write(RawMessage("slow")) }
                 }
                 // The handler was cancelled when its deadline expired.
-                let check1 = try await probe.wait { $0.cancelledCount == 1 }
-                #expect(check1)
+                let check1 = try await probe.wait { $0.cancelledCount == 1 && $0.started == 2 }
+                #expect(check1, "started \(probe.started), cancelled \(probe.cancelledCount)")
             }
         }
     }
