@@ -318,7 +318,7 @@ let package = Package(
         .testTarget(
             name: "FaultlineCommandTests",
             dependencies: [
-                "faultline",
+                "faultline", "ServiceKit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
