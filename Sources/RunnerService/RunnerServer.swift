@@ -117,7 +117,7 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
         }
         if let existing = try admission.get() { return .init(run: existing.snapshot) }
         var registered = false
-        defer { if !registered { release(registering: nil) } }
+        defer { if !registered { _ = release(registering: nil) } }
 
         let created = try await client.createExecution(
             .init(experimentId: request.experimentId, experimentRevision: request.experimentRevision,

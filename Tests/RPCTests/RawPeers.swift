@@ -220,7 +220,7 @@ final class RefusingFrontDoor: Sendable {
     private final class Relay: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         private var partner: (any Channel)?
-        private var held: [NIOAny] = []
+        private var held: [ByteBuffer] = []
         private var closed = false
 
         func connect(to partner: any Channel) {
@@ -232,7 +232,8 @@ final class RefusingFrontDoor: Sendable {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            if let partner { partner.writeAndFlush(data, promise: nil) } else { held.append(data) }
+            let bytes = unwrapInboundIn(data)
+            if let partner { partner.writeAndFlush(bytes, promise: nil) } else { held.append(bytes) }
         }
 
         func channelInactive(context: ChannelHandlerContext) {
