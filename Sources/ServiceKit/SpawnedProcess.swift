@@ -27,6 +27,8 @@ public final class SpawnedProcess: Sendable {
         /// A pipe whose read end is `outputPipe`; it reads end-of-file once the child (and anything
         /// it passed the descriptor to) is gone.
         case pipe
+        /// A copy of this process's descriptor (e.g. 2: the child's output goes to our stderr).
+        case descriptor(Int32)
     }
 
     public enum ErrorOutput: Sendable, Equatable {
@@ -144,6 +146,7 @@ public final class SpawnedProcess: Sendable {
             // Close-on-exec here, so no other child spawned meanwhile (by anyone) inherits it.
             guard let pipe2 = Self.pipe2, pipe2(&pipeEnds, O_CLOEXEC) == 0 else { throw failure(errno, "pipe: ") }
             posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
+        case .descriptor(let fd): posix_spawn_file_actions_adddup2(&actions, fd, 1)
         }
         switch options.errors {
         case .sameAsOutput: posix_spawn_file_actions_adddup2(&actions, 1, 2)

@@ -110,6 +110,16 @@ struct SpawnedProcessTests {
         #expect(output == "hello\ntwo\n")
         #expect(await piped.waitForExit() == .exited(0))
 
+        // A copy of one of our descriptors, the way `run --local` sends chaos's output to stderr.
+        let shared = directory.appendingPathComponent("shared.txt").path
+        let fd = open(shared, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        #expect(fd >= 3)
+        let viaDescriptor = try SpawnedProcess(executable: "/bin/sh", arguments: ["-c", "echo via"], environment: [:],
+                                               options: .init(output: .descriptor(fd)))
+        #expect(await viaDescriptor.waitForExit() == .exited(0))
+        close(fd)
+        #expect(try String(contentsOfFile: shared, encoding: .utf8) == "via\n")
+
         let separate = try SpawnedProcess(executable: "/bin/sh", arguments: ["-c", "echo out; echo err >&2"], environment: [:],
                                           options: .init(output: .pipe, errors: .null))
         #expect(await Self.readAll(try #require(separate.outputPipe)) == "out\n")
