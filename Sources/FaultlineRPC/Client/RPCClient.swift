@@ -191,6 +191,12 @@ public final class RPCClient: RPCCaller, Service, Sendable {
     /// The connection to use, waiting for one being set up at most until `deadline` (or the
     /// call's cancellation); the connect timeout bounds it otherwise.
     private func connection(deadline: ContinuousClock.Instant?, method: MethodDescriptor) async throws -> ClientConnection {
+        // The common case, without a hop or a timer: the connection is up.
+        let ready = state.withLock { state -> ClientConnection? in
+            if case .ready(let connection) = state, connection.isUsable { return connection }
+            return nil
+        }
+        if let ready { return ready }
         let future = try connectionFuture()
         let waiter = OneShot<ClientConnection>()
         return try await withTaskCancellationHandler {
