@@ -57,6 +57,30 @@ struct SpawnedProcessTests {
         sleeper.signal(SIGKILL)  // ended: a no-op, never a stranger that got the pid
     }
 
+    @Test("a child spawned from a thread with SIGTERM blocked still dies of SIGTERM")
+    func signalMaskNotInherited() async throws {
+        let spawned: Result<SpawnedProcess, SpawnedProcess.SpawnError> = await withCheckedContinuation { continuation in
+            Thread {
+                var blocked = sigset_t()
+                sigemptyset(&blocked)
+                sigaddset(&blocked, SIGTERM)
+                pthread_sigmask(SIG_BLOCK, &blocked, nil)
+                continuation.resume(returning: Result { () throws(SpawnedProcess.SpawnError) in
+                    try SpawnedProcess(executable: "/bin/sleep", arguments: ["3606"], environment: [:])
+                })
+            }.start()
+        }
+        let process = try spawned.get()
+        process.signal(SIGTERM)
+        // A bound, not a timing assertion: a child with SIGTERM blocked would sleep on.
+        let bound = Task {
+            try await Task.sleep(for: .seconds(60))
+            process.signal(SIGKILL)
+        }
+        defer { bound.cancel() }
+        #expect(await process.waitForExit() == .signaled(SIGTERM))
+    }
+
     @Test("a child SIGKILLed by someone else is seen to exit")
     func killedFromOutside() async throws {
         let process = try SpawnedProcess(executable: "/bin/sleep", arguments: ["3602"], environment: [:])
