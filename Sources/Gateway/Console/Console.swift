@@ -14,6 +14,7 @@ import NIOCore
 /// GET  /console/experiments[?q=&tag=]          list; /console/experiments/{id}[?revision=N] one
 /// POST /console/experiments/{id}/run           run now, then the execution page
 /// GET  /console/import, POST /console/import   paste or load JSON/YAML; problems at their lines
+/// GET  /console/templates[/{id}], POST …/{id}   new experiment from a template (TemplatePages)
 /// GET  /console/executions/{id}                timeline (SSE), journal, log
 /// POST /console/executions/{id}/pause|resume|terminate
 /// GET  /console/executions/{id}/events/stream  the API's SSE, authorised by the cookie
@@ -45,6 +46,7 @@ struct Console {
         }
         ExperimentPages(console: self).register(on: pages)
         ExecutionPages(console: self).register(on: pages)
+        TemplatePages(console: self).register(on: pages)
     }
 
     struct Empty: ConsoleForm { var csrf: String? }

@@ -7,7 +7,7 @@ import ServiceKit
 
 /// The console's page shell and its shared pieces.
 enum Pages {
-    enum Section { case overview, experiments, importing, none }
+    enum Section { case overview, experiments, importing, templates, none }
 
     static func layout(title: String, section: Section, principal: Principal?, csrf: String?, body: HTML) -> HTML {
         func link(_ href: String, _ label: String, _ mine: Section) -> HTML {
@@ -15,7 +15,7 @@ enum Pages {
         }
         let nav: HTML = principal.map { principal in
             """
-            <nav aria-label="Main"><ul>\(link("/console", "Overview", .overview))\(link("/console/experiments", "Experiments", .experiments))\(link("/console/import", "Import", .importing))</ul></nav>
+            <nav aria-label="Main"><ul>\(link("/console", "Overview", .overview))\(link("/console/experiments", "Experiments", .experiments))\(link("/console/import", "Import", .importing))\(link("/console/templates", "From a template", .templates))</ul></nav>
             <div class="who"><span>\(principal.organization.rawValue) · \(principal.role.rawValue)</span>
             <form method="post" action="/console/sign-out"><input type="hidden" name="csrf" value="\(csrf ?? "")"><button type="submit">Sign out</button></form></div>
             """
