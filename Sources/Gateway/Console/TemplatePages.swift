@@ -65,6 +65,12 @@ struct TemplatePages {
                 var experiment: String?
                 var problems: [Item]
                 struct Item: Encodable { var input: String; var code: String; var message: String }
+                enum CodingKeys: CodingKey { case experiment, problems }
+                func encode(to encoder: any Encoder) throws {
+                    var container = encoder.container(keyedBy: CodingKeys.self)
+                    try container.encode(experiment, forKey: .experiment)  // null, not absent, while inputs need fixing
+                    try container.encode(problems, forKey: .problems)
+                }
             }
             do {
                 return try Response.json(Preview(experiment: try template.render(Self.known(form.fields, of: template)).prettyText, problems: []))
