@@ -199,6 +199,12 @@ struct TemplateTests {
                 #expect(status == 0, "\(template.id) \(variant): \(output)\n\(experiment.prettyText)")
             }
         }
+        // The check can fail: a step whose program is missing on this host is refused.
+        let broken = try TemplateCatalogue.customFault.render([:]).prettyText.replacingOccurrences(of: "\"path\": \"sh\"", with: "\"path\": \"no-such-program-faultline\"")
+        try broken.write(toFile: directory + "/broken.json", atomically: true, encoding: .utf8)
+        let (status, output) = try await TemplateChaos.run(["validate", directory + "/broken.json"], in: directory)
+        #expect(status != 0)
+        #expect(output.contains("no-such-program-faultline"), "\(output)")
     }
 
     @Test("chaos run: a hostile command reaches sh exactly as typed ($$, ${HOME}, quotes, backslashes, a second line)",
