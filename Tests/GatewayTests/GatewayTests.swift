@@ -50,6 +50,12 @@ struct GatewayTests {
             #expect(deleted.status == 200)
             #expect(deleted.json["deleted_at_us"] is Int)
             #expect(try await h.call(.get, "/api/v1/experiments/\(id)", token: h.token()).status == 404)
+            // Its revisions, export and score went with it.
+            for path in ["revisions", "revisions/1", "export", "score"] {
+                let gone = try await h.call(.get, "/api/v1/experiments/\(id)/\(path)", token: h.token())
+                #expect(gone.status == 404, "\(path)")
+                #expect(gone.code == "experiment.not_found", "\(path)")
+            }
         }
     }
 

@@ -177,7 +177,7 @@ struct TemplateRenderer {
                 switch resolve(part) {
                 case .string(let text): text
                 case .integer(let value): String(value)
-                case .number(let value): OrderedJSON.number(value).prettyText.trimmingCharacters(in: .newlines)
+                case .number(let value): OrderedJSON.numberText(value)
                 default: ""
                 }
             }.joined())

@@ -36,7 +36,7 @@ indirect enum OrderedJSON: Sendable, Equatable {
         switch self {
         case .string(let value): out += Self.quoted(value)
         case .integer(let value): out += String(value)
-        case .number(let value): out += Self.number(value)
+        case .number(let value): out += Self.numberText(value)
         case .bool(let value): out += value ? "true" : "false"
         case .array(let items):
             guard !items.isEmpty else { out += "[]"; return }
@@ -72,7 +72,7 @@ indirect enum OrderedJSON: Sendable, Equatable {
     }
 
     /// A finite number as JSON: whole numbers without a fraction, others in Swift's shortest form.
-    private static func number(_ value: Double) -> String {
+    static func numberText(_ value: Double) -> String {
         guard value.isFinite else { return "0" }
         if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
         return String(value)

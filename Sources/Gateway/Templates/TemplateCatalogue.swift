@@ -40,7 +40,7 @@ enum TemplateCatalogue {
         inputs: [
             title("The endpoint answers within budget while a dependency is slow"), serviceURL, expectedStatus,
             TemplateInput(name: "latency_budget", label: "Latency budget", kind: .duration(0.001...120), defaultValue: "500ms",
-                          help: "A response slower than this fails the check (e.g. 300ms, 2s)."),
+                          help: "A request that gets no response within this time fails the check (e.g. 300ms, 2s)."),
             TemplateInput(name: "slow_command", label: "Command that slows the dependency", kind: .command,
                           defaultValue: "toxiproxy-cli toxic add --type latency --attribute latency=1000 --toxicName faultline-latency my-dependency",
                           help: "Run with sh -c on the runner, e.g. a toxiproxy or tc call, or a feature flag."),
