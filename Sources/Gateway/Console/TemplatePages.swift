@@ -101,10 +101,9 @@ struct TemplatePages {
         guard saving else {
             return try formPage(template, fields: fields, problems: [], notice: nil, request: request, context: context)
         }
-        var create = ExperimentsV1.CreateExperimentRequest()
-        create.source = .init(text: experiment.prettyText, format: .json, fileName: "\(template.id).json")
         do {
-            let created = try await gateway.experiments.createExperiment(create, options: gateway.callOptions(context))
+            let created = try await gateway.experiments.createExperiment(TemplateRoutes.creation(of: experiment, from: template),
+                                                                         options: gateway.callOptions(context))
             return Response.seeOther("/console/experiments/\(created.experiment?.id ?? "")")
         } catch let error as RPCError where error.validationReport != nil {
             // A template that renders what the service refuses is a bug here; show it rather than hide it.

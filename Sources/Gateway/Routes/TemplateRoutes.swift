@@ -37,8 +37,7 @@ struct TemplateRoutes {
             _ = try context.require(.write)
             let template = try Self.template(context)
             let experiment = try Self.render(template, try await request.json(Body.self, context))
-            var create = ExperimentsV1.CreateExperimentRequest()
-            create.source = .init(text: experiment.prettyText, format: .json, fileName: "\(template.id).json")
+            var create = Self.creation(of: experiment, from: template)
             create.requestId = request.headers[HTTPField.Name("idempotency-key")!].flatMap(EdgeMiddleware.acceptable) ?? ""
             let created = try await gateway.experiments.createExperiment(create, options: gateway.callOptions(context))
             let body = CreatedExperimentView(experiment: .init(created.experiment ?? .init()), revision: .init(created.revision ?? .init()))
@@ -51,6 +50,13 @@ struct TemplateRoutes {
             throw Problem.notFound("template")
         }
         return template
+    }
+
+    /// The import of a rendered experiment, as `POST /experiments` would make it from the same text.
+    static func creation(of experiment: OrderedJSON, from template: ExperimentTemplate) -> ExperimentsV1.CreateExperimentRequest {
+        var create = ExperimentsV1.CreateExperimentRequest()
+        create.source = .init(text: experiment.prettyText, format: .json, fileName: "\(template.id).json")
+        return create
     }
 
     /// The experiment, or 400 `template.inputs.invalid` with one problem per input at `$.inputs.<name>`.
