@@ -15,6 +15,7 @@ import NIOCore
 /// GET  /console/experiments[?q=&tag=]          list; /console/experiments/{id}[?revision=N] one
 /// POST /console/experiments/{id}/run           run now, then the execution page
 /// GET  /console/import, POST /console/import   paste or load JSON/YAML; problems at their lines
+/// GET  /console/templates[/{id}], POST …/{id}   new experiment from a template (TemplatePages)
 /// GET  /console/executions/{id}                timeline (SSE), journal, log
 /// POST /console/executions/{id}/pause|resume|terminate
 /// GET  /console/executions/{id}/events/stream  the API's SSE, authorised by the cookie
@@ -54,6 +55,7 @@ struct Console {
         EnvironmentPages(console: self).register(on: pages)
         IntegrationPages(console: self).register(on: pages)
         PlanPages(console: self).register(on: pages)
+        TemplatePages(console: self).register(on: pages)
         // Last: the router runs it for unmatched paths too (its not-found responder is built with
         // every router middleware), so an unknown console page is an HTML page, not a problem.
         router.add(middleware: ConsoleNotFoundMiddleware())

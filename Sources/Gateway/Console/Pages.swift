@@ -8,7 +8,7 @@ import ServiceKit
 /// The console's page shell and its shared pieces.
 enum Pages {
     enum Section {
-        case overview, experiments, importing, none
+        case overview, experiments, importing, templates, none
         case environments, integrations
         case plans
     }
@@ -19,7 +19,7 @@ enum Pages {
         }
         let nav: HTML = principal.map { principal in
             """
-            <nav aria-label="Main"><ul>\(link("/console", "Overview", .overview))\(link("/console/experiments", "Experiments", .experiments))\(link("/console/import", "Import", .importing))
+            <nav aria-label="Main"><ul>\(link("/console", "Overview", .overview))\(link("/console/experiments", "Experiments", .experiments))\(link("/console/import", "Import", .importing))\(link("/console/templates", "From a template", .templates))
             \(link("/console/environments", "Environments", .environments))\(link("/console/integrations", "Integrations", .integrations))\(link("/console/plans", "Plans", .plans))
             </ul></nav>
             <div class="who"><span>\(principal.organization.rawValue) · \(principal.role.rawValue)</span>

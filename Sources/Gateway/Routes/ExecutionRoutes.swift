@@ -107,6 +107,10 @@ struct ExecutionRoutes {
             guard case .object = body.journal else {
                 throw Problem.badRequest("journal.invalid", "journal must be a Chaos Toolkit journal (a JSON object)")
             }
+            // Postgres jsonb cannot hold U+0000; refused here rather than failing as a 500 there.
+            guard !body.journal.containsNUL else {
+                throw Problem.badRequest("journal.invalid", "journal must not contain U+0000 (NUL) characters")
+            }
             let options = try gateway.callOptions(context)
             let current = try await client.getExecution(.init(executionId: id), options: options).execution ?? .init()
             // A runner completes its own runs from `chaos`'s exit and journal file; only an external
