@@ -5,6 +5,7 @@ import FaultlinePostgres
 import FaultlineProto
 import FaultlineRPC
 import Foundation
+import Glibc
 import Logging
 import ScheduleService
 import ServiceKit
@@ -36,6 +37,25 @@ final class Recorder: RunnersV1.RunnerService, Sendable {
 
 func percentile(_ sorted: [Double], _ p: Double) -> Double {
     sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+}
+
+/// CLOCK_MONOTONIC seconds on stderr with SCHEDULE_BENCH_MARKS set, to slice a `perf record -k CLOCK_MONOTONIC` profile.
+func mark(_ name: String) {
+    guard ProcessInfo.processInfo.environment["SCHEDULE_BENCH_MARKS"] != nil else { return }
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    FileHandle.standardError.write(Data(String(format: "mark %@ %.6f\n", name, Double(now.tv_sec) + Double(now.tv_nsec) / 1e9).utf8))
+}
+
+/// CPU seconds this process has used (user + system, every thread).
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+func loadAverage() -> String {
+    (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
 }
 
 func measure(replicas count: Int) async throws -> (p50: Double, p99: Double, max: Double, dispatched: Int) {
@@ -81,13 +101,28 @@ func measure(replicas count: Int) async throws -> (p50: Double, p99: Double, max
         }
         let due = (Int64(Date().timeIntervalSince1970) / 60 + 1) * 60 * 1_000_000
         print("  \(plans) plans created; due at \(Date(timeIntervalSince1970: Double(due) / 1e6))")
+        mark("dispatch")
         for replica in replicas { group.addTask { try await replica.dispatcher.run() } }
+
+        // Just before the due time: how much is already recorded and claimed (the lookahead's work).
+        try await Task.sleep(for: .microseconds(max(0, due - 100_000 - WallClock.nowMicros())))
+        let ready = try await setup.query("""
+            SELECT count(*), count(*) FILTER (WHERE runner_id <> '') FROM schedules.plan_runs WHERE occurrence_us = \(due)
+            """).first.map { row -> (Int64, Int64) in try row.decode((Int64, Int64).self) } ?? (0, 0)
+        try await Task.sleep(for: .microseconds(max(0, due - WallClock.nowMicros())))
+        let cpuAtDue = cpuSeconds()
+        mark("due")
 
         // Wait for every first fire (plus a bound against hangs).
         let deadline = due + 90_000_000
+        var cpuAtEnd = cpuAtDue
         while recorder.arrivals.withLock({ $0.count }) < plans && WallClock.nowMicros() < deadline {
-            try await Task.sleep(for: .milliseconds(100))
+            try await Task.sleep(for: .milliseconds(5))
+            cpuAtEnd = cpuSeconds()
         }
+        mark("end")
+        print("  at due-100ms: \(ready.0) plan runs recorded, \(ready.1) claimed; CPU from due to last arrival "
+              + String(format: "%.0f ms; load average %@", (cpuAtEnd - cpuAtDue) * 1000, loadAverage()))
         // Only the occurrence at `due`: plan runs of later minutes are not counted.
         let rows = try await setup.query("SELECT id FROM schedules.plan_runs WHERE occurrence_us = \(due)")
         let ids = Set(try rows.map { try $0.decode(String.self, at: 0) })
@@ -99,12 +134,51 @@ func measure(replicas count: Int) async throws -> (p50: Double, p99: Double, max
         for pool in pools { await pool.close() }
         await setup.close()
         guard !lateness.isEmpty else { return (.nan, .nan, .nan, 0) }
+        print(String(format: "  first arrival %.1f ms", lateness.first!))
         return (percentile(lateness, 0.5), percentile(lateness, 0.99), lateness.last!, lateness.count)
     }
 }
 
+/// The peer in the same run: the same StartRun calls straight from RPC clients to the same kind of
+/// stand-in runner, no Postgres, no dispatcher — the floor the dispatcher's burst cannot beat.
+func rpcFloor(connections: Int, inFlight: Int) async throws -> (ms: Double, cpuMs: Double) {
+    let recorder = Recorder()
+    let server = RPCServer(configuration: .init(), services: [recorder], logger: logger)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await server.run() }
+        let port = try await server.listeningPort
+        let clients = (0..<connections).map { _ in RunnersV1.RunnerClient(RPCClient(host: "127.0.0.1", port: port, logger: logger)) }
+        let org = OrganizationID("bench")!
+        func call(_ i: Int) async throws {
+            let id = "floor-\(i)"
+            _ = try await clients[abs(i) % connections].startRun(.init(experimentId: "exp_bench", planId: "plan", planRunId: id, requestId: id),
+                                                            options: .on(behalfOf: org, timeout: .seconds(30)))
+        }
+        for i in 0..<connections { try await call(-1 - i) }  // connect and warm up
+        let (start, cpu) = (WallClock.nowMicros(), cpuSeconds())
+        try await withThrowingTaskGroup(of: Void.self) { calls in
+            var next = 0
+            while next < min(inFlight, plans) { let i = next; calls.addTask { try await call(i) }; next += 1 }
+            while try await calls.next() != nil {
+                if next < plans { let i = next; calls.addTask { try await call(i) }; next += 1 }
+            }
+        }
+        let result = (Double(WallClock.nowMicros() - start) / 1000, (cpuSeconds() - cpu) * 1000)
+        group.cancelAll()
+        return result
+    }
+}
+
 print("ScheduleService dispatch lateness: \(plans) cron plans due at one minute boundary (release build)")
-for replicas in [1, 2] {
+for spec in (ProcessInfo.processInfo.environment["SCHEDULE_BENCH_FLOOR"] ?? "1x64").split(separator: ",") {
+    let parts = spec.split(separator: "x").compactMap { Int($0) }
+    guard parts.count == 2 else { continue }
+    let floor = try await rpcFloor(connections: parts[0], inFlight: parts[1])
+    print(String(format: "  RPC floor: %d StartRun calls, %d connection(s), %d in flight: %.0f ms, %.0f ms CPU (%.0f µs per call); load %@",
+                 plans, parts[0], parts[1], floor.ms, floor.cpuMs, floor.cpuMs * 1000 / Double(plans), loadAverage()))
+}
+if ProcessInfo.processInfo.environment["SCHEDULE_BENCH_FLOOR_ONLY"] != nil { exit(0) }
+for replicas in (ProcessInfo.processInfo.environment["SCHEDULE_BENCH_REPLICAS"] ?? "1,2").split(separator: ",").compactMap({ Int($0) }) {
     let result = try await measure(replicas: replicas)
     print(String(format: "  replicas=%d dispatched=%d/%d  p50=%.1f ms  p99=%.1f ms  max=%.1f ms  p99/target(%.0f ms)=%.2f",
                  replicas, result.dispatched, plans, result.p50, result.p99, result.max, targetP99, result.p99 / targetP99))
