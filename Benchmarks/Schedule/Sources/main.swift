@@ -149,7 +149,7 @@ func measure(replicas count: Int) async throws -> (p50: Double, p99: Double, max
 
 /// The peer in the same run: the same StartRun calls straight from RPC clients to the same kind of
 /// stand-in runner, no Postgres, no dispatcher — the floor the dispatcher's burst cannot beat.
-func rpcFloor(connections: Int, inFlight: Int) async throws -> (ms: Double, cpuMs: Double) {
+func rpcFloor(connections: Int, inFlight: Int, timeout: Duration? = .seconds(30)) async throws -> (ms: Double, cpuMs: Double) {
     let recorder = Recorder()
     let server = RPCServer(configuration: .init(), services: [recorder], logger: logger)
     return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -160,7 +160,7 @@ func rpcFloor(connections: Int, inFlight: Int) async throws -> (ms: Double, cpuM
         func call(_ i: Int) async throws {
             let id = "floor-\(i)"
             _ = try await clients[abs(i) % connections].startRun(.init(experimentId: "exp_bench", planId: "plan", planRunId: id, requestId: id),
-                                                            options: .on(behalfOf: org, timeout: .seconds(30)))
+                                                            options: .on(behalfOf: org, timeout: timeout))
         }
         for i in 0..<connections { try await call(-1 - i) }  // connect and warm up
         let (start, cpu) = (WallClock.nowMicros(), cpuSeconds())
@@ -240,6 +240,10 @@ for spec in (ProcessInfo.processInfo.environment["SCHEDULE_BENCH_FLOOR"] ?? "1x6
     if floorMs.isNaN { floorMs = floor.ms }
     print(String(format: "  RPC floor: %d StartRun calls, %d connection(s), %d in flight: %.0f ms, %.0f ms CPU (%.0f µs per call); load %@",
                  plans, parts[0], parts[1], floor.ms, floor.cpuMs, floor.cpuMs * 1000 / Double(plans), loadAverage()))
+}
+if ProcessInfo.processInfo.environment["SCHEDULE_BENCH_FLOOR_NO_DEADLINE"] != nil {
+    let floor = try await rpcFloor(connections: 1, inFlight: 64, timeout: nil)
+    print(String(format: "  RPC floor without deadlines: %.0f ms, %.0f ms CPU (%.0f µs per call)", floor.ms, floor.cpuMs, floor.cpuMs * 1000 / Double(plans)))
 }
 let streamed = try await streamFloor()
 print(String(format: "  streamed floor: the same %d StartRun messages on one bidirectional stream: %.0f ms, %.0f ms CPU (%.1f µs per run)",
