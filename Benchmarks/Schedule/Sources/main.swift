@@ -112,11 +112,26 @@ func measure(replicas count: Int) async throws -> (p50: Double, p99: Double, max
         mark("dispatch")
         for replica in replicas { group.addTask { try await replica.dispatcher.run() } }
 
-        // Just before the due time: how much is already recorded and claimed (the lookahead's work).
-        try await Task.sleep(for: .microseconds(max(0, due - 100_000 - WallClock.nowMicros())))
-        let ready = try await setup.query("""
-            SELECT count(*), count(*) FILTER (WHERE runner_id <> '') FROM schedules.plan_runs WHERE occurrence_us = \(due)
-            """).first.map { row -> (Int64, Int64) in try row.decode((Int64, Int64).self) } ?? (0, 0)
+        // How the lookahead's work goes: when the first run, all runs, and all claims were recorded
+        // (polled every 100 ms), relative to the due time.
+        let lookaheadMicros = configuration.lookahead.components.seconds * 1_000_000
+        async let progress: (first: Int64?, recorded: Int64?, claimed: Int64?, atDue: (Int64, Int64)) = {
+            try await Task.sleep(for: .microseconds(max(0, due - lookaheadMicros - 1_000_000 - WallClock.nowMicros())))
+            var (first, recorded, claimed): (Int64?, Int64?, Int64?) = (nil, nil, nil)
+            var atDue: (Int64, Int64) = (-1, -1)
+            while claimed == nil, WallClock.nowMicros() < due + 60_000_000 {
+                let counts = try await setup.query("""
+                    SELECT count(*), count(*) FILTER (WHERE runner_id <> '') FROM schedules.plan_runs WHERE occurrence_us = \(due)
+                    """).first.map { row -> (Int64, Int64) in try row.decode((Int64, Int64).self) } ?? (0, 0)
+                let at = WallClock.nowMicros() - due
+                if first == nil, counts.0 > 0 { first = at }
+                if recorded == nil, counts.0 >= plans { recorded = at }
+                if claimed == nil, counts.1 >= plans { claimed = at }
+                if atDue.0 < 0, at >= -100_000 { atDue = counts }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return (first, recorded, claimed, atDue)
+        }()
         try await Task.sleep(for: .microseconds(max(0, due - WallClock.nowMicros())))
         let cpuAtDue = cpuSeconds()
         mark("due")
@@ -129,8 +144,12 @@ func measure(replicas count: Int) async throws -> (p50: Double, p99: Double, max
             cpuAtEnd = cpuSeconds()
         }
         mark("end")
-        print("  at due-100ms: \(ready.0) plan runs recorded, \(ready.1) claimed; CPU from due to last arrival "
-              + String(format: "%.0f ms; load average %@", (cpuAtEnd - cpuAtDue) * 1000, loadAverage()))
+        let lookahead = try await progress
+        func ms(_ at: Int64?) -> String { at.map { String(format: "%+.0f ms", Double($0) / 1000) } ?? "never" }
+        let atDue = lookahead.atDue.0 < 0 ? "" : "; at due-100ms \(lookahead.atDue.0) recorded, \(lookahead.atDue.1) claimed"
+        print("  relative to due: first run recorded \(ms(lookahead.first)), all recorded \(ms(lookahead.recorded)), "
+              + "all claimed \(ms(lookahead.claimed))" + atDue)
+        print(String(format: "  CPU from due to last arrival %.0f ms; load average %@", (cpuAtEnd - cpuAtDue) * 1000, loadAverage()))
         // Only the occurrence at `due`: plan runs of later minutes are not counted.
         let rows = try await setup.query("SELECT id FROM schedules.plan_runs WHERE occurrence_us = \(due)")
         let ids = Set(try rows.map { try $0.decode(String.self, at: 0) })

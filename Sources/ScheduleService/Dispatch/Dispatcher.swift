@@ -419,14 +419,14 @@ struct Dispatcher: Sendable {
         var outcome = Outcome()
         guard !results.isEmpty else { return outcome }
         let dispatchedAt = clock.now().micros
-        struct Started { let id: String; let runner_id: String; let execution_id: String }
+        struct Started { let id: String; let runnerID: String; let executionID: String }
         var started: [Started] = []
         var changes: [Change] = []
         var retry: [(String, String)] = []
         for (assignment, result) in results {
             switch result {
             case .success(let execution):
-                started.append(Started(id: assignment.runID, runner_id: assignment.runnerID, execution_id: execution))
+                started.append(Started(id: assignment.runID, runnerID: assignment.runnerID, executionID: execution))
             case .failure(let error) where Self.isPermanent(error.code):
                 outcome.failed += 1
                 changes.append(Change(id: assignment.runID, state: SchedulesV1.PlanRunState.failed.rawValue,
@@ -458,7 +458,7 @@ struct Dispatcher: Sendable {
             let confirmed = Set(try await tx.query("""
                 UPDATE schedules.plan_runs p SET state = \(SchedulesV1.PlanRunState.dispatched.rawValue), execution_id = x.execution_id,
                     dispatched_us = \(dispatchedAt), claim_until_us = 0, reason = ''
-                FROM unnest(\(started.map(\.id)), \(started.map(\.runner_id)), \(started.map(\.execution_id)))
+                FROM unnest(\(started.map(\.id)), \(started.map(\.runnerID)), \(started.map(\.executionID)))
                     AS x(id, runner_id, execution_id)
                 WHERE p.id = x.id AND p.runner_id = x.runner_id AND p.state IN (1, 2)
                 RETURNING p.id
@@ -466,7 +466,7 @@ struct Dispatcher: Sendable {
             // Halted or cancelled while StartRun was on its way: the runner must stop it again.
             return started.filter { !confirmed.contains($0.id) }.compactMap { run in
                 results.first { $0.0.runID == run.id }.map {
-                    Cancellation(org: $0.0.org, runnerID: run.runner_id, address: $0.0.address, executionID: run.execution_id)
+                    Cancellation(org: $0.0.org, runnerID: run.runnerID, address: $0.0.address, executionID: run.executionID)
                 }
             }
         }
