@@ -36,6 +36,16 @@ final class Recorder: RunnersV1.RunnerService, Sendable {
     func listRuns(_ request: RunnersV1.ListRunsRequest, context: ServerContext) async throws -> RunnersV1.ListRunsResponse { .init() }
 }
 
+/// The stand-in runner is another process in production: it gets an event-loop thread of its own, so
+/// that its HTTP/2 work never shares a thread with the dispatcher's client side of the same
+/// connection (with NIO's shared two-thread group that happened or not depending on how many
+/// channels came before).
+let runnerListen: RPCServer.Configuration = {
+    var configuration = RPCServer.Configuration()
+    configuration.eventLoopThreads = 1
+    return configuration
+}()
+
 func percentile(_ sorted: [Double], _ p: Double) -> Double {
     sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
 }
@@ -71,7 +81,7 @@ func measure(replicas count: Int) async throws -> (p50: Double, p99: Double, max
     let replicas = pools.map { ScheduleServer(database: $0, runner: RunnerCredential(credential), logger: logger, configuration: configuration) }
     let servers = replicas.map { RPCServer(configuration: .init(), services: $0.services, logger: logger) }
     let recorder = Recorder()
-    let runnerServer = RPCServer(configuration: .init(), services: [recorder], logger: logger)
+    let runnerServer = RPCServer(configuration: runnerListen, services: [recorder], logger: logger)
 
     return try await withThrowingTaskGroup(of: Void.self) { group in
         for server in servers { group.addTask { try await server.run() } }
@@ -170,7 +180,7 @@ func measure(replicas count: Int) async throws -> (p50: Double, p99: Double, max
 /// stand-in runner, no Postgres, no dispatcher — the floor the dispatcher's burst cannot beat.
 func rpcFloor(connections: Int, inFlight: Int, timeout: Duration? = .seconds(30)) async throws -> (ms: Double, cpuMs: Double) {
     let recorder = Recorder()
-    let server = RPCServer(configuration: .init(), services: [recorder], logger: logger)
+    let server = RPCServer(configuration: runnerListen, services: [recorder], logger: logger)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.run() }
         let port = try await server.listeningPort
@@ -225,7 +235,7 @@ final class StreamRecorder: TestingV1.EchoService, Sendable {
 
 func streamFloor() async throws -> (ms: Double, cpuMs: Double) {
     let recorder = StreamRecorder()
-    let server = RPCServer(configuration: .init(), services: [recorder], logger: logger)
+    let server = RPCServer(configuration: runnerListen, services: [recorder], logger: logger)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.run() }
         let client = TestingV1.EchoClient(RPCClient(host: "127.0.0.1", port: try await server.listeningPort, logger: logger))
