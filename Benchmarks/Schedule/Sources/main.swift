@@ -1,6 +1,11 @@
 // Dispatch lateness: 10,000 cron plans (`* * * * *`) all due at the same minute boundary, served by
 // one and then two ScheduleService replicas on one Postgres, dispatching over real sockets to a
 // stand-in runner that records when each StartRun arrives. Lateness = arrival - due time.
+//
+// Peers in the same run: the RPC floor (the same StartRun calls straight from RPC clients) and the
+// streamed floor (the same messages on one stream). Environment: SCHEDULE_BENCH_PLANS (10000),
+// SCHEDULE_BENCH_REPLICAS (1,2), SCHEDULE_BENCH_FLOOR (connections x in flight, e.g. 1x64,4x256),
+// SCHEDULE_BENCH_FLOOR_NO_DEADLINE, SCHEDULE_BENCH_FLOOR_ONLY, SCHEDULE_BENCH_MARKS (perf marks).
 import FaultlinePostgres
 import FaultlineProto
 import FaultlineRPC
@@ -184,7 +189,8 @@ func rpcFloor(connections: Int, inFlight: Int, timeout: Duration? = .seconds(30)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.run() }
         let port = try await server.listeningPort
-        let clients = (0..<connections).map { _ in RunnersV1.RunnerClient(RPCClient(host: "127.0.0.1", port: port, logger: logger)) }
+        let connected = (0..<connections).map { _ in RPCClient(host: "127.0.0.1", port: port, logger: logger) }
+        let clients = connected.map(RunnersV1.RunnerClient.init)
         let org = OrganizationID("bench")!
         func call(_ i: Int) async throws {
             let id = "floor-\(i)"
@@ -201,6 +207,7 @@ func rpcFloor(connections: Int, inFlight: Int, timeout: Duration? = .seconds(30)
             }
         }
         let result = (Double(WallClock.nowMicros() - start) / 1000, (cpuSeconds() - cpu) * 1000)
+        for client in connected { await client.close() }
         group.cancelAll()
         return result
     }
@@ -238,7 +245,8 @@ func streamFloor() async throws -> (ms: Double, cpuMs: Double) {
     let server = RPCServer(configuration: runnerListen, services: [recorder], logger: logger)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.run() }
-        let client = TestingV1.EchoClient(RPCClient(host: "127.0.0.1", port: try await server.listeningPort, logger: logger))
+        let connection = RPCClient(host: "127.0.0.1", port: try await server.listeningPort, logger: logger)
+        let client = TestingV1.EchoClient(connection)
         _ = try await client.update(requests: { try await $0.write(.init(payload: [])) }, responses: { try await $0.reduce(0) { n, _ in n + 1 } })
         let requests = try (0..<plans).map { i in
             let id = "stream-\(i)"
@@ -255,6 +263,7 @@ func streamFloor() async throws -> (ms: Double, cpuMs: Double) {
         })
         let result = (Double(WallClock.nowMicros() - start) / 1000, (cpuSeconds() - cpu) * 1000)
         precondition(answered == plans && recorder.arrivals.withLock { $0 } == plans + 1, "every streamed StartRun (and the warm-up) answered")
+        await connection.close()
         group.cancelAll()
         return result
     }
