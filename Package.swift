@@ -215,6 +215,7 @@ let package = Package(
             dependencies: [
                 "ScheduleService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Benchmarks/Schedule/Sources",

@@ -40,24 +40,11 @@ struct Dispatcher: Sendable {
         let now = clock.now()
         pass.lostRunners = try await RunnerStore(database: database, lease: configuration.lease,
                                                  heartbeatInterval: configuration.heartbeatInterval).sweepExpired(now: now.micros).count
-        // Fire everything due (or due within the lookahead), claim every open run that can go, then
-        // start them: at the due time only StartRun is left to do.
-        while true {
-            let fired = try await fireDue(now: now)
+        // Fire everything due (or due within the lookahead), claim every open run that can go, and
+        // start each when due: at the due time only StartRun is left to do.
+        for round in 0..<8 {
+            let (fired, outcome) = try await fireClaimAndStart(now: now, fire: round == 0)
             pass.fired += fired
-            if fired < configuration.batchSize { break }
-        }
-        for _ in 0..<8 {
-            var assignments: [Assignment] = []
-            while assignments.count < Self.maximumClaimed {
-                let (claimed, batch) = try await claimOpen(now: now)
-                assignments += batch
-                pass.queued += claimed - batch.count
-                // Queued runs that found no runner come back in every batch: go on only on progress.
-                if claimed < configuration.batchSize || batch.isEmpty { break }
-            }
-            guard !assignments.isEmpty else { break }
-            let outcome = try await start(assignments)
             pass.dispatched += outcome.dispatched
             pass.queued += outcome.queued
             pass.failed += outcome.failed
@@ -358,48 +345,128 @@ struct Dispatcher: Sendable {
         }
     }
 
-    /// StartRun for claimed runs (each when due), then records what the runners answered.
-    private func start(_ assignments: [Assignment]) async throws -> Outcome {
-        var outcome = Outcome()
+    private typealias Answer = (assignment: Assignment, result: Result<String, RPCError>)
 
-        // StartRun, many at once: a slow runner delays only its own runs.
-        let results = await withTaskGroup(of: (Assignment, Result<String, RPCError>).self) { group in
-            var results: [(Assignment, Result<String, RPCError>)] = []
-            var pending = assignments[...]
-            func start(_ assignment: Assignment) {
+    /// Fires due plans and claims open runs batch by batch, and starts each claimed run when it is
+    /// due, at most `startConcurrency` StartRun calls in flight; then records what the runners
+    /// answered.
+    ///
+    /// Fires, claims and calls share one task group: the next batch is fired while the last one is
+    /// claimed (each on its own pool connection), and a batch is started as soon as its claim is
+    /// committed. When thousands of occurrences fall due at once on a loaded machine and recording
+    /// them runs into the due time, the runs already claimed still start on time and the rest go on
+    /// beside the calls.
+    private func fireClaimAndStart(now: Date, fire: Bool) async throws -> (fired: Int, outcome: Outcome) {
+        enum Event: Sendable {
+            case fired(Result<Int, any Error>)
+            case claimed(Result<(taken: Int, batch: [Assignment]), any Error>)
+            case answered(Answer)
+        }
+        var outcome = Outcome()
+        var fired = 0
+        var failure: (any Error)?
+        let answers = await withTaskGroup(of: Event.self) { group -> [Answer] in
+            var answers: [Answer] = []
+            var waiting: [Assignment] = []
+            var next = 0  // the first of `waiting` not yet started (claims arrive ordered by due time)
+            var inFlight = 0
+            var claimedRuns = 0
+            var claiming = false
+            var claimAgain = false  // a batch was fired while a claim ran
+            // Resolved once per pass, not per call: the client and the options of each runner and org.
+            var runners: [String: RunnersV1.RunnerClient?] = [:]
+            var options: [OrganizationID: CallOptions] = [:]
+            func fireBatch() {
+                group.addTask {
+                    do { return .fired(.success(try await fireDue(now: now))) } catch { return .fired(.failure(error)) }
+                }
+            }
+            func claim() {
+                claiming = true
+                group.addTask {
+                    do { return .claimed(.success(try await claimOpen(now: now))) } catch { return .claimed(.failure(error)) }
+                }
+            }
+            func call(_ assignment: Assignment) {
+                let runner = runners[assignment.address] ?? {
+                    let client = connections.runner(at: assignment.address)
+                    runners[assignment.address] = client
+                    return client
+                }()
+                let callOptions = options[assignment.org] ?? {
+                    let made = CallOptions.on(behalfOf: assignment.org, timeout: configuration.callTimeout)
+                    options[assignment.org] = made
+                    return made
+                }()
                 group.addTask {
                     // Claimed within the lookahead: started when due, never before.
                     let early = assignment.notBefore - clock.now().micros
                     if early > 0 { try? await Task.sleep(for: .microseconds(early)) }
-                    guard let runner = connections.runner(at: assignment.address) else {
-                        return (assignment, .failure(RPCError(.unavailable, "runner address '\(assignment.address)' is not host:port")))
+                    guard let runner else {
+                        return .answered((assignment, .failure(RPCError(.unavailable, "runner address '\(assignment.address)' is not host:port"))))
                     }
                     do {
-                        let response = try await runner.startRun(assignment.request,
-                                                                 options: .on(behalfOf: assignment.org, timeout: configuration.callTimeout))
-                        return (assignment, .success(response.run?.executionId ?? ""))
+                        let response = try await runner.startRun(assignment.request, options: callOptions)
+                        return .answered((assignment, .success(response.run?.executionId ?? "")))
                     } catch {
-                        return (assignment, .failure(RPCError(from: error)))
+                        return .answered((assignment, .failure(RPCError(from: error))))
                     }
                 }
             }
-            for _ in 0..<min(configuration.startConcurrency, pending.count) { start(pending.removeFirst()) }
-            for await result in group {
-                results.append(result)
-                if let next = pending.popFirst() { start(next) }
+            if fire { fireBatch() } else { claim() }
+            while let event = await group.next() {
+                switch event {
+                case .fired(.success(let count)):
+                    fired += count
+                    if count == configuration.batchSize, failure == nil { fireBatch() }
+                    if claiming { claimAgain = true } else if failure == nil { claim() }
+                case .claimed(.success(let (taken, batch))):
+                    claiming = false
+                    claimedRuns += batch.count
+                    outcome.queued += taken - batch.count
+                    waiting += batch
+                    // Queued runs that found no runner come back in every batch: go on only on progress.
+                    let more = taken == configuration.batchSize && !batch.isEmpty && claimedRuns < Self.maximumClaimed
+                    if (more || claimAgain), failure == nil { claim() }
+                    claimAgain = false
+                case .fired(.failure(let error)), .claimed(.failure(let error)):
+                    // Nothing more is fired or claimed; what is claimed is still started and recorded.
+                    if case .claimed = event { claiming = false }
+                    failure = failure ?? error
+                case .answered(let answer):
+                    answers.append(answer)
+                    inFlight -= 1
+                }
+                while inFlight < configuration.startConcurrency, next < waiting.count {
+                    call(waiting[next])
+                    next += 1
+                    inFlight += 1
+                }
             }
-            return results
+            return answers
         }
+        let recorded = try await record(answers)
+        outcome.dispatched += recorded.dispatched
+        outcome.queued += recorded.queued
+        outcome.failed += recorded.failed
+        outcome.runnerFailures += recorded.runnerFailures
+        if let failure { throw failure }
+        return (fired, outcome)
+    }
 
+    /// Records what the runners answered: one transaction, one statement per kind of outcome.
+    private func record(_ results: [Answer]) async throws -> Outcome {
+        var outcome = Outcome()
+        guard !results.isEmpty else { return outcome }
         let dispatchedAt = clock.now().micros
-        struct Started: Encodable { let id: String; let runner_id: String; let execution_id: String }
+        struct Started { let id: String; let runnerID: String; let executionID: String }
         var started: [Started] = []
         var changes: [Change] = []
         var retry: [(String, String)] = []
         for (assignment, result) in results {
             switch result {
             case .success(let execution):
-                started.append(Started(id: assignment.runID, runner_id: assignment.runnerID, execution_id: execution))
+                started.append(Started(id: assignment.runID, runnerID: assignment.runnerID, executionID: execution))
             case .failure(let error) where Self.isPermanent(error.code):
                 outcome.failed += 1
                 changes.append(Change(id: assignment.runID, state: SchedulesV1.PlanRunState.failed.rawValue,
@@ -428,17 +495,19 @@ struct Dispatcher: Sendable {
                     """)
             }
             guard !started.isEmpty else { return [] }
+            // Text arrays rather than JSON: thousands of rows at once after a burst, with less to encode and parse.
             let confirmed = Set(try await tx.query("""
                 UPDATE schedules.plan_runs p SET state = \(SchedulesV1.PlanRunState.dispatched.rawValue), execution_id = x.execution_id,
                     dispatched_us = \(dispatchedAt), claim_until_us = 0, reason = ''
-                FROM jsonb_to_recordset(\(try JSONB(encoding: started))) AS x(id text, runner_id text, execution_id text)
+                FROM unnest(\(started.map(\.id)), \(started.map(\.runnerID)), \(started.map(\.executionID)))
+                    AS x(id, runner_id, execution_id)
                 WHERE p.id = x.id AND p.runner_id = x.runner_id AND p.state IN (1, 2)
                 RETURNING p.id
                 """).map { try $0.decode(String.self, at: 0) })
             // Halted or cancelled while StartRun was on its way: the runner must stop it again.
             return started.filter { !confirmed.contains($0.id) }.compactMap { run in
                 results.first { $0.0.runID == run.id }.map {
-                    Cancellation(org: $0.0.org, runnerID: run.runner_id, address: $0.0.address, executionID: run.execution_id)
+                    Cancellation(org: $0.0.org, runnerID: run.runnerID, address: $0.0.address, executionID: run.executionID)
                 }
             }
         }
