@@ -44,7 +44,7 @@ struct SchemathesisTests {
             // schemathesis keeps its cache (.schemathesis, .hypothesis) in its working directory.
             process.currentDirectoryURL = URL(fileURLWithPath: directory)
             let log = directory + "/schemathesis.log"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             process.standardOutput = output
             process.standardError = output
