@@ -38,7 +38,8 @@ struct SchemathesisTests {
             process.executableURL = URL(fileURLWithPath: "/bin/bash")
             process.arguments = [Self.script, "http://127.0.0.1:\(port)", h.token()]
             var environment = ProcessInfo.processInfo.environment
-            environment["SCHEMATHESIS"] = try #require(Self.binary, "schemathesis is not installed in $FAULTLINE_VENV (scripts/requirements-test.txt)")
+            let binary: String = try #require(Self.binary, "schemathesis is not installed in $FAULTLINE_VENV (scripts/requirements-test.txt)")
+            environment["SCHEMATHESIS"] = binary
             process.environment = environment
             let directory = try TestPostgres.makeTemporaryDirectory("gw-st")
             // schemathesis keeps its cache (.schemathesis, .hypothesis) in its working directory.
