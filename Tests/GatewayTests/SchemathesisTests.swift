@@ -28,6 +28,8 @@ struct SchemathesisTests {
           .enabled(if: binary != nil || ProcessInfo.processInfo.environment["FAULTLINE_VENV"] != nil, "no schemathesis binary"))
     func conformance() async throws {
         try await Harness.with("schemathesis") { h in
+            // As `faultline gateway` does before serving: the Reliably routes keep their id mapping there.
+            try await ReliablyIDs.migrations.apply(on: h.database)
             // Something to find, so generated calls reach past "not found" into the services.
             _ = try await h.importExperiment("seeded")
             _ = try await h.call(.post, "/api/v1/environments", token: h.token(), body: SecretRoutesTests.environmentBody)
