@@ -233,6 +233,19 @@ let package = Package(
         ),
 
         // MARK: tests (real sockets, real Postgres, real grpcio peers)
+        // What several test targets share (log capture); a plain target that only tests depend on.
+        .target(
+            name: "TestSupport",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ServiceKitTests",
+            dependencies: ["ServiceKit"],
+            path: "Tests/ServiceKitTests",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "RPCTests",
             dependencies: [
@@ -270,7 +283,7 @@ let package = Package(
         .testTarget(
             name: "RunnerServiceTests",
             dependencies: [
-                "RunnerService", "ExperimentService", "SecretService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                "RunnerService", "ExperimentService", "SecretService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -290,7 +303,7 @@ let package = Package(
         .testTarget(
             name: "SecretServiceTests",
             dependencies: [
-                "SecretService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC",
+                "SecretService", "ServiceKit", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/SecretServiceTests",
@@ -305,7 +318,7 @@ let package = Package(
         .testTarget(
             name: "FaultlineCommandTests",
             dependencies: [
-                "faultline",
+                "faultline", "ServiceKit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -315,7 +328,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "ExperimentService", "SecretService", "ScheduleService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC", "ServiceKit",
+                "Gateway", "ExperimentService", "SecretService", "ScheduleService", "FaultlinePostgres", "FaultlineProto", "FaultlineRPC", "ServiceKit", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -66,6 +66,7 @@ public struct Gateway: Sendable {
         SecretRoutes(gateway: self).register(on: api)
         ScheduleRoutes(gateway: self).register(on: api)
         ReliablyRoutes(gateway: self).register(on: api)  // Reliably/: existing Reliably clients
+        TemplateRoutes(gateway: self).register(on: api)
         Console(gateway: self).register(on: router)
         routes.record(router.routes.map { ($0.path, $0.method) })
         return router

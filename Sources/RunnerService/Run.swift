@@ -16,8 +16,7 @@ final class RunHandle: ControlPeer, Sendable {
         var proto: RunnersV1.Run
         var desired: DesiredState = .run
         var stopRequest: ExperimentsV1.StopRequest = .unspecified
-        var process: ChaosProcess?
-        var userStateVersion: Int64 = -1
+        var process: SpawnedProcess?
     }
 
     let executionID: String
@@ -97,7 +96,7 @@ final class RunHandle: ControlPeer, Sendable {
     /// no checkpoint), SIGKILL and the process group after the grace period. The first stop's
     /// kind is the one reported.
     func stop(_ kind: ExperimentsV1.StopRequest, rollbacks: Bool?, reason: String) {
-        let process = status.withLock { status -> ChaosProcess? in
+        let process = status.withLock { status -> SpawnedProcess? in
             guard status.proto.state != .finished else { return nil }
             if status.stopRequest == .unspecified { status.stopRequest = kind }
             if case .terminate = status.desired {} else { status.desired = .terminate(rollbacks: rollbacks, reason: reason) }
@@ -111,13 +110,10 @@ final class RunHandle: ControlPeer, Sendable {
     }
 
     /// SIGKILL and the process group once the grace period after the first stop has passed.
-    private func escalate(_ process: ChaosProcess) async {
+    private func escalate(_ process: SpawnedProcess) async {
         for await _ in stopRequests {
             do { try await Task.sleep(for: grace) } catch { return }
-            if process.exit == nil {
-                process.signal(SIGKILL)
-                process.killGroup()
-            }
+            process.signalGroup(SIGKILL)
             return
         }
     }
@@ -128,7 +124,7 @@ final class RunHandle: ControlPeer, Sendable {
         let runDirectory = stateDirectory.runDirectories.appendingPathComponent(
             String(UInt64.random(in: 0...UInt64.max), radix: 36))
         var socket: ControlSocket?
-        var exit: ChaosProcess.Exit?
+        var exit: SpawnedProcess.Exit?
         var reason = ""
         var completed = false
         let clock = ContinuousClock()
@@ -166,7 +162,7 @@ final class RunHandle: ControlPeer, Sendable {
                 // Watchers end with the process: the first child to return an exit wins. Cancelled
                 // (the server's run() is), there is no grace period left: the group dies at once.
                 exit = await withTaskCancellationHandler {
-                  await withTaskGroup(of: ChaosProcess.Exit?.self) { group in
+                  await withTaskGroup(of: SpawnedProcess.Exit?.self) { group in
                     group.addTask { await process.waitForExit() }
                     group.addTask { await self.enforceDeadline(); return nil }
                     group.addTask { await self.followUserState(); return nil }
@@ -180,12 +176,11 @@ final class RunHandle: ControlPeer, Sendable {
                     return nil
                   }
                 } onCancel: {
-                    process.signal(SIGKILL)
-                    process.killGroup()
+                    process.signalGroup(SIGKILL)
                 }
                 phases.exited = clock.now
                 // chaoslib leaves children of an activity cut short by SIGTERM running: always.
-                process.killGroup()
+                process.signalGroup(SIGKILL)
             } catch let stopped as StoppedBeforeStart {
                 reason = stopped.reason
             } catch RunnerError.secrets(let message) {
@@ -243,7 +238,7 @@ final class RunHandle: ControlPeer, Sendable {
     }
 
     /// `secretEnvironment` (the run's variables and secrets) goes to this process only.
-    private func spawn(in directory: URL, environment secretEnvironment: [String: String]) throws -> ChaosProcess {
+    private func spawn(in directory: URL, environment secretEnvironment: [String: String]) throws -> SpawnedProcess {
         let venv = configuration.venv.path
         var environment = configuration.extraEnvironment.merging(secretEnvironment) { _, run in run }
         environment["PATH"] = "\(venv)/bin:/usr/local/bin:/usr/bin:/bin"
@@ -259,8 +254,10 @@ final class RunHandle: ControlPeer, Sendable {
         // PROTOCOL.md §6: passing a strategy makes it the one the control applies.
         if let strategy = rollbackStrategy { arguments += ["--rollback-strategy", strategy] }
         arguments.append(path("experiment.json"))
-        return try ChaosProcess(executable: configuration.chaosExecutable.path, arguments: arguments,
-                                environment: environment, directory: directory.path, output: path("output.txt"))
+        // A session of its own: a stop reaches the activities' processes too, and a terminal's
+        // signals never reach it.
+        return try SpawnedProcess(executable: configuration.chaosExecutable.path, arguments: arguments, environment: environment,
+                                  options: .init(directory: directory.path, output: .file(path("output.txt")), group: .newSession))
     }
 
     private let rollbackStrategy: String?
@@ -288,20 +285,58 @@ final class RunHandle: ControlPeer, Sendable {
         stop(.timeLimit, rollbacks: nil, reason: "ran past its maximum duration")
     }
 
-    /// Follows the user state in ExperimentService; polls are answered from what it last read,
-    /// so a slow or unreachable service never blocks a checkpoint.
+    /// Follows the user state in ExperimentService through a WatchExecution stream of execution
+    /// snapshots (no events: `after_sequence` is past any), one each time the state or the user
+    /// state changes. Checkpoints are answered from the last snapshot, so a slow or unreachable
+    /// service never blocks one. A stream that breaks is opened again, after a backoff while it
+    /// keeps failing; its first message is the execution as it is then, so nothing is missed.
     private func followUserState() async {
+        var delay = configuration.userStateReconnect
         while !Task.isCancelled {
-            if let response = try? await client.getUserState(
-                .init(executionId: executionID), options: .on(behalfOf: organization, timeout: .seconds(2))) {
-                apply(response)
+            let outcome: WatchOutcome
+            do {
+                // Renewed now and then: a connection that died silently (no keepalive) ends here.
+                outcome = try await client.watchExecution(
+                    .init(executionId: executionID, afterSequence: .max),
+                    options: .on(behalfOf: organization, timeout: configuration.userStateRenewal)
+                ) { [self] responses in
+                    var snapshots = 0
+                    for try await response in responses {
+                        guard case .execution(let execution)? = response.item else { continue }
+                        snapshots += 1
+                        if apply(execution.userState ?? .init(), executionState: execution.state) { return .ended }
+                    }
+                    return snapshots > 0 ? .renewed : .failed("the stream ended without a snapshot")
+                }
+            } catch let error as RPCError where error.code == .deadlineExceeded {
+                outcome = .renewed
+            } catch {
+                outcome = .failed("\(error)")
             }
-            try? await Task.sleep(for: configuration.userStateInterval)
+            switch outcome {
+            case .ended:
+                return
+            case .renewed:
+                delay = configuration.userStateReconnect
+            case .failed(let reason):
+                if Task.isCancelled { return }
+                logger.debug("user state stream lost; following it again", metadata: ["error": "\(reason)", "retry.after": "\(delay)"])
+                do { try await Task.sleep(for: delay) } catch { return }
+                delay = min(delay * 2, .seconds(5))
+            }
         }
     }
 
-    private func apply(_ response: ExperimentsV1.GetUserStateResponse) {
-        let userState = response.userState ?? .init()
+    private enum WatchOutcome: Sendable {
+        /// The execution ended elsewhere: nothing more to follow.
+        case ended
+        /// The stream served and ended (renewal): open it again at once.
+        case renewed
+        case failed(String)
+    }
+
+    /// Applies a snapshot; true when the execution is terminal (ended elsewhere), and stops the run.
+    private func apply(_ userState: ExperimentsV1.UserState, executionState: ExperimentsV1.ExecutionState) -> Bool {
         switch userState.request {
         case .terminate(let terminate):
             stop(.cancelled, rollbacks: !terminate.skipRollbacks, reason: userState.reason.isEmpty ? "terminated by a user" : userState.reason)
@@ -316,16 +351,17 @@ final class RunHandle: ControlPeer, Sendable {
                 status.desired = .run
             }
         }
-        switch response.executionState {
+        switch executionState {
         case .completed, .deviated, .failed, .aborted, .interrupted, .lost, .timedOut:
             stop(.cancelled, rollbacks: nil, reason: "the execution ended elsewhere")
+            return true
         default:
-            break
+            return false
         }
     }
 
     /// CompleteExecution with the journal and the log, retried until delivered.
-    private func complete(runDirectory: URL, exit: ChaosProcess.Exit?, reason: String, endedAt: Int64) async -> Bool {
+    private func complete(runDirectory: URL, exit: SpawnedProcess.Exit?, reason: String, endedAt: Int64) async -> Bool {
         let journal = Self.text(runDirectory.appendingPathComponent("journal.json"))
         var log = Self.text(runDirectory.appendingPathComponent("chaos.log"))
         let output = Self.text(runDirectory.appendingPathComponent("output.txt"))
@@ -334,7 +370,12 @@ final class RunHandle: ControlPeer, Sendable {
             executionId: executionID, journalJson: journal, log: log,
             stopRequest: status.withLock { $0.stopRequest }, reason: reason, endedAtUs: endedAt)
         // Without an exit the service would say LOST; a run that never started exited "127".
-        request.exit = exit.map { ExperimentsV1.ProcessExit(exitCode: $0.code, signal: $0.signal) }
+        request.exit = exit.map { exit in
+            switch exit {
+            case .exited(let code): ExperimentsV1.ProcessExit(exitCode: code, signal: 0)
+            case .signaled(let signal): ExperimentsV1.ProcessExit(exitCode: -1, signal: signal)
+            }
+        }
             ?? ExperimentsV1.ProcessExit(exitCode: 127, signal: 0)
         var delay = Duration.milliseconds(100)
         while true {

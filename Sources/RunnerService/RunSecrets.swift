@@ -1,5 +1,5 @@
 public import FaultlineProto
-public import FaultlineRPC
+import FaultlineRPC
 import Foundation
 import ServiceKit
 

@@ -23,8 +23,12 @@ public struct RunnerConfiguration: Sendable {
     /// A directory whose contents are copied into every run directory (the experiments' working
     /// directory), for files experiments refer to by relative path.
     public var runFiles: URL? = nil
-    /// How often the runner reads each run's user state from ExperimentService.
-    public var userStateInterval: Duration = .milliseconds(250)
+    /// Each run follows its user state (pause, resume, terminate) on a WatchExecution stream: the
+    /// first delay before a broken stream is opened again (doubling to 5 s while it keeps failing).
+    public var userStateReconnect: Duration = .milliseconds(250)
+    /// How long one such stream lasts before it is renewed, so one on a connection that died
+    /// without a word does not go unnoticed for ever.
+    public var userStateRenewal: Duration = .seconds(120)
 
     public init(runnerID: String, venv: URL, stateDirectory: URL) {
         self.runnerID = runnerID

@@ -71,7 +71,7 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
                 stateDirectory.forget(record.executionID)
                 continue
             }
-            if record.pid > 1 { ChaosProcess.killGroup(record.pid) }
+            SpawnedProcess.signalGroup(record.pid, SIGKILL)
             await EventRelay.replay(spoolFile: stateDirectory.spoolFile(record.executionID), executionID: record.executionID,
                                     organization: organization, client: client, logger: logger)
             var delay = Duration.milliseconds(100)
@@ -117,7 +117,7 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
         }
         if let existing = try admission.get() { return .init(run: existing.snapshot) }
         var registered = false
-        defer { if !registered { release(registering: nil) } }
+        defer { if !registered { _ = release(registering: nil) } }
 
         let created = try await client.createExecution(
             .init(experimentId: request.experimentId, experimentRevision: request.experimentRevision,
@@ -196,9 +196,14 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
     }
 
     private func run(_ executionID: String, organization: OrganizationID) throws(RPCError) -> RunHandle {
-        let run = registry.withLock { $0.runs[executionID] }
+        let run = handle(executionID)
         guard let run, run.organization == organization else { throw RPCError(.notFound, "no run '\(executionID)' on this runner") }
         return run
+    }
+
+    /// A run of any organisation (tests read what it answers at checkpoints).
+    func handle(_ executionID: String) -> RunHandle? {
+        registry.withLock { $0.runs[executionID] }
     }
 
     /// The runs not yet finished, across organisations (for heartbeats).

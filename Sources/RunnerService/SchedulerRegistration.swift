@@ -1,5 +1,5 @@
 public import FaultlineProto
-public import FaultlineRPC
+import FaultlineRPC
 public import Logging
 public import ServiceLifecycle
 import ServiceKit

@@ -1,4 +1,4 @@
-public import FaultlinePostgres
+import FaultlinePostgres
 public import FaultlineRPC
 import Logging
 

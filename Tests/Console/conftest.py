@@ -1,15 +1,11 @@
-"""A whole platform (`faultline up`) and headless Chromium (Debian's chromium + chromium-driver,
-driven by Selenium) for the console's browser tests."""
+"""A whole platform (`faultline up`: every service, schedule-service included, and a runner,
+started by the end-to-end suite's `fl_platform`) and headless Chromium (Debian's chromium +
+chromium-driver, driven by Selenium) for the console's browser tests."""
 
 import os
-import re
 import shutil
-import signal
-import subprocess
+import sys
 import tempfile
-import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,6 +13,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "Tests" / "EndToEnd"))
+from fl_platform import Platform  # noqa: E402  (the one way the tests start `faultline up`)
 
 
 def _find(env_name, *candidates):
@@ -38,56 +36,24 @@ def screenshots():
 
 
 @pytest.fixture(scope="session")
-def platform():
-    """`faultline up` on a free port in a throwaway state directory; yields (base URL, owner token)."""
-    binary = _find("FAULTLINE_BIN", ROOT / ".build" / "debug" / "faultline")
-    parent = os.environ.get("FAULTLINE_TEST_TMP") or None
-    state = tempfile.mkdtemp(prefix="console-up-", dir=parent)
-    os.chmod(state, 0o755)  # the embedded Postgres runs as the postgres user when we are root
-    env = dict(os.environ)
-    env.setdefault("FAULTLINE_VENV", str(ROOT / ".venv"))
-    env.pop("DATABASE_URL", None)  # the embedded Postgres under the state directory
-    process = subprocess.Popen([binary, "up", "--state-dir", state, "--port", "0"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-    found = {}
-    output = []
-    ready = threading.Event()
-
-    def read():
-        for line in process.stdout:
-            output.append(line)
-            match = re.search(r"gateway: (http://\S+)", line)
-            if match:
-                found["url"] = match.group(1)
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+def running_platform():
+    """`faultline up` on a free port in a throwaway state directory, shared by every console test."""
+    binary = Path(_find("FAULTLINE_BIN", ROOT / ".build" / "debug" / "faultline"))
+    os.environ.setdefault("FAULTLINE_VENV", str(ROOT / ".venv"))
+    folder = Path(tempfile.mkdtemp(prefix="console-up-", dir=os.environ.get("FAULTLINE_TEST_TMP") or None))
+    os.chmod(folder, 0o755)  # the embedded Postgres runs as the postgres user when we are root
+    up = Platform(binary, folder / "state", folder / "up.log")
     try:
-        ready.wait(300)
-        if "url" not in found:
-            raise RuntimeError("faultline up announced no gateway:\n" + "".join(output[-40:]))
-        token_file = Path(state) / "owner-token"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(found["url"] + "/readyz", timeout=5) as response:
-                    if response.status == 200 and token_file.exists() and token_file.read_text().strip():
-                        break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("the gateway never became ready:\n" + "".join(output[-40:]))
-        yield found["url"], token_file.read_text().strip()
+        yield up.wait_ready()
     finally:
-        process.send_signal(signal.SIGTERM)  # up stops its services, then Postgres
-        try:
-            process.wait(90)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(state, ignore_errors=True)
+        up.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def platform(running_platform):
+    """(base URL, owner token)."""
+    return running_platform.url, running_platform.token
 
 
 @pytest.fixture(scope="session")

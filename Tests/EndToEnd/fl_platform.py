@@ -90,7 +90,31 @@ class Platform:
                 return int(entry.name)
         raise AssertionError(f"no {name} child of faultline up")
 
+    def children(self) -> list[int]:
+        """The pids of the processes `up` started (its service processes), now."""
+        found = []
+        for entry in pathlib.Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                found.append(int(entry.name))
+        return found
+
+    @staticmethod
+    def alive(pid: int) -> bool:
+        """A zombie (exited, not yet reaped by whoever inherited it) counts as gone."""
+        try:
+            return (pathlib.Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
     def stop(self):
+        """SIGTERM to `up`; `leftovers` then lists its service processes still alive after it exited."""
+        children = self.children() if self.process.poll() is None else []
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -98,6 +122,9 @@ class Platform:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        self.leftovers = [pid for pid in children if self.alive(pid)]
+        for pid in self.leftovers:
+            os.kill(pid, signal.SIGKILL)
         self._log.close()
 
     # MARK: the JSON API

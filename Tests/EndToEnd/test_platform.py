@@ -26,6 +26,7 @@ def platform(faultline, test_tmp):
     finally:
         running.stop()
     assert running.process.returncode == 0, running.log_tail()
+    assert running.leftovers == [], "service processes outlived `faultline up`"
 
 
 @pytest.fixture(scope="module")

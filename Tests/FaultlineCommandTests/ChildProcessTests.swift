@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceKit
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -78,5 +79,57 @@ import Testing
                                readiness: readiness)
         try await Self.run(child) { await readiness.wait(for: 1) }
         #expect(FileManager.default.contents(atPath: marker).map { String(decoding: $0, as: UTF8.self) } == "stopped\n")
+    }
+
+    /// Processes whose command line is exactly `arguments`.
+    static func processes(commandLine arguments: [String]) -> [Int32] {
+        let wanted = Data(arguments.joined(separator: "\u{0}").utf8 + [0])
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap(Int32.init).filter { FileManager.default.contents(atPath: "/proc/\($0)/cmdline") == wanted }
+    }
+
+    /// The case Foundation's Process missed under load: a service SIGKILLed from outside is seen
+    /// to exit, and started again.
+    @Test func aServiceKilledFromOutsideIsRestarted() async throws {
+        let readiness = Readiness()
+        let child = Self.child("echo \"faultline-ready 127.0.0.1:$$\"; while :; do sleep 0.1; done", readiness: readiness)
+        try await Self.run(child) {
+            await readiness.wait(for: 1)
+            kill(Self.pid(in: readiness.seen.withLock { $0[0] }), SIGKILL)
+            await readiness.wait(for: 2)
+        }
+        let pids = readiness.seen.withLock { $0.prefix(2).map(Self.pid(in:)) }
+        #expect(pids[0] != pids[1])
+        #expect(!Self.isAlive(pids[0]))
+    }
+
+    /// A service is its own process group: the SIGKILL that ends one ignoring SIGTERM also ends
+    /// what it started.
+    @Test func whatAStuckServiceStartedDiesWithIt() async throws {
+        let readiness = Readiness()
+        let child = Self.child("trap '' TERM; /bin/sleep 3701 & echo \"faultline-ready 127.0.0.1:$$\"; while :; do sleep 0.1; done",
+                               grace: .milliseconds(300), readiness: readiness)
+        try await Self.run(child) {
+            await readiness.wait(for: 1)
+            #expect(!Self.processes(commandLine: ["/bin/sleep", "3701"]).isEmpty)
+        }
+        var gone = false
+        for _ in 0..<500 where !gone {
+            gone = Self.processes(commandLine: ["/bin/sleep", "3701"]).isEmpty
+            if !gone { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(gone)
+    }
+
+    @Test func aServiceThatCannotStartFailsWithAClearError() async throws {
+        let child = ChildProcess(name: "missing", executable: "/nonexistent/faultline", arguments: [], environment: [:],
+                                 logger: Logger(label: "test")) { _, _ in }
+        do {
+            try await child.run()
+            Issue.record("a missing executable ran")
+        } catch let error as SpawnedProcess.SpawnError {
+            #expect(error.code == ENOENT)
+            #expect(error.description.contains("/nonexistent/faultline"))
+        }
     }
 }

@@ -156,8 +156,8 @@ final class ChaosRun: @unchecked Sendable {
         let process = Process()
         // Foundation's Process leaves the child the test process's blocked signals, and chaoslib
         // stops a run on SIGUSR1/SIGUSR2 (what the control sends itself on terminate): start it
-        // as a shell would, with an empty mask and default dispositions (RunnerService's
-        // ChaosProcess does the same with posix_spawn).
+        // as a shell would, with an empty mask and default dispositions (ServiceKit's
+        // SpawnedProcess does the same with posix_spawn).
         process.executableURL = URL(fileURLWithPath: venv + "/bin/python")
         process.arguments = ["-c", """
             import os, signal, sys

@@ -152,6 +152,29 @@ struct TokenCacheTests {
         }
     }
 
+    @Test("a token minted from another (a console session) is dropped with its parent and carries the parent's expiry")
+    func mintedTokens() async throws {
+        try await TestPostgres.withClient(database: "gw_token_minted") { database in
+            _ = try await TokenStore.migrations.apply(on: database)
+            let store = TokenStore(database: database, cache: TokenCache(ttl: .seconds(3600)))
+            let organization = try await store.createOrganization(name: "minted")
+            let expiry = TokenStore.nowUs() + 3_600_000_000
+            let parent = try await store.createToken(in: organization, name: "api", role: .editor, expiresAtUs: expiry)
+            let child = try await store.createToken(in: organization, name: "session", role: .editor, parent: parent.info.id)
+            #expect(try await store.authenticate(child.value)?.sourceTokenID == parent.info.id)  // cached now
+            let digest = TokenDigest(child.value)
+            #expect(store.cache.lookup(digest) != .unknown, "served from the cache")
+            #expect(try await store.revokeToken(parent.info.id, in: organization))
+            #expect(store.cache.lookup(digest) == .unknown, "dropped with its parent")
+            #expect(try await store.authenticate(child.value) == nil)
+
+            // The parent's expiry bounds the cached child, which has none of its own.
+            let other = try await store.createToken(in: organization, name: "api2", role: .editor, expiresAtUs: expiry)
+            let session = try await store.createToken(in: organization, name: "session2", role: .editor, parent: other.info.id)
+            #expect(try await store.lookUp(TokenDigest(session.value))?.expiresAtUs == expiry)
+        }
+    }
+
     @Test("revocation: refused at once on the revoking gateway and, by NOTIFY, on another replica whose TTL is an hour")
     func revocationAcrossGateways() async throws {
         try await Harness.with("token-revocation") { h in

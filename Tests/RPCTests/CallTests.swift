@@ -1,4 +1,4 @@
-import FaultlineRPC
+@testable import FaultlineRPC
 import Foundation
 import NIOCore
 import NIOPosix
@@ -148,16 +148,19 @@ struct CallTests {
         let probe = Probe()
         try await withServer(services: [EchoService(probe: probe)]) { _, port in
             try await withClient(port: port) { client in
-                // Collect runs its prologue (and the sleep) before reading any request, so the
-                // handler always starts, whatever the scheduling.
+                // The deadline runs from the call's start, so the connection is set up first: on a
+                // loaded machine its set-up alone could outlast the deadline, and then the server
+                // never sees the call. Collect runs its prologue (and the sleep) before reading any
+                // request, so the handler starts once the request arrives.
+                let _: RawMessage = try await client.unary(Echo.get, RawMessage("warm-up"))
                 _ = await expectStatus(.deadlineExceeded) {
                     let _: RawMessage = try await client.clientStreaming(
-                        Echo.collect, options: CallOptions(timeout: .milliseconds(200), metadata: ["x-delay-ms": "60000"])
+                        Echo.collect, options: CallOptions(timeout: .seconds(1), metadata: ["x-delay-ms": "60000"])
                     ) { (writer: RPCWriter<RawMessage>) in try await writer.write(RawMessage("slow")) }
                 }
                 // The handler was cancelled when its deadline expired.
-                let check1 = try await probe.wait { $0.cancelledCount == 1 }
-                #expect(check1)
+                let check1 = try await probe.wait { $0.cancelledCount == 1 && $0.started == 2 }
+                #expect(check1, "started \(probe.started), cancelled \(probe.cancelledCount)")
             }
         }
     }
@@ -417,6 +420,122 @@ struct CallTests {
                     }
                 }
                 for try await refused in clients { #expect(refused >= 4) }
+            }
+        }
+    }
+
+    /// Three connections in a row refuse the stream twice in place (RST_STREAM REFUSED_STREAM)
+    /// and then go away (GOAWAY): nine refusals, but only three moves, so the call still goes
+    /// through on the fourth connection. (Counting refusals in place as moves failed it.)
+    @Test func refusalsInPlaceDoNotUseUpTheMovesOfAReconnect() async throws {
+        try await withServer { _, port in
+            let front = try await RefusingFrontDoor(upstream: port, resets: 2, refusingConnections: 3)
+            try await withClient(port: front.port) { client in
+                let response: RawMessage = try await client.unary(Echo.get, RawMessage("through"), options: CallOptions(timeout: .seconds(60)))
+                #expect(response.string == "through")
+            }
+            #expect(front.refused.count == 9)
+            await front.close()
+        }
+    }
+
+    /// A connection that refuses every stream in place and never goes away: the call fails
+    /// UNAVAILABLE after its bounded retries instead of looping on it.
+    @Test func aConnectionThatAlwaysRefusesFailsTheCallAfterBoundedRetries() async throws {
+        try await withServer { _, port in
+            let front = try await RefusingFrontDoor(upstream: port, resets: .max)
+            try await withClient(port: front.port) { client in
+                let error = await expectStatus(.unavailable) {
+                    let _: RawMessage = try await client.unary(Echo.get, RawMessage("x"), options: CallOptions(timeout: .seconds(60)))
+                }
+                #expect(error?.message.contains("refused") == true, "\(String(describing: error))")
+            }
+            #expect(front.refused.count == 1 + H2StreamIO.maxRetriesInPlace)
+            await front.close()
+        }
+    }
+
+    /// A call's deadline holds while its stream waits to be opened: here for SETTINGS from a peer
+    /// that never sends them, with a connect timeout far longer than the test's bound.
+    @Test func theDeadlineHoldsWhileTheStreamWaitsForSettings() async throws {
+        try await withSilentServer { port in
+            var configuration = RPCClient.Configuration()
+            configuration.connectTimeout = .seconds(3600)
+            try await withClient(port: port, configuration: configuration) { client in
+                let call = Task {
+                    let _: RawMessage = try await client.unary(Echo.get, RawMessage("x"), options: CallOptions(timeout: .milliseconds(200)))
+                }
+                // A bound, not an assertion: without the deadline the call would wait an hour.
+                let bound = Task { try await Task.sleep(for: .seconds(60)); call.cancel() }
+                defer { bound.cancel() }
+                _ = await expectStatus(.deadlineExceeded) { try await call.value }
+            }
+        }
+    }
+
+    /// …and while the call waits for its connection to be set up at all.
+    @Test func theDeadlineHoldsWhileConnecting() async throws {
+        try await withUnansweredListener { port in
+            var configuration = RPCClient.Configuration()
+            configuration.connectTimeout = .seconds(3600)
+            try await withClient(port: port, configuration: configuration) { client in
+                let call = Task {
+                    let _: RawMessage = try await client.unary(Echo.get, RawMessage("x"), options: CallOptions(timeout: .milliseconds(200)))
+                }
+                let bound = Task { try await Task.sleep(for: .seconds(60)); call.cancel() }
+                defer { bound.cancel() }
+                let error = await expectStatus(.deadlineExceeded) { try await call.value }
+                #expect(error?.message.contains("before") == true, "ended while connecting: \(String(describing: error))")
+                // Cancelled while connecting (a connect is still pending), a call ends at once too.
+                let (entered, enter) = AsyncStream.makeStream(of: Void.self)
+                let cancelled = Task {
+                    enter.yield()
+                    let _: RawMessage = try await client.unary(Echo.get, RawMessage("y"))
+                }
+                var iterator = entered.makeAsyncIterator()
+                _ = await iterator.next()
+                cancelled.cancel()
+                do {
+                    _ = try await cancelled.value
+                    Issue.record("a cancelled call succeeded")
+                } catch let error as RPCError {
+                    #expect(error.code == .cancelled, "\(error)")
+                } catch {
+                    #expect(error is CancellationError, "\(error)")  // cancelled before it began
+                }
+            }
+        }
+    }
+
+    /// `close()` lets calls in flight finish for its grace period, then ends them UNAVAILABLE:
+    /// a stream that never ends cannot hold a shutdown for ever.
+    @Test func closeEndsCallsStillRunningAfterItsGracePeriod() async throws {
+        try await withServer { _, port in
+            var configuration = RPCClient.Configuration()
+            configuration.closeGrace = .milliseconds(100)
+            let client = RPCClient(host: "127.0.0.1", port: port, configuration: configuration, logger: testLogger)
+            let (echoes, echoed) = AsyncStream.makeStream(of: Void.self)
+            let call = Task {
+                try await client.bidirectional(Echo.update) { (writer: RPCWriter<RawMessage>) in
+                    try await writer.write(RawMessage("hold"))
+                    try await Task.sleep(for: .seconds(3600))  // never half-closes
+                } responses: { (stream: RPCAsyncSequence<RawMessage>) in
+                    for try await _ in stream { echoed.yield() }
+                }
+            }
+            var iterator = echoes.makeAsyncIterator()
+            _ = await iterator.next()  // the stream is open both ways
+            let closing = Task { await client.close() }
+            let bound = Task {
+                try await Task.sleep(for: .seconds(60))
+                Issue.record("close() did not return")
+                call.cancel()
+            }
+            await closing.value
+            bound.cancel()
+            _ = await expectStatus(.unavailable) { try await call.value }
+            _ = await expectStatus(.unavailable) {
+                let _: RawMessage = try await client.unary(Echo.get, RawMessage("after"))
             }
         }
     }

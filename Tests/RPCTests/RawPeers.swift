@@ -209,9 +209,9 @@ func residentMemory() -> Int {
     return 0
 }
 
-/// A front door for a real server: its first connection is answered by a server that refuses
-/// every stream unprocessed (GOAWAY with last stream 0); later connections are relayed byte for
-/// byte to `upstream`.
+/// A front door for a real server: its first `refusingConnections` connections are answered by a
+/// server that refuses every stream unprocessed (see `Refuser`); later connections are relayed
+/// byte for byte to `upstream`.
 final class RefusingFrontDoor: Sendable {
     /// Relays bytes to the partner channel, holding what arrives before the partner is connected.
     /// (Reads are never paused for that: a `read()` issued before the accepted channel is
@@ -220,7 +220,7 @@ final class RefusingFrontDoor: Sendable {
     private final class Relay: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         private var partner: (any Channel)?
-        private var held: [NIOAny] = []
+        private var held: [ByteBuffer] = []
         private var closed = false
 
         func connect(to partner: any Channel) {
@@ -232,7 +232,8 @@ final class RefusingFrontDoor: Sendable {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            if let partner { partner.writeAndFlush(data, promise: nil) } else { held.append(data) }
+            let bytes = unwrapInboundIn(data)
+            if let partner { partner.writeAndFlush(bytes, promise: nil) } else { held.append(bytes) }
         }
 
         func channelInactive(context: ChannelHandlerContext) {
@@ -279,14 +280,14 @@ final class RefusingFrontDoor: Sendable {
     let refused = Counter()
     private let listener: any Channel
 
-    /// `resets` and `maxConcurrentStreams` shape the refusing connection (see `Refuser`).
-    init(upstream: Int, resets: Int = 0, maxConcurrentStreams: UInt32 = 100) async throws {
+    /// `resets` and `maxConcurrentStreams` shape each refusing connection (see `Refuser`).
+    init(upstream: Int, resets: Int = 0, maxConcurrentStreams: UInt32 = 100, refusingConnections: Int = 1) async throws {
         let accepted = Counter()
         let refused = refused
         listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if accepted.increment() == 1 {
+                    if accepted.increment() <= refusingConnections {
                         try channel.pipeline.syncOperations.addHandler(Refuser(
                             refused: refused, resets: resets, maxConcurrentStreams: maxConcurrentStreams, eventLoop: channel.eventLoop))
                         return
@@ -327,4 +328,36 @@ func withSilentServer(_ body: (Int) async throws -> Void) async throws {
         throw error
     }
     try await silent.close()
+}
+
+/// Runs `body` with the port of a listener whose accept queue is full and never drained: Linux
+/// drops further SYNs, so a connect to it neither succeeds nor fails until it times out.
+func withUnansweredListener(_ body: (Int) async throws -> Void) async throws {
+    func socketTo(_ address: inout sockaddr_in, listen: Bool) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                if listen {
+                    _ = bind(fd, address, socklen_t(MemoryLayout<sockaddr_in>.size))
+                } else {
+                    _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+                    _ = connect(fd, address, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        }
+        return fd
+    }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let listener = socketTo(&address, listen: true)
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+    }
+    #expect(listen(listener, 0) == 0)
+    // Backlog 0 holds one connection; a second one is already left waiting.
+    let fillers = (0..<2).map { _ in socketTo(&address, listen: false) }
+    defer { (fillers + [listener]).forEach { close($0) } }
+    try await body(Int(UInt16(bigEndian: address.sin_port)))
 }

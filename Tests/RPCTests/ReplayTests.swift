@@ -60,6 +60,42 @@ struct ReplayTests {
         #expect(io.rehome(from: from, to: Self.outbox()) == .over)
     }
 
+    @Test func refusalsOnTheSameConnectionHaveTheirOwnBound() {
+        let a = Self.outbox()
+        let io = Self.stream(on: a)
+        for _ in 0..<H2StreamIO.maxRetriesInPlace {
+            #expect(io.takeWork(for: a)?.open != nil)
+            #expect(io.rewindForReplay())  // refused while A stays current
+            #expect(io.rehome(from: a, to: a) == .moved)
+        }
+        #expect(io.takeWork(for: a)?.open != nil)
+        #expect(io.rewindForReplay())
+        #expect(io.rehome(from: a, to: a) == .exhausted)
+    }
+
+    /// The move budget is for connections that go away: refusals in place before each move spend
+    /// none of it (they used to, so a few refusals and one reconnect failed the call).
+    @Test func refusalsInPlaceDoNotSpendMoves() {
+        var from = Self.outbox()
+        let io = Self.stream(on: from)
+        func refuseInPlace() {
+            for _ in 0..<H2StreamIO.maxRetriesInPlace {
+                #expect(io.takeWork(for: from)?.open != nil)
+                #expect(io.rewindForReplay())
+                #expect(io.rehome(from: from, to: from) == .moved)
+            }
+        }
+        for _ in 0..<H2StreamIO.maxMoves {
+            refuseInPlace()  // the count starts again on each connection
+            let to = Self.outbox()
+            #expect(io.rehome(from: from, to: to) == .moved)
+            from = to
+        }
+        refuseInPlace()
+        #expect(io.rehome(from: from, to: Self.outbox()) == .exhausted)
+        #expect(io.outbox === from)
+    }
+
     @Test func aStreamTheServerAnsweredIsNotReplayed() {
         let a = Self.outbox()
         let io = Self.stream(on: a)

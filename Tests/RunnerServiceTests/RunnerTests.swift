@@ -117,6 +117,57 @@ struct RunnerTests {
         }
     }
 
+    /// An action that waits until `file` exists: the test decides when the next checkpoint comes.
+    static func gate(_ file: String, name: String) -> String {
+        #"{"type": "action", "name": "\#(name)", "provider": {"type": "process", "path": "sh", "arguments": ["-c", "while [ ! -e \#(file) ]; do sleep 0.05; done"]}}"#
+    }
+
+    @Test("pause, resume and terminate from ExperimentService reach the run though its user-state stream broke twice")
+    func userStateAcrossStreamLoss() async throws {
+        let gates = try Env.temporaryDirectory("gate")
+        defer { try? FileManager.default.removeItem(at: gates) }
+        let first = gates.appendingPathComponent("first").path, second = gates.appendingPathComponent("second").path
+        try await Platform.with(database: "runner_user_state") { platform in
+            let method = "[\(Self.gate(first, name: "first")), \(Self.getcwd), \(Self.gate(second, name: "second"))]"
+            let id = try await platform.createExperiment(Self.experiment(method: method, rollbacks: "[\(Self.undo)]"))
+            let run = try await platform.start(id)
+            let handle = try #require(platform.runnerServer.handle(run.executionId))
+            _ = try await platform.waitFor("the first gate") {
+                try await platform.events(run.executionId).contains { $0.type == "activity-before" && $0.activityName == "first" } ? true : nil
+            }
+            // ExperimentService goes away and comes back: every stream on it breaks.
+            await platform.endpoint.stop()
+            try await platform.endpoint.restart()
+            _ = try await platform.waitFor("paused") {
+                _ = try await platform.experiments.pauseExecution(.init(executionId: run.executionId, reason: "hold"), options: Platform.options)
+                return true
+            }
+            // Only a stream opened again can have told the runner.
+            _ = try await platform.waitFor("the runner told of the pause") {
+                if case .pause = handle.desiredState() { return true }
+                return nil
+            }
+            #expect(FileManager.default.createFile(atPath: first, contents: nil))
+            _ = try await platform.waitFor("paused event") {
+                try await platform.events(run.executionId).contains { $0.type == "paused" } ? true : nil
+            }
+            await platform.endpoint.stop()
+            try await platform.endpoint.restart()
+            _ = try await platform.waitFor("resumed") {
+                _ = try await platform.experiments.resumeExecution(.init(executionId: run.executionId, reason: "go"), options: Platform.options)
+                return true
+            }
+            _ = try await platform.waitFor("the second gate") {
+                try await platform.events(run.executionId).contains { $0.type == "activity-before" && $0.activityName == "second" } ? true : nil
+            }
+            #expect(try await platform.events(run.executionId).contains { $0.type == "resumed" })
+            _ = try await platform.experiments.terminateExecution(.init(executionId: run.executionId, reason: "enough"), options: Platform.options)
+            let execution = try await platform.waitUntilTerminal(run.executionId)
+            #expect(execution.state == .interrupted, "\(execution.reason)")
+            #expect(execution.outcome?.rollbacksRun == 1)
+        }
+    }
+
     @Test("a run past its maximum duration is stopped and ends timed out")
     func maxDuration() async throws {
         try await Platform.with(database: "runner_timeout") { platform in
@@ -266,8 +317,8 @@ struct RunnerTests {
             _ = try await platform.experiments.startExecution(.init(executionId: executionID, runnerId: "runner-test"), options: Platform.options)
             // What a runner killed mid-run leaves: its record, a spool, a process group still alive.
             let state = try StateDirectory(platform.stateDirectory)
-            let orphan = try ChaosProcess(executable: "/bin/sleep", arguments: ["3121"], environment: [:], directory: "/",
-                                          output: "/dev/null")
+            let orphan = try SpawnedProcess(executable: "/bin/sleep", arguments: ["3121"], environment: [:],
+                                            options: .init(output: .null, group: .newSession))
             try state.save(RunRecord(executionID: executionID, organization: Platform.org.rawValue, pid: orphan.pid,
                                      runDirectory: platform.stateDirectory.appendingPathComponent("r/gone").path))
             let spool = [ControlEvent(seq: 1, type: "loading-before", tsUs: 1, payloadJSON: "{}", activityName: ""),
@@ -279,7 +330,7 @@ struct RunnerTests {
             let execution = try await platform.execution(executionID)
             #expect(execution.state == .lost)
             #expect(execution.eventsReceived == 2)
-            #expect(await orphan.waitForExit().signal == SIGKILL)
+            #expect(await orphan.waitForExit() == .signaled(SIGKILL))
             #expect(state.records().isEmpty)
         }
     }

@@ -157,16 +157,17 @@ struct SecretRunTests {
         let portFile = directory.appendingPathComponent("port"), hitsFile = directory.appendingPathComponent("hits")
         // Spawned as the runner spawns chaos: a Foundation Process started from Swift concurrency
         // code would inherit SIGTERM blocked and outlive the test.
-        let server = try ChaosProcess(executable: Env.venv.appendingPathComponent("bin/python").path,
-                                      arguments: ["-c", Self.tokenServer, portFile.path, hitsFile.path],
-                                      environment: ["EXPECTED_TOKEN": Self.token], directory: directory.path, output: "/dev/null")
+        let server = try SpawnedProcess(executable: Env.venv.appendingPathComponent("bin/python").path,
+                                        arguments: ["-c", Self.tokenServer, portFile.path, hitsFile.path],
+                                        environment: ["EXPECTED_TOKEN": Self.token],
+                                        options: .init(directory: directory.path, output: .null))
         var failure: (any Error)?
         do {
             try await passingPreCheck(portFile: portFile, hitsFile: hitsFile)
         } catch {
             failure = error
         }
-        server.killGroup()
+        server.signalGroup(SIGKILL)
         _ = await server.waitForExit()
         if let failure { throw failure }
     }

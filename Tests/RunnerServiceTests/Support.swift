@@ -9,6 +9,8 @@ import Synchronization
 import SecretService
 import Testing
 @testable import RunnerService
+// Exported: every test file of the target sees LogCapture and its members (MemberImportVisibility).
+@_exported import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -126,40 +128,6 @@ final class ExperimentEndpoint: Sendable {
 
     func restart() async throws {
         _ = try await Self.start(server, port: port, into: task)
-    }
-}
-
-/// Every line the runner logged, rendered with its metadata, for "no secret in any log" checks;
-/// also printed with FAULTLINE_TEST_LOG set.
-final class LogCapture: Sendable {
-    private let lines = Mutex<[String]>([])
-    var all: [String] { lines.withLock { $0 } }
-
-    func logger(_ label: String) -> Logger {
-        var logger = Logger(label: label) { _ in Handler(capture: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-
-    fileprivate func append(_ line: String) {
-        lines.withLock { $0.append(line) }
-        if ProcessInfo.processInfo.environment["FAULTLINE_TEST_LOG"] != nil { print(line) }
-    }
-
-    private struct Handler: LogHandler {
-        let capture: LogCapture
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-            capture.append("\(event.level) \(event.message) \(merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
-        }
     }
 }
 

@@ -58,6 +58,7 @@ import Testing
             try await p.dispatch()
             var runs = try await p.runs(plan.id)
             #expect(runs.map(\.state) == [.skipped, .dispatched])
+            #expect(runs[0].reason == SkipText.forbid && runs[0].dueAtUs == utc("2026-06-01T10:02:00Z").micros)
             #expect(runner.started.count == 1)
 
             // Once the first ended, the next occurrence runs.
@@ -129,15 +130,27 @@ import Testing
                 p.clock.set(utc("2026-06-01T\(minute):00Z"))
                 try await p.dispatch()
             }
-            let due = try await p.runs(plan.id).map(\.dueAtUs).sorted()
+            let runs = try await p.runs(plan.id)
+            let due = runs.filter { $0.state != .skipped }.map(\.dueAtUs).sorted()
             #expect(due == [utc("2026-06-01T09:00:00Z").micros, utc("2026-06-01T09:02:00Z").micros])
+            // The ones that did not run are on record with why (09:03 and later are decided when
+            // the plan next wakes up).
+            let skipped = Dictionary(uniqueKeysWithValues: runs.filter { $0.state == .skipped }.map { ($0.dueAtUs, $0.reason) })
+            #expect(skipped == [utc("2026-06-01T08:59:00Z").micros: "outside the plan's run windows",
+                                utc("2026-06-01T09:01:00Z").micros: "in a blackout: freeze"])
             // A week of closed minutes is longer than the planner walks at once (10,000
             // occurrences): it wakes up on the way, fires nothing, and then finds next Monday.
             let wake = try #require(try await p.schedule.getPlan(.init(planId: plan.id), options: Platform.options()).plan).nextFireAtUs
             #expect(wake > utc("2026-06-01T09:03:00Z").micros && wake <= utc("2026-06-08T09:00:00Z").micros)
             p.clock.set(Date(micros: wake))
             try await p.dispatch()
-            #expect(try await p.runs(plan.id).count == 2)
+            let afterWake = try await p.runs(plan.id)
+            #expect(afterWake.filter { $0.state != .skipped }.count == 2)
+            // The closed minutes walked so far: the latest 100 one by one, one summary for the rest.
+            let closed = afterWake.filter { $0.state == .skipped && $0.dueAtUs > utc("2026-06-01T09:02:00Z").micros }
+            #expect(closed.count == SkipLedger.limit + 1)
+            #expect(closed.filter { $0.reason.contains("not recorded one by one") }.count == 1)
+            #expect(closed.first?.dueAtUs == wake)
             let next = try #require(try await p.schedule.getPlan(.init(planId: plan.id), options: Platform.options()).plan).nextFireAtUs
             #expect(next == utc("2026-06-08T09:00:00Z").micros)
             await runner.stop()
@@ -154,16 +167,21 @@ import Testing
             p.clock.set(utc("2026-06-01T13:30:00Z"))
             try await p.heartbeat("r1")
             try await p.dispatch()
-            #expect(try await p.runs(skip.id).isEmpty)
+            let skipped = try await p.runs(skip.id)
+            #expect(skipped.map(\.state) == [.skipped, .skipped, .skipped])
+            #expect(skipped.map(\.dueAtUs) == ["13", "12", "11"].map { utc("2026-06-01T\($0):00:00Z").micros })
+            #expect(skipped.allSatisfy { $0.reason.hasPrefix("missed:") && $0.reason.contains("policy SKIP") })
             let caughtUp = try await p.runs(once.id)
-            #expect(caughtUp.map(\.trigger) == [.missed])
-            #expect(runner.started.map(\.requestId) == caughtUp.map(\.id))
+            #expect(caughtUp.map(\.trigger) == [.missed, .schedule, .schedule])
+            #expect(caughtUp.map(\.state) == [.dispatched, .skipped, .skipped])
+            #expect(caughtUp.dropFirst().allSatisfy { $0.reason.contains("catch-up run for the occurrence at 2026-06-01T13:00:00Z") })
+            #expect(runner.started.map(\.requestId) == [caughtUp[0].id])
             // Both carry on at 14:00.
             p.clock.set(utc("2026-06-01T14:00:00Z"))
             try await p.heartbeat("r1")
             try await p.dispatch()
-            #expect(try await p.runs(skip.id).map(\.trigger) == [.schedule])
-            #expect(try await p.runs(once.id).map(\.trigger) == [.schedule, .missed])
+            #expect(try await p.runs(skip.id).map(\.state) == [.dispatched, .skipped, .skipped, .skipped])
+            #expect(try await p.runs(once.id).map(\.trigger) == [.schedule, .missed, .schedule, .schedule])
             await runner.stop()
         }
     }
@@ -282,6 +300,7 @@ import Testing
             p.clock.set(utc("2026-06-01T10:02:00Z"))
             try await p.dispatch()
             #expect(try await p.runs(plan.id).map(\.state) == [.skipped, .cancelled])
+            #expect(try await p.runs(plan.id).first?.reason == SkipText.halted)
             let manual = try #require(try await p.schedule.triggerPlan(.init(planId: plan.id), options: Platform.options()).run)
             #expect(manual.state == .skipped)
             #expect(try await p.schedule.listPlanRuns(.init(planId: other.id), options: Platform.options(OrganizationID("org-b")!)).runs

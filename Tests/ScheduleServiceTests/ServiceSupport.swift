@@ -16,13 +16,17 @@ let quietLogger: Logger = {
 
 /// A stand-in runner: the real RunnersV1 protocol on a real socket, recording every call.
 final class StandInRunner: RunnersV1.RunnerService, Sendable {
-    enum Mode: Sendable { case accept, unavailable, full, refuse }
+    /// `hold`: StartRun waits until `release()`, then accepts.
+    enum Mode: Sendable { case accept, unavailable, full, refuse, hold }
 
     struct State {
         var started: [RunnersV1.StartRunRequest] = []
         var byRequest: [String: String] = [:]
         var cancelled: [RunnersV1.CancelRunRequest] = []
         var mode = Mode.accept
+        /// Every StartRun that arrived, repeats included.
+        var calls = 0
+        var held: [CheckedContinuation<Void, Never>] = []
     }
 
     let state = Mutex(State())
@@ -39,13 +43,39 @@ final class StandInRunner: RunnersV1.RunnerService, Sendable {
 
     var started: [RunnersV1.StartRunRequest] { state.withLock { $0.started } }
     var cancelled: [RunnersV1.CancelRunRequest] { state.withLock { $0.cancelled } }
+    var calls: Int { state.withLock { $0.calls } }
+    var heldCount: Int { state.withLock { $0.held.count } }
     func set(_ mode: Mode) { state.withLock { $0.mode = mode } }
+
+    /// Lets held StartRuns go on; later ones are accepted at once.
+    func release() {
+        let held = state.withLock { state in
+            state.mode = .accept
+            defer { state.held = [] }
+            return state.held
+        }
+        for continuation in held { continuation.resume() }
+    }
 
     func startRun(_ request: RunnersV1.StartRunRequest, context: ServerContext) async throws -> RunnersV1.StartRunResponse {
         _ = try context.organization()
+        let hold = state.withLock { state in
+            state.calls += 1
+            return state.mode == .hold
+        }
+        if hold {
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { state in
+                    guard state.mode == .hold else { return true }
+                    state.held.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
         return try state.withLock { state throws(RPCError) in
             switch state.mode {
-            case .accept: break
+            case .accept, .hold: break
             case .unavailable: throw RPCError(.unavailable, "stand-in is down")
             case .full: throw RPCError(.resourceExhausted, "stand-in is full")
             case .refuse: throw RPCError(.notFound, "no experiment")
@@ -109,6 +139,15 @@ struct Platform: Sendable {
                      configure: (inout ScheduleServiceConfiguration) -> Void = { _ in },
                      _ body: (Platform) async throws -> Void) async throws {
         try await TestPostgres.withClient(database: name, maximumConnections: 8) { database in
+            try await with(client: database, replicas: count, start: start, configure: configure, body)
+        }
+    }
+
+    /// The same on a client the test made (a Postgres of its own).
+    static func with(client database: PostgresClient, replicas count: Int = 1, start: Date = utc("2026-06-01T10:00:30Z"),
+                     configure: (inout ScheduleServiceConfiguration) -> Void = { _ in },
+                     _ body: (Platform) async throws -> Void) async throws {
+        do {
             try await ScheduleServer.migrations.apply(on: database)
             var configuration = ScheduleServiceConfiguration()
             configuration.callTimeout = .seconds(20)

@@ -8,7 +8,6 @@ final class ClientConnectionHandler: H2ChannelHandler {
     private final class Slot {
         var machine: ClientStreamStateMachine
         let io: H2StreamIO
-        var deadlineTimer: Scheduled<Void>?
 
         init(machine: ClientStreamStateMachine, io: H2StreamIO) {
             self.machine = machine
@@ -71,17 +70,8 @@ final class ClientConnectionHandler: H2ChannelHandler {
                     continue
                 }
                 io.streamID = stream
-                let slot = Slot(machine: ClientStreamStateMachine(maxMessageSize: maxMessageSize), io: io)
-                if let deadline = io.deadline, let at = NIODeadline.at(deadline), let eventLoop = context?.eventLoop {
-                    slot.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: at) { [weak self] in
-                        guard let self else { return }
-                        if io.abort(RPCError(.deadlineExceeded, "the deadline expired")) {
-                            self.h2.resetStream(stream, errorCode: H2ErrorCode.cancel)
-                            self.flush()
-                        }
-                    }
-                }
-                streams[stream] = slot
+                // The call's deadline timer (RPCClient) runs from before the stream opened.
+                streams[stream] = Slot(machine: ClientStreamStateMachine(maxMessageSize: maxMessageSize), io: io)
                 streamCountChanged()
             }
             let stream = io.streamID
@@ -132,7 +122,6 @@ final class ClientConnectionHandler: H2ChannelHandler {
             }
         case .streamClosed(let stream, let errorCode):
             guard let slot = streams.removeValue(forKey: stream) else { return }
-            slot.deadlineTimer?.cancel()
             streamCountChanged()
             // Refused unprocessed (RFC 9113 §8.7): safe to send again, on another connection.
             // (After a GOAWAY this connection is already unusable, so it goes to a new one.)
@@ -177,10 +166,7 @@ final class ClientConnectionHandler: H2ChannelHandler {
         settingsTimer?.cancel()
         connection.markUnusable()
         let error = RPCError(.unavailable, "the connection to the server was lost")
-        for (_, slot) in streams {
-            slot.deadlineTimer?.cancel()
-            slot.io.abort(error)
-        }
+        for (_, slot) in streams { slot.io.abort(error) }
         streams.removeAll()
         // These were never sent: another connection may still carry them.
         for io in waitingForSettings { connection.orphaned(io) }
@@ -256,8 +242,8 @@ final class ClientConnection: Sendable {
         closedPromise.succeed()
     }
 
-    func openStream(headers: [HeaderField], deadline: ContinuousClock.Instant?) -> H2StreamIO {
-        H2StreamIO(server: false, streamID: 0, outbox: outbox, maxMessageSize: maxMessageSize, openWith: headers, deadline: deadline)
+    func openStream(headers: [HeaderField]) -> H2StreamIO {
+        H2StreamIO(server: false, streamID: 0, outbox: outbox, maxMessageSize: maxMessageSize, openWith: headers)
     }
 
     /// Stops new calls; closes once the calls in flight finish.

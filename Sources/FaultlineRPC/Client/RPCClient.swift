@@ -45,6 +45,8 @@ public final class RPCClient: RPCCaller, Service, Sendable {
         public var keepaliveTimeout: Duration = .seconds(20)
         /// Close the connection after this long without calls; nil keeps it open.
         public var idleTimeout: Duration? = nil
+        /// How long `close()` lets calls in flight finish before it closes the connection anyway.
+        public var closeGrace: Duration = .seconds(10)
         public var initialWindowSize: Int = 256 * 1024
         public var connectionWindowSize: Int = 1024 * 1024
         public var maxHeaderListSize: Int = 16 * 1024
@@ -85,8 +87,9 @@ public final class RPCClient: RPCCaller, Service, Sendable {
         await close()
     }
 
-    /// Stops new calls (they fail with UNAVAILABLE), lets calls in flight finish, and closes the
-    /// connection.
+    /// Stops new calls (they fail with UNAVAILABLE), lets calls in flight finish for
+    /// `configuration.closeGrace` (none when the closing task is cancelled), then closes the
+    /// connection under those still running (they fail with UNAVAILABLE).
     public func close() async {
         let current = state.withLock { state -> ClientConnection? in
             defer { state = .closed }
@@ -95,7 +98,15 @@ public final class RPCClient: RPCCaller, Service, Sendable {
         }
         guard let current else { return }
         current.shutdownGracefully()
-        await current.waitUntilClosed()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await current.waitUntilClosed() }
+            group.addTask { [grace = configuration.closeGrace] in
+                do { try await Task.sleep(for: grace) } catch {}
+                current.close()
+            }
+            await group.next()
+            group.cancelAll()
+        }
     }
 
     // MARK: calls
@@ -112,7 +123,7 @@ public final class RPCClient: RPCCaller, Service, Sendable {
             throw RPCError(.deadlineExceeded, "the deadline expired before \(method) started")
         }
         try Task.checkCancellation()
-        let connection = try await connection()
+        let connection = try await connection(deadline: deadline, method: method)
 
         var headers: [HeaderField] = [
             (":method", "POST"), (":scheme", "http"), (":path", method.path), (":authority", authority),
@@ -122,7 +133,16 @@ public final class RPCClient: RPCCaller, Service, Sendable {
         headers.append(("user-agent", "faultline-rpc"))
         Wire.append(options.metadata, to: &headers)
 
-        let io = connection.openStream(headers: headers, deadline: deadline)
+        let io = connection.openStream(headers: headers)
+        // From now, not from when the stream opens: it may wait for the server's SETTINGS, or move
+        // between connections (each with its connect timeout) first. Once open, the reset that
+        // the abort queues tells the server too.
+        let expiry = deadline.flatMap(NIODeadline.at).map { at in
+            io.outbox.eventLoop.scheduleTask(deadline: at) {
+                io.abort(RPCError(.deadlineExceeded, "the deadline expired"), reset: true)
+            }
+        }
+        defer { expiry?.cancel() }
         let requestFailure = ErrorBox()
         return try await withTaskCancellationHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -144,8 +164,10 @@ public final class RPCClient: RPCCaller, Service, Sendable {
                 } catch {
                     outcome = .failure(error)
                 }
-                // Resets the stream if the server has not ended it; stops the request side.
+                // Resets the stream if the server has not ended it; stops the request side, also
+                // one that waits on something other than a write.
                 io.cancelFromCaller()
+                group.cancelAll()
                 try? await group.waitForAll()
                 switch outcome {
                 case .success(let result): return result
@@ -166,8 +188,33 @@ public final class RPCClient: RPCCaller, Service, Sendable {
         case fail(RPCError)
     }
 
-    private func connection() async throws -> ClientConnection {
-        try await connectionFuture().get()
+    /// The connection to use, waiting for one being set up at most until `deadline` (or the
+    /// call's cancellation); the connect timeout bounds it otherwise.
+    private func connection(deadline: ContinuousClock.Instant?, method: MethodDescriptor) async throws -> ClientConnection {
+        // The common case, without a hop or a timer: the connection is up.
+        let ready = state.withLock { state -> ClientConnection? in
+            if case .ready(let connection) = state, connection.isUsable { return connection }
+            return nil
+        }
+        if let ready { return ready }
+        let future = try connectionFuture()
+        let waiter = OneShot<ClientConnection>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiter.set(continuation)
+                let expiry = deadline.flatMap(NIODeadline.at).map { at in
+                    future.eventLoop.scheduleTask(deadline: at) {
+                        waiter.resume(with: .failure(RPCError(.deadlineExceeded, "the deadline expired before \(method) reached \(self.authority)")))
+                    }
+                }
+                future.whenComplete { result in
+                    expiry?.cancel()
+                    waiter.resume(with: result)
+                }
+            }
+        } onCancel: {
+            waiter.resume(with: .failure(RPCError(.cancelled, "the call was cancelled")))
+        }
     }
 
     private func connectionFuture() throws(RPCError) -> EventLoopFuture<ClientConnection> {
@@ -222,7 +269,7 @@ public final class RPCClient: RPCCaller, Service, Sendable {
             switch result {
             case .success(let connection):
                 if io.rehome(from: outbox, to: connection.outbox) == .exhausted {
-                    io.abort(RPCError(.unavailable, "the call could not start: its connections went away \(H2StreamIO.maxMoves) times"))
+                    io.abort(RPCError(.unavailable, "the call could not start: \(self.authority) refused it, or its connections went away, too often"))
                 }
             case .failure(let error):
                 io.abortIfWaiting(on: outbox, error as? RPCError ?? RPCError(.unavailable, "cannot connect to \(self.authority)", cause: error))
@@ -295,6 +342,35 @@ public final class RPCClient: RPCCaller, Service, Sendable {
         state.withLock { state in
             if case .ready(let current) = state, current === connection { state = .idle(failures: 0) }
         }
+    }
+}
+
+/// A continuation resumed by whichever of several racing events comes first (connected, the
+/// deadline, cancellation); a resume before the continuation is set is kept for it.
+private final class OneShot<Value: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<Value, any Error>?, early: Result<Value, any Error>?, done: Bool)>((nil, nil, false))
+
+    func set(_ continuation: CheckedContinuation<Value, any Error>) {
+        let early = state.withLock { s -> Result<Value, any Error>? in
+            if let early = s.early { return early }
+            s.continuation = continuation
+            return nil
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    func resume(with result: Result<Value, any Error>) {
+        let continuation = state.withLock { s -> CheckedContinuation<Value, any Error>? in
+            guard !s.done else { return nil }
+            s.done = true
+            guard let continuation = s.continuation else {
+                s.early = result
+                return nil
+            }
+            s.continuation = nil
+            return continuation
+        }
+        continuation?.resume(with: result)
     }
 }
 

@@ -106,7 +106,9 @@ final class H2StreamIO: H2BodySource, Sendable {
         /// another connection (`rehome`); server streams never move. In this lock, so a move and
         /// an event loop taking the stream's work cannot interleave.
         var outbox: ConnectionOutbox
+        /// Moves to another connection, and refusals replayed on the same one since the last move.
         var moves = 0
+        var retriesInPlace = 0
         /// Client: what went on the wire so far, kept while the server has not answered, so a
         /// stream the server refused unprocessed can be replayed on another connection. Nil once
         /// replay is impossible (the server answered, or more than `replayLimit` was sent).
@@ -131,16 +133,12 @@ final class H2StreamIO: H2BodySource, Sendable {
     var outbox: ConnectionOutbox { state.withLock { $0.outbox } }
     let isServer: Bool
     let maxMessageSize: Int
-    /// Client: when the call gives up.
-    let deadline: ContinuousClock.Instant?
     private let state: Mutex<State>
     /// The HTTP/2 stream id. Event-loop confined: written when the stream opens, read only there.
     nonisolated(unsafe) var streamID: Int32
 
-    init(server: Bool, streamID: Int32, outbox: ConnectionOutbox, maxMessageSize: Int, openWith headers: [HeaderField]? = nil,
-         deadline: ContinuousClock.Instant? = nil) {
+    init(server: Bool, streamID: Int32, outbox: ConnectionOutbox, maxMessageSize: Int, openWith headers: [HeaderField]? = nil) {
         isServer = server
-        self.deadline = deadline
         self.streamID = streamID
         self.maxMessageSize = maxMessageSize
         var initial = State(outbox: outbox)
@@ -338,26 +336,34 @@ final class H2StreamIO: H2BodySource, Sendable {
         case stale
         /// The call is over.
         case over
-        /// The stream has moved too often.
+        /// The stream was refused or moved too often.
         case exhausted
     }
 
-    /// A bound, not a budget: a stream refused on a connection that is still current moves back
-    /// onto it, and a GOAWAY racing that refusal moves it again, so one unlucky stream can spend
-    /// three moves on a single reconnect (seen 1 in 17 stress runs). Five still ends a call whose
-    /// server refuses everything.
+    /// Bounds on replaying one stream, each with its own count: a connection that keeps refusing
+    /// it while it stays current (RST_STREAM REFUSED_STREAM) gets `maxRetriesInPlace` more tries;
+    /// connections that go away under it (GOAWAY, lost, no SETTINGS) or refuse it while going
+    /// away cost a move each, up to `maxMoves`. A refusal on a still-current connection used to
+    /// cost a move too, so one unlucky stream could spend the budget on a single reconnect.
     static let maxMoves = 5
+    static let maxRetriesInPlace = 3
 
     /// Client: the stream could not open on the connection of `from` (it went away before the
-    /// stream was sent, or refused it unprocessed), so nothing reached the server: move it to
-    /// `to`. Several requests to move one stream may race; only the one still naming the
-    /// stream's current connection moves it.
+    /// stream was sent, or refused it unprocessed), so nothing reached the server: send it again
+    /// on `to`, the client's current connection (which may be `from` itself). Several requests to
+    /// move one stream may race; only the one still naming the stream's connection acts.
     func rehome(from: ConnectionOutbox, to: ConnectionOutbox) -> Rehoming {
         let outcome = state.withLock { s -> Rehoming in
             guard s.closed == nil else { return .over }
             guard s.outbox === from, s.open != nil else { return .stale }
-            guard s.moves < Self.maxMoves else { return .exhausted }
-            s.moves += 1
+            if to === from {
+                guard s.retriesInPlace < Self.maxRetriesInPlace else { return .exhausted }
+                s.retriesInPlace += 1
+            } else {
+                guard s.moves < Self.maxMoves else { return .exhausted }
+                s.moves += 1
+                s.retriesInPlace = 0
+            }
             s.outbox = to
             s.queued = true
             return .moved

@@ -6,9 +6,10 @@ import Synchronization
 /// never the values.
 ///
 /// Staleness is bounded, and these are the bounds:
-/// - **Expiry** is exact: a cached token carries its `expires_us` and is refused from that
-///   microsecond on, whatever its age in the cache.
-/// - **Revocation through this gateway** drops the token at once (`TokenStore.revokeToken`).
+/// - **Expiry** is exact: a cached token carries its `expires_us` (or its parent's, when that
+///   comes first) and is refused from that microsecond on, whatever its age in the cache.
+/// - **Revocation through this gateway** drops the token, and those minted from it, at once
+///   (`TokenStore.revokeToken`).
 /// - **Revocation through another replica** arrives by Postgres `NOTIFY` on
 ///   `TokenStore.revocationChannel` and drops it at once too; only while the listening
 ///   connection is down (a notification sent then is lost) can a revoked token still pass, and
@@ -68,9 +69,10 @@ struct TokenCacheState: Sendable {
         }
     }
 
-    /// A revoked token: refused from now on. The digest is unknown to whoever revokes by id.
+    /// A revoked token, and the tokens minted from it (console sessions): refused from now on.
+    /// The digest is unknown to whoever revokes by id.
     mutating func revoke(tokenID: String) {
-        live.removeAll { $0.principal.tokenID == tokenID }
+        live.removeAll { $0.principal.tokenID == tokenID || $0.principal.sourceTokenID == tokenID }
     }
 
     /// After notifications may have been lost: verify every live token again.

@@ -8,6 +8,9 @@ public struct Principal: Sendable, Equatable {
     public var organization: OrganizationID
     public var tokenID: String
     public var role: Role
+    /// The token this one was minted from (a console session's API token), else its own id:
+    /// what a session derived from this caller must stay tied to.
+    public var sourceTokenID: String = ""
 }
 
 /// A token as listed: never its value, which exists only in the creation response.
@@ -49,6 +52,11 @@ public struct TokenStore: Sendable {
             );
             CREATE INDEX api_tokens_by_org ON api_tokens (org, created_us DESC, id DESC);
             """),
+        // A console session is a token minted from an API token: it lives only while that one does.
+        Migration(version: 2, name: "tokens minted from another token", sql: """
+            ALTER TABLE api_tokens ADD COLUMN parent text REFERENCES api_tokens (id);
+            CREATE INDEX api_tokens_by_parent ON api_tokens (parent) WHERE parent IS NOT NULL;
+            """),
     ])
 
     public let database: PostgresClient
@@ -80,16 +88,17 @@ public struct TokenStore: Sendable {
         return OrganizationID(id)!
     }
 
-    /// Creates a token and returns its value: the only time it is ever known.
+    /// Creates a token and returns its value: the only time it is ever known. A token with a
+    /// `parent` authenticates only while the parent is live too (not revoked, not expired).
     public func createToken(in organization: OrganizationID, name: String, role: Role,
-                            expiresAtUs: Int64? = nil) async throws -> (info: TokenInfo, value: String) {
+                            expiresAtUs: Int64? = nil, parent: String? = nil) async throws -> (info: TokenInfo, value: String) {
         let value = Self.randomTokenValue()
         let info = TokenInfo(id: "tok_" + Self.randomHex(bytes: 12), name: name, role: role,
                              createdAtUs: Self.nowUs(), expiresAtUs: expiresAtUs, revokedAtUs: nil)
         try await database.execute("""
-            INSERT INTO gateway.api_tokens (id, org, name, role, sha256, created_us, expires_us)
+            INSERT INTO gateway.api_tokens (id, org, name, role, sha256, created_us, expires_us, parent)
             VALUES (\(info.id), \(organization.rawValue), \(name), \(role.rawValue), \(Self.digest(value)),
-                    \(info.createdAtUs), \(expiresAtUs))
+                    \(info.createdAtUs), \(expiresAtUs), \(parent))
             """)
         return (info, value)
     }
@@ -119,16 +128,21 @@ public struct TokenStore: Sendable {
         }
     }
 
-    private func lookUp(_ digest: TokenDigest) async throws -> (principal: Principal, expiresAtUs: Int64?)? {
+    /// The token's principal and the moment it stops being live: its own expiry or its parent's,
+    /// whichever comes first (`LEAST` skips NULLs), so a cached session ends with its API token.
+    func lookUp(_ digest: TokenDigest) async throws -> (principal: Principal, expiresAtUs: Int64?)? {
+        let now = Self.nowUs()
         let rows = try await database.query("""
-            SELECT org, id, role, expires_us FROM gateway.api_tokens
-            WHERE sha256 = \(digest.bytes) AND revoked_us IS NULL
-              AND (expires_us IS NULL OR expires_us > \(Self.nowUs()))
+            SELECT t.org, t.id, t.role, COALESCE(t.parent, t.id), LEAST(t.expires_us, p.expires_us) FROM gateway.api_tokens t
+            LEFT JOIN gateway.api_tokens p ON p.id = t.parent
+            WHERE t.sha256 = \(digest.bytes) AND t.revoked_us IS NULL
+              AND (t.expires_us IS NULL OR t.expires_us > \(now))
+              AND (t.parent IS NULL OR (p.revoked_us IS NULL AND (p.expires_us IS NULL OR p.expires_us > \(now))))
             """)
         guard let row = rows.first else { return nil }
-        let (org, id, role, expires) = try row.decode((String, String, String, Int64?).self)
+        let (org, id, role, source, expires) = try row.decode((String, String, String, String, Int64?).self)
         guard let organization = OrganizationID(org), let role = Role(rawValue: role) else { return nil }
-        return (Principal(organization: organization, tokenID: id, role: role), expires)
+        return (Principal(organization: organization, tokenID: id, role: role, sourceTokenID: source), expires)
     }
 
     public func listTokens(in organization: OrganizationID) async throws -> [TokenInfo] {

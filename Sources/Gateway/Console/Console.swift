@@ -9,14 +9,20 @@ import NIOCore
 /// The web console under `/console`: server-rendered pages over the same RPC clients and
 /// organisation scoping as the JSON API, signed in with a session cookie (`ConsoleSession`).
 ///
-/// GET  /console                                overview: running now, runs per day (SVG)
+/// GET  /console                                overview: running now, runs per day and mean score (SVG), halt switch
+/// POST /console/halt, POST /console/resume     the organisation's kill switch (HaltSwitch)
 /// GET  /console/sign-in, POST /console/sign-in paste an API token; POST /console/sign-out
 /// GET  /console/experiments[?q=&tag=]          list; /console/experiments/{id}[?revision=N] one
 /// POST /console/experiments/{id}/run           run now, then the execution page
 /// GET  /console/import, POST /console/import   paste or load JSON/YAML; problems at their lines
+/// GET  /console/templates[/{id}], POST …/{id}   new experiment from a template (TemplatePages)
 /// GET  /console/executions/{id}                timeline (SSE), journal, log
 /// POST /console/executions/{id}/pause|resume|terminate
 /// GET  /console/executions/{id}/events/stream  the API's SSE, authorised by the cookie
+/// GET  /console/environments[/new|/{id}], POST  create, update, delete (EnvironmentPages)
+/// GET  /console/integrations[/new|/{id}], POST  create, update, delete (IntegrationPages)
+/// GET  /console/plans…                         plans: list, one, new/edit with a live preview (PlanPages)
+/// any other /console/... path                  an HTML 404 page
 /// GET  /console/assets/console.css|console.js
 struct Console {
     let gateway: Gateway
@@ -45,6 +51,14 @@ struct Console {
         }
         ExperimentPages(console: self).register(on: pages)
         ExecutionPages(console: self).register(on: pages)
+        HaltSwitch(console: self).register(on: pages)
+        EnvironmentPages(console: self).register(on: pages)
+        IntegrationPages(console: self).register(on: pages)
+        PlanPages(console: self).register(on: pages)
+        TemplatePages(console: self).register(on: pages)
+        // Last: the router runs it for unmatched paths too (its not-found responder is built with
+        // every router middleware), so an unknown console page is an HTML page, not a problem.
+        router.add(middleware: ConsoleNotFoundMiddleware())
     }
 
     struct Empty: ConsoleForm { var csrf: String? }
@@ -68,7 +82,7 @@ struct Console {
     }
 
     private func overview(_ request: Request, _ context: GatewayContext) async throws -> Response {
-        _ = try context.require(.read)
+        let principal = try context.require(.read)
         let days = 14
         let now = Date()
         let since = Calendar.utc.startOfDay(for: now).addingTimeInterval(-Double(days - 1) * 86_400)
@@ -95,7 +109,11 @@ struct Console {
             titles[id] = found?.experiment?.title ?? id
         }
         let chart = RunsChart(executions: executions.map { ($0.createdAtUs, $0.state.apiName) }, days: days, endingAt: now)
-        return try page(context, title: "Overview", section: .overview, body: Pages.overview(chart: chart, truncated: truncated, running: running, titles: titles), request: request)
+        let scores = ScoreChart(executions: executions.map { ($0.createdAtUs, $0.score?.value) }, days: days, endingAt: now)
+        let halt = await HaltSwitch(console: self).section(request, context, principal: principal)
+        return try page(context, title: "Overview", section: .overview,
+                        body: Pages.overview(chart: chart, scores: scores, truncated: truncated, running: running, titles: titles, halt: halt),
+                        request: request)
     }
 
     /// A full page for the signed-in caller.
@@ -140,6 +158,23 @@ struct ConsolePageMiddleware: RouterMiddleware {
                 context.logger.error("console request failed", metadata: ["error": "\(String(reflecting: type(of: error)))", "code": "\(problem.code)"])
             }
             return Pages.error(problem, signedIn: context.principal != nil).response(status: problem.status)
+        }
+    }
+}
+
+/// Any path under `/console` that no route matched: a 404 page (signed in or not, it names
+/// nothing but the path's absence).
+struct ConsoleNotFoundMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+
+    func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound || error.status == .methodNotAllowed {
+            let path = request.uri.path
+            guard path == "/console" || path.hasPrefix("/console/") else { throw error }
+            let problem = Problem(.notFound, code: "console.page_not_found", detail: "there is no such page in the console")
+            return Pages.error(problem, signedIn: request.cookies[ConsoleSession.cookieName] != nil).response(status: .notFound)
         }
     }
 }

@@ -65,6 +65,33 @@ enum ConsoleAssets {
       table.responsive tr { display: block; border-bottom: 1px solid var(--line); padding: 4px 0; } table.responsive td { display: block; border: 0; padding: 2px 4px; }
       table.responsive td[data-label]::before { content: attr(data-label) ": "; font-weight: 600; }
     }
+    svg.chart line.grid { stroke: #d0d7de; } svg.chart .score-line { fill: none; stroke: var(--accent); stroke-width: 2; }
+    svg.chart .score-point { fill: var(--accent); }
+    svg.spark { vertical-align: middle; } svg.spark polyline { fill: none; stroke: var(--accent); stroke-width: 1.5; } svg.spark circle { fill: var(--accent); }
+    .halt { border: 1px solid var(--line); border-left: 6px solid var(--ok); padding: 8px 12px; margin-bottom: 1rem; }
+    .halt.halted { border-left-color: var(--bad); background: #fff1f0; }
+    .halt details summary { cursor: pointer; color: var(--bad); font-weight: 600; }
+    .tag.secret-set { background: #dafbe1; color: #0f5323; } .saved { border-left: 4px solid var(--ok); background: #dafbe1; padding: 8px 12px; }
+    fieldset { border: 1px solid var(--line); border-radius: 4px; margin: .75rem 0; padding: 4px 12px 12px; } fieldset:disabled { border: 0; padding: 0; }
+    fieldset.secret-row { align-items: end; } legend { font-weight: 600; }
+    textarea.short { min-height: 5rem; max-width: 40rem; } .field-help { margin: .25rem 0 0; font-size: .9rem; }
+    dl.facts dd { overflow-wrap: anywhere; min-width: 0; } ul.kinds li { margin: .5rem 0; } code.excerpt { white-space: pre-wrap; word-break: break-word; font-size: .8rem; }
+    @media (max-width: 640px) { header.top nav ul { flex-wrap: wrap; gap: 8px 16px; } svg.spark { width: 72px; } }
+    /* plans */
+    #plan-form fieldset { margin: 1rem 0; } #plan-form legend { font-weight: 700; padding: 0 4px; }
+    #plan-form fieldset.row-set { border-style: dashed; } .days { display: flex; flex-wrap: wrap; gap: 4px 12px; margin-top: .5rem; }
+    input[type=number], input[type=time], input[type=datetime-local] { font: inherit; padding: 6px 8px; border: 1px solid #6e7781; border-radius: 4px; width: 100%; max-width: 20rem; }
+    .hint { margin: 0 0 .25rem; color: var(--muted); font-size: .9rem; }
+    .field-error { color: var(--bad); font-weight: 600; margin: .25rem 0 0; } .field-error:empty { display: none; }
+    [aria-invalid="true"] { border-color: var(--bad) !important; border-width: 2px !important; }
+    .ok { border-left: 4px solid var(--ok); background: #dafbe1; padding: 8px 12px; }
+    #preview { background: var(--panel); padding: 4px 12px; margin-top: 1rem; border-radius: 4px; } #preview h2 { margin-top: .5rem; font-size: 1.05rem; }
+    ol.fires li { margin: 2px 0; } details.danger-zone { margin: 1rem 0; } details.danger-zone form { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; }
+    .s-active, .s-dispatched { background: var(--run); } .s-paused, .s-queued, .s-skipped { background: var(--warn); } .s-finished, .s-ended { background: var(--ok); }
+    .s-cancelled { background: var(--gone); }
+    [hidden] { display: none !important; }
+    dl.plan-facts { grid-template-columns: max-content minmax(0, 1fr); } dl.plan-facts dd { overflow-wrap: anywhere; }
+    @media (max-width: 640px) { .days label { min-width: 3.5rem; } dl.plan-facts { grid-template-columns: 1fr; } dl.plan-facts dd { margin-bottom: 6px; } }
     """#
 
     /// Plain JavaScript: loads an uploaded file into the import form, and draws an execution's
@@ -166,6 +193,108 @@ enum ConsoleAssets {
       source.addEventListener("error", function (e) {
         if (e.data) { source.close(); statusText.textContent = "The live stream failed; reload the page."; }
       });
+    })();
+    // Plans: times in the viewer's zone, and the plan form's live preview.
+    (function () {
+      var zoneName = "";
+      try { zoneName = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zoneName = ""; }
+      function local(iso) {
+        var date = new Date(iso);
+        if (isNaN(date.getTime())) return null;
+        var text = date.toLocaleString(undefined, { weekday: "short", year: "numeric", month: "short", day: "numeric",
+                                                    hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
+        return zoneName && text.indexOf(zoneName) < 0 ? text + " (" + zoneName + ")" : text;
+      }
+      function localise(root) {
+        var times = root.querySelectorAll("time[data-local]");
+        for (var i = 0; i < times.length; i++) {
+          var text = local(times[i].getAttribute("datetime"));
+          if (text) { times[i].title = times[i].textContent; times[i].textContent = text; }
+        }
+      }
+      localise(document);
+
+      var form = document.getElementById("plan-form");
+      if (!form) return;
+      var zone = document.getElementById("time_zone");
+      if (zone && !zone.value && zoneName && form.getAttribute("action") === "/console/plans") zone.value = zoneName;
+
+      function showKind() {
+        var checked = form.querySelector("input[name=kind]:checked");
+        var kind = checked ? checked.value : "";
+        var parts = form.querySelectorAll("[data-kind]");
+        for (var i = 0; i < parts.length; i++) parts[i].hidden = parts[i].getAttribute("data-kind") !== kind;
+      }
+      showKind();
+
+      var description = document.getElementById("preview-description");
+      var list = document.getElementById("preview-fires");
+      var marked = null, timer = null, sequence = 0;
+      function mark(field, message) {
+        if (marked) {
+          var old = document.getElementById(marked + "-error");
+          if (old) old.textContent = "";
+          var oldInput = document.getElementById(marked);
+          if (oldInput) oldInput.removeAttribute("aria-invalid");
+          marked = null;
+        }
+        if (!field) return;
+        var slot = document.getElementById(field + "-error");
+        if (slot) slot.textContent = message;
+        var input = document.getElementById(field);
+        if (input) input.setAttribute("aria-invalid", "true");
+        marked = field;
+      }
+      function render(answer) {
+        list.textContent = "";
+        var none = document.getElementById("preview-fires-none");
+        if (none) none.remove();
+        if (answer.error) {
+          description.textContent = answer.error.message;
+          description.className = "error";
+          mark(answer.error.field, answer.error.message);
+          return;
+        }
+        mark(null);
+        description.className = "";
+        description.textContent = answer.fires.length ? answer.description : answer.description + ": it never fires.";
+        answer.fires.forEach(function (fire) {
+          var li = document.createElement("li");
+          var time = document.createElement("time");
+          time.setAttribute("datetime", fire.at);
+          time.textContent = local(fire.at) || fire.at;
+          li.appendChild(time);
+          if (fire.zone_text) {
+            var plan = document.createElement("span");
+            plan.className = "muted";
+            plan.textContent = " (" + fire.zone_text + ")";
+            li.appendChild(plan);
+          }
+          list.appendChild(li);
+        });
+        form.setAttribute("data-previewed", String(sequence));
+      }
+      function refresh() {
+        var mine = ++sequence;
+        fetch(form.getAttribute("data-preview"), { method: "POST", credentials: "same-origin",
+                                                   body: new URLSearchParams(new FormData(form)) })
+          .then(function (response) {
+            if (!response.ok) throw new Error("HTTP " + response.status);
+            return response.json();
+          })
+          .then(function (answer) { if (mine === sequence) render(answer); })
+          .catch(function () {
+            if (mine === sequence) { description.textContent = "The preview is unavailable; reload the page."; description.className = "error"; }
+          });
+      }
+      function changed(event) {
+        if (event.target && event.target.name === "kind") showKind();
+        if (timer) clearTimeout(timer);
+        timer = setTimeout(refresh, 250);
+      }
+      form.addEventListener("input", changed);
+      form.addEventListener("change", changed);
+      refresh();
     })();
     """#
 }

@@ -5,10 +5,10 @@ import Hummingbird
 /// Console sign-in without a session table: signing in with an API token mints a second,
 /// short-lived token of the same organisation and role in the TokenStore (so only its SHA-256 is
 /// stored), and that token is the HttpOnly, SameSite=Strict session cookie. Signing out revokes
-/// it. The pasted token itself is never kept.
+/// it; revoking the pasted token (or its expiry) ends it too. The pasted token itself is never kept.
 struct ConsoleSession {
     static let cookieName = "faultline_session"
-    /// How long a console session lives (it is also cut at the pasted token's expiry).
+    /// How long a console session lives at most.
     static let lifetime: Duration = .seconds(12 * 3600)
 
     let tokens: TokenStore
@@ -20,14 +20,11 @@ struct ConsoleSession {
         let value = pasted.trimmingCharacters(in: .whitespacesAndNewlines)
         guard let principal = try await tokens.authenticate(value) else { throw SignInError.invalidToken }
         guard principal.role.allows(.read) else { throw SignInError.noReadAccess }
-        let now = TokenStore.nowUs()
-        var expiry = now + Self.lifetime.components.seconds * 1_000_000
-        if let parent = try await tokens.listTokens(in: principal.organization).first(where: { $0.id == principal.tokenID }),
-           let parentExpiry = parent.expiresAtUs {
-            expiry = min(expiry, parentExpiry)
-        }
-        let (_, session) = try await tokens.createToken(in: principal.organization, name: "console session (\(principal.tokenID))",
-                                                        role: principal.role, expiresAtUs: expiry)
+        let expiry = TokenStore.nowUs() + Self.lifetime.components.seconds * 1_000_000
+        // Tied to the API token it came from (or, for a pasted session, to that one's token):
+        // revoking or outliving that token ends the session as well.
+        let (_, session) = try await tokens.createToken(in: principal.organization, name: "console session (\(principal.sourceTokenID))",
+                                                        role: principal.role, expiresAtUs: expiry, parent: principal.sourceTokenID)
         return session
     }
 

@@ -49,6 +49,12 @@ struct ExecutionPages {
         }
     }
 
+    /// The log without terminal colour codes (chaos colours its log lines), which a page would
+    /// show as stray characters.
+    static func plain(_ log: String) -> String {
+        log.replacing(/\x{1B}\[[0-9;?]*[ -\/]*[@-~]/, with: "")
+    }
+
     private func act(_ request: Request, _ context: GatewayContext,
                      _ body: (String, ActionForm, CallOptions) async throws -> Void) async throws -> Response {
         _ = try context.require(.write)
@@ -70,10 +76,14 @@ struct ExecutionPages {
         if terminal {
             let found = try? await client.getExecutionJournal(.init(executionId: id), options: options)
             if let text = found?.journalJson, !text.isEmpty {
-                journal = "<pre id=\"journal\" tabindex=\"0\" aria-label=\"Journal\">\(SourceMap(text: text).prettyJSON() ?? text)</pre>"
+                journal = """
+                    \(JournalSummary(journal: JSONValue(text: text) ?? .null).html())
+                    <details id="journal-details"><summary>The whole journal (JSON)</summary>
+                    <pre id="journal" tabindex="0" aria-label="Journal">\(SourceMap(text: text).prettyJSON() ?? text)</pre></details>
+                    """
             }
             if let found = try? await client.getExecutionLog(.init(executionId: id), options: options), !found.log.isEmpty {
-                log = "<pre id=\"log\" tabindex=\"0\" aria-label=\"Log\">\(found.log)</pre>\(found.truncated ? "<p class=\"muted\">The log was truncated.</p>" as HTML : .empty)"
+                log = "<pre id=\"log\" tabindex=\"0\" aria-label=\"Log\">\(Self.plain(found.log))</pre>\(found.truncated ? "<p class=\"muted\">The log was truncated.</p>" as HTML : .empty)"
             }
         }
         let csrf = ConsoleForms.csrf(of: request) ?? ""

@@ -47,21 +47,25 @@ struct ExperimentPages {
         list.titleQuery = query
         list.tags = tags
         let page = try await client.listExperiments(list, options: gateway.callOptions(context))
+        let trends = try await RecentScores.load(for: Set(page.experiments.map(\.id)), client: client, options: gateway.callOptions(context))
         let rows = page.experiments.map { e -> HTML in
             let tagLinks = e.tags.map { tag -> HTML in "<a class=\"tag\" href=\"/console/experiments?tag=\(Self.query(tag))\">\(tag)</a>" }
             let last: HTML = e.lastExecution.map { "<a href=\"/console/executions/\($0.id)\">\(Pages.status($0.state.apiName))</a>" } ?? "<span class=\"muted\">never ran</span>"
             return """
             <tr><td data-label="Title"><a href="/console/experiments/\(e.id)">\(e.title.isEmpty ? "(untitled)" : e.title)</a></td>
             <td data-label="Tags">\(tagLinks)</td><td data-label="Last outcome">\(last)</td>
-            <td data-label="Score">\(Pages.score(e.score?.value))</td><td data-label="Updated">\(Pages.time(e.updatedAtUs))</td></tr>
+            <td data-label="Score">\(Pages.score(e.score?.value))</td>
+            <td data-label="Trend">\(Sparkline(scores: trends.scores[e.id] ?? []).svg(label: "Scores of the latest runs, oldest first"))</td>
+            <td data-label="Updated">\(Pages.time(e.updatedAtUs))</td></tr>
             """
         }
         let table: HTML = page.experiments.isEmpty
             ? "<p class=\"muted\">No experiments\(query.isEmpty && tags.isEmpty ? "" : " match"). <a href=\"/console/import\">Import one</a>.</p>"
             : """
             <div class="table-wrap"><table class="responsive" id="experiments"><caption class="sr-only">Experiments</caption>
-            <thead><tr><th scope="col">Title</th><th scope="col">Tags</th><th scope="col">Last outcome</th><th scope="col">Score</th><th scope="col">Updated</th></tr></thead>
+            <thead><tr><th scope="col">Title</th><th scope="col">Tags</th><th scope="col">Last outcome</th><th scope="col">Score</th><th scope="col">Trend</th><th scope="col">Updated</th></tr></thead>
             <tbody>\(rows)</tbody></table></div>
+            <p class="muted" id="trend-note">Trend: the scores of each experiment's latest \(RecentScores.perExperiment) scored runs, oldest first, found among the organisation's newest \(trends.scanned) runs\(trends.complete ? "" : " (older runs are not looked at)").</p>
             """
         var nextQuery = "page_token=\(Self.query(page.nextPageToken))&q=\(Self.query(query))"
         for tag in tags { nextQuery += "&tag=\(Self.query(tag))" }
@@ -92,7 +96,9 @@ struct ExperimentPages {
         var runs = ExperimentsV1.ListExecutionsRequest()
         runs.experimentId = id
         runs.pageSize = 25
-        let runList = try await client.listExecutions(runs, options: options).executions
+        runs.pageToken = request.string("runs_page") ?? ""
+        let runsPage = try await client.listExecutions(runs, options: options)
+        let runList = runsPage.executions
 
         let definition = JSONValue(text: revision.definitionJson) ?? .object([:])
         let pretty = SourceMap(text: revision.definitionJson).prettyJSON() ?? revision.definitionJson
@@ -105,21 +111,23 @@ struct ExperimentPages {
         }
         let runButton: HTML = principal.role.allows(.write) ? """
             <form method="post" action="/console/experiments/\(id)/run"><input type="hidden" name="csrf" value="\(ConsoleForms.csrf(of: request) ?? "")">
-            <button type="submit" id="run-experiment">Run now</button></form>
+            <button type="submit" id="run-experiment">Run now</button>
+            <a class="button" href="/console/plans/new?experiment_id=\(id)">Plan this experiment</a></form>
             """ : .empty
         let body: HTML = """
         <h1>\(experiment.title.isEmpty ? "(untitled)" : experiment.title)</h1>
         <p>\(experiment.description)</p>
         <dl class="facts"><dt>Id</dt><dd><code>\(id)</code></dd>
         <dt>Tags</dt><dd>\(experiment.tags.map { tag -> HTML in "<a class=\"tag\" href=\"/console/experiments?tag=\(Self.query(tag))\">\(tag)</a>" })</dd>
-        <dt>Score</dt><dd>\(Pages.score(experiment.score?.value))</dd>
+        <dt>Score</dt><dd>\(Pages.score(experiment.score?.value)) \(runs.pageToken.isEmpty ? Sparkline(scores: runList.compactMap { $0.score?.value }.prefix(RecentScores.perExperiment).reversed()).svg(label: "Scores of the latest runs, oldest first") : .empty)</dd>
         <dt>Revision shown</dt><dd>\(revision.revision) of \(experiment.latestRevision) · <a href="/api/v1/experiments/\(id)/export?revision=\(revision.revision)">export JSON</a> (API token needed)</dd></dl>
         \(runButton)
         \(HTML.when(!warnings.isEmpty, "<h2>Warnings</h2><ul>\(warnings)</ul>"))
         <h2>Steps</h2>
         \(Self.steps(definition))
-        <h2>Runs</h2>
+        <h2 id="runs">Runs</h2>
         \(Pages.executions(runList, caption: "Runs of this experiment"))
+        \(HTML.when(!runsPage.nextPageToken.isEmpty, "<p><a id=\"older-runs\" href=\"/console/experiments/\(id)?runs_page=\(Self.query(runsPage.nextPageToken))#runs\">Older runs</a></p>"))
         <h2>Revisions</h2>
         <div class="table-wrap"><table class="responsive"><caption class="sr-only">Revisions</caption>
         <thead><tr><th scope="col">Revision</th><th scope="col">Title</th><th scope="col">Format</th><th scope="col">Made</th></tr></thead>
@@ -260,6 +268,42 @@ struct ExperimentPages {
     /// A value for a URL query.
     static func query(_ value: String) -> String {
         value.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? ""
+    }
+}
+
+/// The latest run scores of the experiments on a list page, from one bounded scan of the
+/// organisation's newest runs (pages of 200, at most `scanLimit` runs) instead of a call per
+/// experiment. It stops early once every listed experiment has its `perExperiment` scores.
+struct RecentScores {
+    static let perExperiment = 10
+    static let scanLimit = 1_000
+
+    /// Oldest first, per experiment id.
+    var scores: [String: [Double]] = [:]
+    var scanned = 0
+    /// False when the scan stopped at its limit with runs left.
+    var complete = true
+
+    static func load(for experiments: Set<String>, client: ExperimentsV1.ExperimentClient, options: CallOptions) async throws -> RecentScores {
+        var found = RecentScores()
+        guard !experiments.isEmpty else { return found }
+        var newestFirst: [String: [Double]] = [:]
+        var list = ExperimentsV1.ListExecutionsRequest()
+        list.pageSize = 200
+        while found.scanned < scanLimit {
+            let page = try await client.listExecutions(list, options: options)
+            found.scanned += page.executions.count
+            for execution in page.executions where experiments.contains(execution.experimentId) {
+                guard let score = execution.score?.value, newestFirst[execution.experimentId, default: []].count < perExperiment else { continue }
+                newestFirst[execution.experimentId, default: []].append(score)
+            }
+            list.pageToken = page.nextPageToken
+            if page.nextPageToken.isEmpty { break }
+            if experiments.allSatisfy({ newestFirst[$0]?.count == perExperiment }) { break }
+            if found.scanned >= scanLimit { found.complete = false }
+        }
+        found.scores = newestFirst.mapValues { Array($0.reversed()) }
+        return found
     }
 }
 

@@ -7,7 +7,11 @@ import ServiceKit
 
 /// The console's page shell and its shared pieces.
 enum Pages {
-    enum Section { case overview, experiments, importing, none }
+    enum Section {
+        case overview, experiments, importing, templates, none
+        case environments, integrations
+        case plans
+    }
 
     static func layout(title: String, section: Section, principal: Principal?, csrf: String?, body: HTML) -> HTML {
         func link(_ href: String, _ label: String, _ mine: Section) -> HTML {
@@ -15,7 +19,9 @@ enum Pages {
         }
         let nav: HTML = principal.map { principal in
             """
-            <nav aria-label="Main"><ul>\(link("/console", "Overview", .overview))\(link("/console/experiments", "Experiments", .experiments))\(link("/console/import", "Import", .importing))</ul></nav>
+            <nav aria-label="Main"><ul>\(link("/console", "Overview", .overview))\(link("/console/experiments", "Experiments", .experiments))\(link("/console/import", "Import", .importing))\(link("/console/templates", "From a template", .templates))
+            \(link("/console/environments", "Environments", .environments))\(link("/console/integrations", "Integrations", .integrations))\(link("/console/plans", "Plans", .plans))
+            </ul></nav>
             <div class="who"><span>\(principal.organization.rawValue) · \(principal.role.rawValue)</span>
             <form method="post" action="/console/sign-out"><input type="hidden" name="csrf" value="\(csrf ?? "")"><button type="submit">Sign out</button></form></div>
             """
@@ -101,9 +107,11 @@ enum Pages {
         """
     }
 
-    static func overview(chart: RunsChart, truncated: Bool, running: [ExperimentsV1.Execution], titles: [String: String]) -> HTML {
+    static func overview(chart: RunsChart, scores: ScoreChart, truncated: Bool, running: [ExperimentsV1.Execution],
+                         titles: [String: String], halt: HTML) -> HTML {
         """
         <h1>Overview</h1>
+        \(halt)
         <h2 id="running-now">Running now</h2>
         \(executions(running, caption: "Runs in progress", experimentTitles: titles))
         <h2 id="runs-per-day">Runs per day by outcome</h2>
@@ -111,6 +119,10 @@ enum Pages {
         \(chart.svg())
         \(chart.legend())
         <details><summary>The same as a table</summary>\(chart.table())</details>
+        <h2 id="score-over-time">The fleet's score over time</h2>
+        <p class="muted">The mean score of the runs scored each day (UTC); a gap is a day without a scored run.</p>
+        \(scores.svg())
+        <details><summary>The same as a table</summary>\(scores.table())</details>
         """
     }
 }

@@ -29,7 +29,7 @@ struct RunsChart {
 
     var total: Int { buckets.reduce(0) { $0 + $1.counts.values.reduce(0, +) } }
 
-    private static let dayLabel: DateFormatter = {
+    static let dayLabel: DateFormatter = {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")

@@ -83,11 +83,18 @@ final class RouteTable: Sendable {
     func methods(for path: String) -> [HTTPRequest.Method] {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true)
         return routes.withLock { routes in
-            var found: [HTTPRequest.Method] = []
-            for route in routes where route.path.components.count == segments.count
-                && zip(route.path.components, segments).allSatisfy({ $0.0 ~= $0.1 }) && !found.contains(route.method) {
-                found.append(route.method)
+            let matching = routes.filter {
+                $0.path.components.count == segments.count && zip($0.path.components, segments).allSatisfy({ $0.0 ~= $0.1 })
             }
+            // The router takes the first path that matches, trying a constant segment before a
+            // parameter (`plans/preview` before `plans/{id}`), whatever the method.
+            func constant(_ path: RouterPath, _ index: Int) -> Bool { path.components[index] == .path(segments[index]) }
+            let taken = matching.map(\.path).min { a, b in
+                guard let index = segments.indices.first(where: { constant(a, $0) != constant(b, $0) }) else { return false }
+                return constant(a, index)
+            }
+            var found: [HTTPRequest.Method] = []
+            for route in matching where route.path == taken && !found.contains(route.method) { found.append(route.method) }
             return found
         }
     }

@@ -77,6 +77,13 @@ struct ScheduleRoutes {
             let created = try await schedules.createPlan(create, options: options)
             return try Response.json(PlanView(created.plan ?? .init()), status: .created)
         }
+        // Read-only arithmetic on the caller's input: anyone who may read plans may preview one.
+        group.post("plans/preview") { request, context in
+            _ = try context.require(.read)
+            let body = try await request.json(SchedulePreviewJSON.self, context)
+            let answer = try await client().previewSchedule(try body.proto(), options: gateway.callOptions(context))
+            return try Response.json(SchedulePreviewView(answer))
+        }
         group.get("plans") { request, context in
             _ = try context.require(.read)
             var list = SchedulesV1.ListPlansRequest()
@@ -153,7 +160,7 @@ struct ScheduleRoutes {
     /// fails when it fires), so the gateway asks their owners first: an unknown experiment,
     /// environment or integration is refused when the plan is written, with the same code as a
     /// malformed one. Plans are written rarely; these are point reads.
-    private func checkReferences(of spec: SchedulesV1.PlanSpec, options: CallOptions) async throws {
+    func checkReferences(of spec: SchedulesV1.PlanSpec, options: CallOptions) async throws {
         func exists(_ kind: ResourceKind, _ call: () async throws -> Void) async throws {
             do { try await call() } catch let error as RPCError where error.code == .notFound { throw kind.notFound }
         }

@@ -143,6 +143,31 @@ struct PlanSpecJSON: Codable {
     }
 }
 
+/// `POST /api/v1/plans/preview`: a schedule with the windows and blackouts of a plan spec.
+struct SchedulePreviewJSON: Decodable {
+    var schedule: ScheduleJSON
+    var windows: [RunWindowJSON]?
+    var blackouts: [BlackoutJSON]?
+    var after_us: Int64?
+    var count: Int32?
+
+    func proto() throws -> SchedulesV1.PreviewScheduleRequest {
+        .init(schedule: try schedule.proto(), windows: try (windows ?? []).map { try $0.proto() },
+              blackouts: (blackouts ?? []).map { .init(startAtUs: $0.start_at_us, endAtUs: $0.end_at_us, reason: $0.reason ?? "") },
+              afterUs: after_us ?? 0, count: count ?? 0)
+    }
+}
+
+struct SchedulePreviewView: Encodable {
+    var fires_at_us: [Int64]
+    var description: String
+
+    init(_ answer: SchedulesV1.PreviewScheduleResponse) {
+        fires_at_us = answer.fires.map(\.atUs)
+        description = answer.description
+    }
+}
+
 struct PlanRunView: Encodable {
     var id: String
     var plan_id: String?

@@ -25,6 +25,9 @@ public final class EmbeddedPostgres: Sendable, Service {
         var configuration: PostgresConfiguration
     }
     private let running = Mutex<Running?>(nil)
+    /// The port of the last run: a stopped server comes back on it when it is still free, so
+    /// clients configured for it reconnect by themselves.
+    private let previousPort = Mutex<Int?>(nil)
 
     public init(directory: String, durable: Bool = true, logger: Logger = Logger(label: "faultline.postgres.embedded")) {
         self.directory = (directory as NSString).standardizingPath
@@ -91,8 +94,8 @@ public final class EmbeddedPostgres: Sendable, Service {
         }
         let socketDirectory = try makeSocketDirectory()
         var lastError: (any Error)?
-        for _ in 0..<3 {  // a free port can be taken between probing and binding: try another
-            let port = try Self.freePort()
+        for attempt in 0..<3 {  // a free port can be taken between probing and binding: try another
+            let port = try attempt == 0 ? previousPort.withLock { $0 } ?? Self.freePort() : Self.freePort()
             do {
                 _ = try run(binary("pg_ctl"), ["start", "-D", dataDirectory, "-w", "-t", "60",
                                                "-l", directory + "/server.log",
@@ -114,6 +117,7 @@ public final class EmbeddedPostgres: Sendable, Service {
         guard let state = running.withLock({ $0 }) else { return }
         _ = try run(binary("pg_ctl"), ["stop", "-D", dataDirectory, "-m", immediate ? "immediate" : "fast", "-w", "-t", "60"])
         running.withLock { $0 = nil }
+        previousPort.withLock { $0 = state.port }
         if !state.socketDirectory.hasPrefix(directory) { try? FileManager.default.removeItem(atPath: state.socketDirectory) }
         logger.info("embedded postgres stopped", metadata: ["db.directory": "\(directory)"])
     }

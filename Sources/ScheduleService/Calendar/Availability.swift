@@ -8,13 +8,15 @@ public struct Blackout: Sendable, Hashable {
     }
 
     let kind: Kind
+    /// For people: why nothing may start (e.g. "release freeze"); quoted in SKIPPED plan runs.
+    public var reason = ""
 
     /// From `start` (included) to `end` (excluded), absolute instants.
-    public static func period(from start: Date, to end: Date) throws(ScheduleError) -> Blackout {
+    public static func period(from start: Date, to end: Date, reason: String = "") throws(ScheduleError) -> Blackout {
         guard start.timeIntervalSince1970.isFinite, end.timeIntervalSince1970.isFinite, start < end else {
             throw ScheduleError(.invalidBlackout, "a blackout period must end after it starts")
         }
-        return Blackout(kind: .period(start: start, end: end))
+        return Blackout(kind: .period(start: start, end: end), reason: reason)
     }
 
     /// Every time the wall clock is inside `window`, e.g. Fridays 16:00-24:00 Europe/Paris.
@@ -58,6 +60,16 @@ public struct Availability: Sendable, Hashable {
 
     public func isAllowed(at date: Date) -> Bool {
         (windows.isEmpty || windows.contains { $0.contains(date) }) && !blackouts.contains { $0.contains(date) }
+    }
+
+    /// The first blackout (in the plan's order) that contains `date`.
+    public func blackout(at date: Date) -> Blackout? { blackouts.first { $0.contains(date) } }
+
+    /// Why no run may start at `date`; nil when one may. A blackout wins over a closed window: it
+    /// is the more specific reason.
+    public func closure(at date: Date) -> SkipCause? {
+        if let blackout = blackout(at: date) { return .blackout(reason: blackout.reason) }
+        return isAllowed(at: date) ? nil : .outsideWindows
     }
 
     /// The first instant at or after `date` at which runs may start, or nil if there is none:

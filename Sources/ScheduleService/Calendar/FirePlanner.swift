@@ -84,6 +84,11 @@ public struct FireDecision: Sendable, Hashable {
     public let missed: Int
     /// Occurrences dropped because they fell outside the windows (policy `skip`).
     public let skippedOutsideWindow: Int
+    /// Every occurrence this decision consumed without a run of its own, each with its cause:
+    /// the latest `SkipLedger.limit` of them, oldest first.
+    public var skips: [SkippedOccurrence] = []
+    /// The earlier ones, summed up (nil when all are in `skips`).
+    public var unlisted: SkipSummary?
 }
 
 /// The pure heart of dispatch for one plan: given what was handled so far and the time now,
@@ -150,6 +155,7 @@ public struct FirePlanner: Sendable, Hashable {
         var missed = 0, skipped = 0, steps = 0
         var pending: Occurrence?
         var closed: Date?
+        var ledger = SkipLedger()
         walk: while let s = schedule.nextFire(after: cursor) {
             guard s <= now else { break }
             steps += 1
@@ -161,6 +167,8 @@ public struct FirePlanner: Sendable, Hashable {
                 let jump = lateBefore.addingTimeInterval(steps == Self.walkLimit ? -lookbackSeconds : -1e-6)
                 if jump > s, let latest = latestFire(atOrBefore: jump, after: s) {
                     missed += 1  // (at least: the walk does not count what it jumps over)
+                    ledger.markInexact()
+                    ledger.add(latest, .missed)
                     lastMissed = latest
                     handled = latest
                     cursor = latest
@@ -171,36 +179,54 @@ public struct FirePlanner: Sendable, Hashable {
                 // latest one and count it missed, so the next decision does not fire again.
                 let latest = latestFire(atOrBefore: now, after: s) ?? s
                 missed += 1; lastMissed = latest; handled = latest
+                ledger.markInexact()
+                ledger.add(latest, .folded)
                 break
             }
             cursor = s
-            guard let due = due(s, closed: &closed) else { skipped += 1; handled = s; continue }
+            guard let due = due(s, closed: &closed) else {
+                skipped += 1
+                handled = s
+                ledger.add(s, .closed)
+                continue
+            }
             if due > now { pending = Occurrence(scheduled: s, due: due); break walk }
             handled = s
             if neverLate || due > lateBefore {
-                if onTime != nil { missed += 1 }
+                if let previous = onTime {
+                    missed += 1
+                    ledger.add(previous.scheduled, .folded)
+                }
                 onTime = Occurrence(scheduled: s, due: due)
             } else {
                 missed += 1
                 lastMissed = s
+                ledger.add(s, .missed)
             }
         }
         var fire: Fire?
+        var catchUp: Date?
         if let onTime {
             fire = Fire(occurrence: onTime.scheduled, kind: onTime.due == onTime.scheduled ? .onTime : .postponed)
         } else if let lastMissed, policy.missedFire == .runOnce {
             if availability.isAllowed(at: now) {
                 fire = Fire(occurrence: lastMissed, kind: .catchUp)
+                catchUp = lastMissed
                 missed -= 1
+                ledger.remove(lastMissed)
             } else if policy.outsideWindow == .postpone, let reopening = availability.nextAllowed(from: now) {
                 // The catch-up itself waits for the windows: leave its occurrence pending.
+                catchUp = lastMissed
                 missed -= 1
+                ledger.remove(lastMissed)
                 handled = lastMissed.addingTimeInterval(-1e-6)
                 pending = Occurrence(scheduled: lastMissed, due: reopening)
             }
         }
-        return FireDecision(fire: fire, handledThrough: handled, next: pending ?? nextOccurrence(after: handled ?? cursor),
-                            missed: missed, skippedOutsideWindow: skipped)
+        var decision = FireDecision(fire: fire, handledThrough: handled, next: pending ?? nextOccurrence(after: handled ?? cursor),
+                                    missed: missed, skippedOutsideWindow: skipped)
+        (decision.skips, decision.unlisted) = ledger.finish(fire: fire, catchUp: catchUp, availability: availability)
+        return decision
     }
 
     /// The last occurrence in (`floor`, `limit`]: searches backwards in growing spans, then

@@ -11,8 +11,9 @@ import ServiceKit
 ///
 /// 1. **sweep**: runners whose lease ran out are LOST, with their runs (retried per plan);
 /// 2. **fire**: due plans are locked, FirePlanner decides, and the plan run is inserted (PENDING,
-///    QUEUED or SKIPPED) in the same transaction that moves the plan's cursor — a plan run is
-///    recorded durably before anything is dispatched, and an occurrence is fired once;
+///    QUEUED or SKIPPED), with a SKIPPED run for every occurrence that gets none, in the same
+///    transaction that moves the plan's cursor — a plan run is recorded durably before anything
+///    is dispatched, and an occurrence is fired (or recorded skipped) once;
 /// 3. **dispatch**: open plan runs are assigned a runner (labels, free capacity) and claimed,
 ///    then StartRun is called with the plan run id as request id, so a retry after a crash is
 ///    idempotent on the runner.
@@ -130,14 +131,21 @@ struct Dispatcher: Sendable {
                 let finished = next == nil
                 updates.append(PlanUpdate(org: plan.org.rawValue, id: plan.id, handled_through_us: decision.handledThrough?.micros,
                                           next_fire_us: next, state: (finished ? SchedulesV1.PlanState.finished : .active).rawValue))
+                runs += try Self.skipped(decision, plan.org, plan.id, definition, now: now.micros)
                 guard let fire = decision.fire else { continue }
                 let trigger: SchedulesV1.PlanRunTrigger = fire.kind == .catchUp ? .missed : .schedule
-                let dueAt = fire.kind == .catchUp ? now.micros : plan.dueAt
+                // When the run is due: its occurrence (not the stored wake-up time, which after a
+                // downtime is long past), the window opening it was postponed to, or now for a catch-up.
+                let dueAt = switch fire.kind {
+                case .onTime: fire.occurrence.micros
+                case .postponed: (definition.availability.nextAllowed(from: fire.occurrence) ?? fire.occurrence).micros
+                case .catchUp: now.micros
+                }
                 var state: SchedulesV1.PlanRunState = .pending
                 var reason = ""
                 if halted.contains(plan.org.rawValue) {
                     state = .skipped
-                    reason = "the organisation is halted"
+                    reason = SkipText.halted
                 } else {
                     let current = inFlight[plan.id] ?? []
                     switch definition.concurrency.decide(inFlight: current.map { RunInFlight(id: $0.id, startedAt: Date(micros: $0.created)) }) {
@@ -145,7 +153,12 @@ struct Dispatcher: Sendable {
                         break
                     case .skip(.runInFlight):
                         state = .skipped
-                        reason = "a run of this plan is still in flight (FORBID)"
+                        reason = SkipText.forbid
+                    case .skip(.maximumInFlight) where current.count >= 2 * definition.concurrency.maximumInFlight:
+                        // The queue is bounded too: a plan firing faster than its runs end would
+                        // otherwise pile up waiting runs without end.
+                        state = .skipped
+                        reason = SkipText.queueFull(definition.concurrency.maximumInFlight)
                     case .skip(.maximumInFlight):
                         state = .queued
                         reason = "max_in_flight runs of this plan are in flight"
@@ -171,6 +184,27 @@ struct Dispatcher: Sendable {
         }
         await Cancellation.deliver(cancels, skipRollbacks: false, connections: connections, timeout: configuration.callTimeout, logger: logger)
         return count
+    }
+
+    /// The SKIPPED plan runs of one decision: one per listed occurrence, and one summary run for
+    /// the rest (keyed by the earliest of them). The occurrence is the key of the unique index,
+    /// so a skipped occurrence is recorded once, however many replicas decide.
+    private static func skipped(_ decision: FireDecision, _ org: OrganizationID, _ planID: String, _ definition: PlanDefinition,
+                                now: Int64) throws -> [NewPlanRun] {
+        let spec = RunSpec(definition.spec)
+        var runs = try decision.skips.map { skip in
+            var run = try NewPlanRun(org: org, planID: planID, definition: definition, spec: spec, state: .skipped, trigger: .schedule,
+                                     occurrence: skip.scheduled.micros, due: skip.scheduled.micros, now: now)
+            run.reason = SkipText.reason(skip.cause, policy: definition.policy)
+            return run
+        }
+        if let unlisted = decision.unlisted {
+            var run = try NewPlanRun(org: org, planID: planID, definition: definition, spec: spec, state: .skipped, trigger: .schedule,
+                                     occurrence: unlisted.first.micros, due: unlisted.first.micros, now: now)
+            run.reason = SkipText.summary(unlisted)
+            runs.append(run)
+        }
+        return runs
     }
 
     // MARK: dispatch
@@ -224,13 +258,32 @@ struct Dispatcher: Sendable {
     /// Assigns a runner to one batch of open plan runs and claims them; answers how many it took.
     private func claimOpen(now: Date) async throws -> (Int, [Assignment]) {
         try await database.withTransaction { tx -> (Int, [Assignment]) in
+            // Lock order, everywhere: runners before plan runs (declaring a runner lost locks its
+            // row, then its runs), so the runners are locked before the runs are taken: locked so
+            // that two replicas never hand out the same free slot, and only when there is work, so
+            // an idle pass writes nothing.
+            let isOpen: SQL = """
+                state IN (1, 2) AND not_before_us <= \(now.micros + configuration.lookahead.micros) AND claim_until_us < \(now.micros)
+                """
+            let work = try await tx.query("SELECT EXISTS (SELECT 1 FROM schedules.plan_runs WHERE \(isOpen))")
+            guard try work.first?.decode(Bool.self, at: 0) == true else { return (0, []) }
+            var runners: [LiveRunner] = try await tx.query("""
+                SELECT r.id, r.address, r.labels::text, r.capacity, r.running,
+                    (SELECT count(*) FROM schedules.plan_runs p WHERE p.runner_id = r.id
+                        AND (p.state = 3 OR (p.state IN (1, 2) AND p.claim_until_us >= \(now.micros))))
+                FROM schedules.runners r WHERE r.state = 1 AND r.lease_us >= \(now.micros) ORDER BY r.id FOR UPDATE
+                """).map { row in
+                let (id, address, labels, capacity, running, assigned) = try row.decode((String, String, String, Int32, Int32, Int64).self)
+                return LiveRunner(id: id, address: address,
+                                  labels: (try? JSONDecoder().decode([String: String].self, from: Data(labels.utf8))) ?? [:],
+                                  free: Int(capacity) - max(Int(running), Int(assigned)))
+            }
+
             let rows = try await tx.query("""
                 SELECT org, id, plan_id, experiment_id, experiment_revision, environment_id, integration_ids, options,
                     max_in_flight, CASE WHEN avoid_until_us >= \(now.micros) THEN avoid_runners ELSE '{}' END, runner_id, state,
                     not_before_us
-                FROM schedules.plan_runs
-                WHERE state IN (1, 2) AND not_before_us <= \(now.micros + configuration.lookahead.micros)
-                    AND claim_until_us < \(now.micros)
+                FROM schedules.plan_runs WHERE \(isOpen)
                 ORDER BY due_us, id LIMIT \(configuration.batchSize) FOR UPDATE SKIP LOCKED
                 """)
             guard !rows.isEmpty else { return (0, []) }
@@ -259,26 +312,13 @@ struct Dispatcher: Sendable {
                     occupied[try row.decode(String.self, at: 0)] = Int(try row.decode(Int64.self, at: 1))
                 }
             }
-            // Locked so that two replicas never hand out the same free slot.
-            var runners: [LiveRunner] = try await tx.query("""
-                SELECT r.id, r.address, r.labels::text, r.capacity, r.running,
-                    (SELECT count(*) FROM schedules.plan_runs p WHERE p.runner_id = r.id
-                        AND (p.state = 3 OR (p.state IN (1, 2) AND p.claim_until_us >= \(now.micros))))
-                FROM schedules.runners r WHERE r.state = 1 AND r.lease_us >= \(now.micros) ORDER BY r.id FOR UPDATE
-                """).map { row in
-                let (id, address, labels, capacity, running, assigned) = try row.decode((String, String, String, Int32, Int32, Int64).self)
-                return LiveRunner(id: id, address: address,
-                                  labels: (try? JSONDecoder().decode([String: String].self, from: Data(labels.utf8))) ?? [:],
-                                  free: Int(capacity) - max(Int(running), Int(assigned)))
-            }
-
             var changes: [Change] = []
             var assignments: [Assignment] = []
             let claimUntil = now.micros + configuration.lookahead.micros + configuration.callTimeout.micros * 2
             for run in open {
                 if halted.contains(run.org.rawValue) {
                     changes.append(Change(id: run.id, state: SchedulesV1.PlanRunState.skipped.rawValue,
-                                          reason: "the organisation is halted", ended_us: now.micros))
+                                          reason: SkipText.halted, ended_us: now.micros))
                     continue
                 }
                 if run.maxInFlight > 0, occupied[run.planID, default: 0] >= Int(run.maxInFlight) {
@@ -374,6 +414,7 @@ struct Dispatcher: Sendable {
         }
         outcome.dispatched = started.count
         let orphaned = try await database.withTransaction { tx -> [Cancellation] in
+            try await PlanRunLocks.lock(results.map(\.0.runID), on: tx)
             try await Self.apply(changes, on: tx)
             if !retry.isEmpty {
                 struct Avoid: Encodable { let id: String; let runner: String }

@@ -16,7 +16,8 @@ struct Cancellation: Sendable {
     /// for its runner's next heartbeat, in case the direct CancelRun does not reach it.
     static func cancelRuns(ids: [String], state: SchedulesV1.PlanRunState, reason: String, now: Int64,
                            on tx: PostgresConnection) async throws -> [Cancellation] {
-        try await select(try await tx.query("""
+        try await PlanRunLocks.lock(ids, on: tx)
+        return try await select(try await tx.query("""
             UPDATE schedules.plan_runs p SET state = \(state.rawValue), reason = \(reason), ended_us = \(now)
             FROM schedules.plan_runs old LEFT JOIN schedules.runners r ON r.id = old.runner_id
             WHERE p.id = ANY(\(ids)) AND old.org = p.org AND old.id = p.id AND p.state IN (1, 2, 3)
@@ -97,8 +98,12 @@ enum Halts {
                 VALUES (\(org.rawValue), \(now), \(actor.kind.rawValue), \(actor.id), \(request.reason), \(request.skipRollbacks))
                 ON CONFLICT (org) DO NOTHING
                 """)
+            // Plan runs are locked in id order wherever many are updated at once (see RunnerStore.loseRuns).
             try await tx.execute("""
-                UPDATE schedules.plan_runs SET state = \(SchedulesV1.PlanRunState.skipped.rawValue), reason = 'the organisation is halted',
+                SELECT 1 FROM schedules.plan_runs WHERE org = \(org.rawValue) AND state IN (1, 2, 3) ORDER BY id FOR UPDATE
+                """)
+            try await tx.execute("""
+                UPDATE schedules.plan_runs SET state = \(SchedulesV1.PlanRunState.skipped.rawValue), reason = \(SkipText.halted),
                     ended_us = \(now), runner_id = '', claim_until_us = 0
                 WHERE org = \(org.rawValue) AND state IN (1, 2) AND NOT (runner_id <> '' AND claim_until_us >= \(now))
                 """)

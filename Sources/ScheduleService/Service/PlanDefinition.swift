@@ -30,24 +30,8 @@ struct PlanDefinition: Sendable {
         try Check.runOptions(spec.runOptions)
 
         guard let kind = spec.schedule?.kind else { throw RPCError(.invalidArgument, "spec.schedule is required") }
-        schedule = try Self.schedule(kind, activeSince: activeSince)
-
-        guard spec.windows.count <= Self.maximumWindows else { throw RPCError(.invalidArgument, "at most \(Self.maximumWindows) spec.windows") }
-        guard spec.blackouts.count <= Self.maximumBlackouts else { throw RPCError(.invalidArgument, "at most \(Self.maximumBlackouts) spec.blackouts") }
-        var windows: [RunWindow] = []
-        for (index, window) in spec.windows.enumerated() { windows.append(try Self.window(window, "spec.windows[\(index)]")) }
-        var blackouts: [Blackout] = []
-        for (index, blackout) in spec.blackouts.enumerated() {
-            let field = "spec.blackouts[\(index)]"
-            try Check.text(blackout.reason, "\(field).reason", max: 1000)
-            guard blackout.startAtUs > 0, blackout.endAtUs > blackout.startAtUs, blackout.endAtUs < Check.latestMicros else {
-                throw RPCError(.invalidArgument, "\(field) must have 0 < start_at_us < end_at_us before year 9999")
-            }
-            blackouts.append(try Self.converting(field) { () throws(ScheduleError) in
-                try Blackout.period(from: Date(micros: blackout.startAtUs), to: Date(micros: blackout.endAtUs))
-            })
-        }
-        availability = Availability(windows: windows, blackouts: blackouts)
+        schedule = try Self.schedule(kind, activeSince: activeSince, field: "spec.schedule")
+        availability = try Self.availability(windows: spec.windows, blackouts: spec.blackouts, prefix: "spec.")
 
         let missed: MissedFirePolicy
         switch spec.missedFirePolicy {
@@ -90,28 +74,52 @@ struct PlanDefinition: Sendable {
         }
     }
 
-    private static func schedule(_ kind: SchedulesV1.Schedule.Kind, activeSince: Date) throws(RPCError) -> Schedule {
+    /// The calendar schedule of `kind`; errors name `field` (`spec.schedule` in a plan).
+    static func schedule(_ kind: SchedulesV1.Schedule.Kind, activeSince: Date, field: String) throws(RPCError) -> Schedule {
         switch kind {
         case .now:
             return .now(requestedAt: activeSince)
         case .at(let once):
             guard once.atUs > 0, once.atUs < Check.latestMicros else {
-                throw RPCError(.invalidArgument, "spec.schedule.at.at_us must be a time after 1970 and before year 9999")
+                throw RPCError(.invalidArgument, "\(field).at.at_us must be a time after 1970 and before year 9999")
             }
             return .once(at: Date(micros: once.atUs))
         case .cron(let cron):
-            return try converting("spec.schedule.cron") { () throws(ScheduleError) in
-                .cron(try CronSchedule(parsing: cron.expression, timeZoneIdentifier: cron.timeZone.isEmpty ? "UTC" : cron.timeZone))
+            do {
+                return .cron(try CronSchedule(parsing: cron.expression, timeZoneIdentifier: cron.timeZone.isEmpty ? "UTC" : cron.timeZone))
+            } catch {
+                let part = error.code == .unknownTimeZone ? "time_zone" : "expression"
+                throw RPCError(.invalidArgument, "\(field).cron.\(part): \(error.message)")
             }
         case .interval(let interval):
             guard interval.everyUs > 0, interval.startAtUs >= 0, interval.startAtUs < Check.latestMicros else {
-                throw RPCError(.invalidArgument, "spec.schedule.interval needs every_us > 0 and 0 <= start_at_us before year 9999")
+                throw RPCError(.invalidArgument, "\(field).interval needs every_us > 0 and 0 <= start_at_us before year 9999")
             }
             let anchor = interval.startAtUs == 0 ? activeSince : Date(micros: interval.startAtUs)
-            return try converting("spec.schedule.interval") { () throws(ScheduleError) in
+            return try converting("\(field).interval") { () throws(ScheduleError) in
                 .interval(try IntervalSchedule(every: .microseconds(interval.everyUs), anchor: anchor))
             }
         }
+    }
+
+    /// Windows and blackouts as calendar values; errors name `prefix` + `windows[i]` / `blackouts[i]`.
+    static func availability(windows: [SchedulesV1.RunWindow], blackouts: [SchedulesV1.Blackout], prefix: String) throws(RPCError) -> Availability {
+        guard windows.count <= Self.maximumWindows else { throw RPCError(.invalidArgument, "at most \(Self.maximumWindows) \(prefix)windows") }
+        guard blackouts.count <= Self.maximumBlackouts else { throw RPCError(.invalidArgument, "at most \(Self.maximumBlackouts) \(prefix)blackouts") }
+        var calendarWindows: [RunWindow] = []
+        for (index, window) in windows.enumerated() { calendarWindows.append(try Self.window(window, "\(prefix)windows[\(index)]")) }
+        var periods: [Blackout] = []
+        for (index, blackout) in blackouts.enumerated() {
+            let field = "\(prefix)blackouts[\(index)]"
+            try Check.text(blackout.reason, "\(field).reason", max: 1000)
+            guard blackout.startAtUs > 0, blackout.endAtUs > blackout.startAtUs, blackout.endAtUs < Check.latestMicros else {
+                throw RPCError(.invalidArgument, "\(field) must have 0 < start_at_us < end_at_us before year 9999")
+            }
+            periods.append(try Self.converting(field) { () throws(ScheduleError) in
+                try Blackout.period(from: Date(micros: blackout.startAtUs), to: Date(micros: blackout.endAtUs), reason: blackout.reason)
+            })
+        }
+        return Availability(windows: calendarWindows, blackouts: periods)
     }
 
     private static func window(_ window: SchedulesV1.RunWindow, _ field: String) throws(RPCError) -> RunWindow {

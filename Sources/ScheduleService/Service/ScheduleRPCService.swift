@@ -124,6 +124,10 @@ struct ScheduleRPCService: SchedulesV1.ScheduleService {
         }
     }
 
+    func previewSchedule(_ request: SchedulesV1.PreviewScheduleRequest, context: ServerContext) async throws -> SchedulesV1.PreviewScheduleResponse {
+        try await call(context) { _ in try SchedulePreview.answer(request, now: clock.now()) }
+    }
+
     // MARK: runners
 
     func registerRunner(_ request: SchedulesV1.RegisterRunnerRequest, context: ServerContext) async throws -> SchedulesV1.RegisterRunnerResponse {

@@ -28,6 +28,16 @@ enum PlanRunRecord {
                                     SchedulesV1.PlanRunState.dispatched.rawValue]
 }
 
+/// The lock order of the schema: plans, then runners (by id), then plan runs (by id). A
+/// transaction that updates several plan runs locks them in id order first, so two such
+/// transactions, or one and a runner being declared lost, never wait on each other in a cycle.
+enum PlanRunLocks {
+    static func lock(_ ids: [String], on tx: PostgresConnection) async throws {
+        guard ids.count > 1 else { return }
+        try await tx.execute("SELECT 1 FROM schedules.plan_runs WHERE id = ANY(\(ids)) ORDER BY id FOR UPDATE")
+    }
+}
+
 /// A new plan run as the store inserts it, many at once through `jsonb_to_recordset`.
 struct NewPlanRun: Encodable, Sendable {
     var org: String

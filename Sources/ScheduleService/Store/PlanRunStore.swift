@@ -19,10 +19,10 @@ struct PlanRunStore: Sendable {
         var reason = ""
         if try await Halts.status(org, database: database).halted {
             state = .skipped
-            reason = "the organisation is halted"
-        } else if !request.ignoreWindows, !definition.availability.isAllowed(at: now) {
+            reason = SkipText.halted
+        } else if !request.ignoreWindows, let closure = definition.availability.closure(at: now) {
             state = .skipped
-            reason = "outside the plan's windows or inside a blackout"
+            reason = SkipText.reason(closure, policy: definition.policy)
         }
         var run = try NewPlanRun(org: org, planID: plan.id, definition: definition, spec: RunSpec(definition.spec), state: state,
                                  trigger: .manual, occurrence: now.micros, due: now.micros, now: now.micros)
@@ -37,7 +37,7 @@ struct PlanRunStore: Sendable {
         var run = try NewPlanRun(org: org, planID: "", definition: nil, spec: RunSpec(request), state: halted ? .skipped : .pending,
                                  trigger: .manual, occurrence: now.micros, due: now.micros, now: now.micros)
         run.request_id = request.requestId
-        run.reason = halted ? "the organisation is halted" : ""
+        run.reason = halted ? SkipText.halted : ""
         return try await insertOne(org, run)
     }
 

@@ -114,7 +114,11 @@ struct RunnerStore: Sendable {
 
     /// The runs the runners held: dispatched ones become LOST (and are retried per their plan's
     /// policy, as new plan runs); assigned but not yet confirmed ones go back to the queue.
+    /// Called with the runners' rows locked (lock order: runners, then plan runs, in id order).
     static func loseRuns(of runners: [String], reason: String, now: Int64, on tx: PostgresConnection) async throws {
+        try await tx.execute("""
+            SELECT 1 FROM schedules.plan_runs WHERE runner_id = ANY(\(runners)) AND state IN (1, 2, 3) ORDER BY id FOR UPDATE
+            """)
         try await tx.execute("""
             UPDATE schedules.plan_runs SET runner_id = '', claim_until_us = 0, state = \(SchedulesV1.PlanRunState.queued.rawValue)
             WHERE runner_id = ANY(\(runners)) AND state IN (1, 2)

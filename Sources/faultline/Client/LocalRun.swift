@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import ServiceKit
 
 /// `faultline run --local FILE|ID`: runs an experiment on this machine as a plain
 /// `chaos --no-version-check run`, with the faultline control in HTTP mode
@@ -111,23 +112,16 @@ struct LocalRun {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw ClientError(.local, "no chaos at \(executable): set FAULTLINE_VENV to a venv with chaostoolkit and chaosfaultline")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = environment
-        if outputToStandardError { process.standardOutput = FileHandle.standardError }
-        let exited = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(1))
-        process.terminationHandler = { process in
-            exited.continuation.yield(process.terminationStatus)
-            exited.continuation.finish()
-        }
+        // In this process's group, so a Ctrl-C reaches chaos as it would a plain `chaos run`.
+        let process: SpawnedProcess
         do {
-            try process.run()
+            process = try SpawnedProcess(executable: executable, arguments: arguments, environment: environment,
+                                         options: .init(output: outputToStandardError ? .descriptor(2) : .inherit,
+                                                        errors: .inherit, group: .inherit))
         } catch {
-            throw ClientError(.local, "cannot start \(executable): \(error.localizedDescription)")
+            throw ClientError(.local, error.description)
         }
-        var statuses = exited.stream.makeAsyncIterator()
-        return await statuses.next() ?? -1
+        return await process.waitForExit().shellStatus
     }
 }
 

@@ -44,88 +44,56 @@ final class ChildProcess: Service, Sendable {
         }
     }
 
-    /// Runs the process until it exits; on graceful shutdown, asks it to stop and waits.
+    /// Runs the process until it exits; on graceful shutdown, asks it to stop and waits. Its exit
+    /// as a shell reports it (128 + n for signal n).
     private func runOnce() async throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        let lines = LineForwarder(name: name, ready: ready)
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-            } else {
-                lines.consume(data)
-            }
-        }
-        let exited = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(1))
-        process.terminationHandler = { process in
-            exited.continuation.yield(process.terminationStatus)
-            exited.continuation.finish()
-        }
-        try process.run()
-        let pid = process.processIdentifier
-        // Foundation's terminationHandler was seen never to fire for a SIGKILLed child on a
-        // loaded machine (up then neither restarted nor stopped it). A thread waits for the
-        // exit itself without reaping it (WNOWAIT), so it cannot race Foundation's own waitpid.
-        let watcher = Thread {
-            var info = siginfo_t()
-            while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
-            exited.continuation.yield(Self.status(info))
-        }
-        watcher.name = "up-watch-\(pid)"
-        watcher.start()
+        // A group of its own: a Ctrl-C reaches `up` alone, which stops the services in order, and
+        // the SIGKILL that ends a stuck one reaches whatever it started.
+        let process = try SpawnedProcess(executable: executable, arguments: arguments, environment: environment,
+                                         options: .init(output: .pipe, group: .newGroup))
+        if let output = process.outputPipe { Self.forward(output, to: LineForwarder(name: name, ready: ready)) }
         // Two child tasks: one waits for the exit; the other waits for graceful shutdown, asks the
         // service to stop, and escalates to SIGKILL after the grace period. The exit cancels the
         // stopper, so no task outlives the process it watches (and no process outlives `up`).
-        return await withTaskGroup(of: Int32?.self) { group in
-            group.addTask {
-                var statuses = exited.stream.makeAsyncIterator()
-                return await statuses.next() ?? -1
-            }
+        let exit = await withTaskGroup(of: SpawnedProcess.Exit?.self) { group in
+            group.addTask { await process.waitForExit() }
             group.addTask { [stopGrace] in
                 do {
                     try await gracefulShutdown()
                 } catch {
                     // Cancelled: the process exited by itself, or `up` is torn down without a
                     // graceful shutdown, and then the service must not outlive it.
-                    if process.isRunning { kill(pid, SIGKILL) }
+                    process.signalGroup(SIGKILL)
                     return nil
                 }
-                kill(pid, SIGTERM)
+                process.signal(SIGTERM)
                 do {
                     try await Task.sleep(for: stopGrace)
                 } catch {
                     return nil  // cancelled: it stopped within the grace period
                 }
-                if process.isRunning { kill(pid, SIGKILL) }
+                process.signalGroup(SIGKILL)
                 return nil
             }
-            var status: Int32 = -1
+            var exit: SpawnedProcess.Exit?
             while let result = await group.next() {
                 if let result {
-                    status = result
+                    exit = result
                     group.cancelAll()
                 }
             }
-            return status
+            return exit
         }
+        return exit?.shellStatus ?? -1
     }
-}
 
-extension ChildProcess {
-    /// The exit code, or the signal as 128 + n the way shells report it; -1 when already reaped.
-    static func status(_ info: siginfo_t) -> Int32 {
-        let value = info._sifields._sigchld.si_status
-        switch info.si_code {
-        case Int32(CLD_EXITED): return value
-        case Int32(CLD_KILLED), Int32(CLD_DUMPED): return 128 + value
-        default: return -1
+    /// Reads the child's output on a thread of its own until every writer is gone.
+    private static func forward(_ output: FileHandle, to lines: LineForwarder) {
+        let reader = Thread {
+            while case let data = output.availableData, !data.isEmpty { lines.consume(data) }
         }
+        reader.name = "up-output"
+        reader.start()
     }
 }
 

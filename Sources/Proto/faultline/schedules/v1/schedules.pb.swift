@@ -727,6 +727,74 @@ extension SchedulesV1 {
 }
 
 extension SchedulesV1 {
+    /// Where a schedule would fire, for people writing one (the console previews as you type). The
+    /// calendar is the dispatcher's: the same cron and daylight-saving rules, and occurrences outside
+    /// the windows or inside a blackout are left out, as the dispatcher skips them. Nothing is stored.
+    ///
+    /// Errors: INVALID_ARGUMENT whose message starts with the offending field's path in this request
+    /// and a colon, e.g. `schedule.cron.expression: invalid cron expression: hour field, token "25":
+    /// ...`, `schedule.cron.time_zone: ...`, `windows[1]: ...`, `blackouts[0]: ...`, `count: ...`.
+    public struct PreviewScheduleRequest: Hashable, Sendable {
+        public var schedule: SchedulesV1.Schedule? = nil
+        public var windows: [SchedulesV1.RunWindow] = []
+        public var blackouts: [SchedulesV1.Blackout] = []
+        /// Fires from this instant on (one exactly at it counts, as for a plan created then); 0 = now. A `now` schedule fires at it, an interval
+        /// without `start_at_us` counts from it (as a plan created then would).
+        public var afterUs: Int64 = 0
+        /// How many fires, at most 50; 0 = 5.
+        public var count: Int32 = 0
+
+        public init() {}
+
+        public init(
+            schedule: SchedulesV1.Schedule? = nil,
+            windows: [SchedulesV1.RunWindow] = [],
+            blackouts: [SchedulesV1.Blackout] = [],
+            afterUs: Int64 = 0,
+            count: Int32 = 0
+        ) {
+            self.schedule = schedule
+            self.windows = windows
+            self.blackouts = blackouts
+            self.afterUs = afterUs
+            self.count = count
+        }
+    }
+}
+
+extension SchedulesV1 {
+    public struct PreviewScheduleResponse: Hashable, Sendable {
+        /// The next fires in order: fewer than asked, or none, when the schedule ends or never matches
+        /// (e.g. `0 0 31 2 *`), or no window ever lets it start.
+        public var fires: [SchedulesV1.PreviewScheduleResponse.Fire] = []
+        /// The schedule in words, e.g. `at 03:00 on Monday to Friday (Europe/Paris)`.
+        public var description: String = ""
+
+        public init() {}
+
+        public init(
+            fires: [SchedulesV1.PreviewScheduleResponse.Fire] = [],
+            description: String = ""
+        ) {
+            self.fires = fires
+            self.description = description
+        }
+
+        public struct Fire: Hashable, Sendable {
+            public var atUs: Int64 = 0
+
+            public init() {}
+
+            public init(
+                atUs: Int64 = 0
+            ) {
+                self.atUs = atUs
+            }
+        }
+    }
+}
+
+extension SchedulesV1 {
     public struct Runner: Hashable, Sendable {
         public var id: String = ""
         /// A name for people (e.g. the host name).
@@ -1153,7 +1221,8 @@ extension SchedulesV1 {
     /// What a fire does while earlier runs of the same plan are still in flight.
     public enum ConcurrencyPolicy: RawRepresentable, Hashable, Sendable {
         case unspecified  // = 0
-        /// Start anyway, up to `max_in_flight`; beyond it the run waits (QUEUED).
+        /// Start anyway, up to `max_in_flight`; beyond it the run waits (QUEUED). At most
+        /// `max_in_flight` runs wait: an occurrence beyond them is SKIPPED.
         case allow  // = 1
         /// Skip the new occurrence (plan run SKIPPED).
         case forbid  // = 2
@@ -1195,9 +1264,12 @@ extension SchedulesV1 {
     /// What happens to occurrences that fell due while no ScheduleService replica was running.
     public enum MissedFirePolicy: RawRepresentable, Hashable, Sendable {
         case unspecified  // = 0
-        /// Record each missed occurrence as SKIPPED and wait for the next one.
+        /// Record each missed occurrence as SKIPPED and wait for the next one. After a long outage at
+        /// most 100 are recorded one by one per plan and dispatch pass (the latest), and one more SKIPPED
+        /// run, keyed by the earliest of the others, sums them up.
         case skip  // = 1
-        /// Run once for all of them (the latest), then carry on.
+        /// Run once for all of them (the latest; trigger MISSED), then carry on. The others are
+        /// recorded SKIPPED, naming the catch-up run's occurrence.
         case runOnce  // = 2
         /// A value this version of the contract does not know (proto3 enums are open).
         case unrecognized(Int32)
@@ -1282,7 +1354,10 @@ extension SchedulesV1 {
         case dispatched  // = 3
         /// The execution ended; `execution_state` says how.
         case ended  // = 4
-        /// Not started, by policy: outside windows, in a blackout, FORBID, a missed fire, a halt.
+        /// Not started, by policy: outside windows, in a blackout, FORBID, `max_in_flight` runs already
+        /// waiting, a missed fire, folded into a later occurrence due at the same time, a halt; `reason`
+        /// says which. An occurrence is recorded once (unique per plan and occurrence), however many
+        /// replicas run.
         case skipped  // = 5
         /// Terminated before it ended on its own: REPLACE, a halt, a user.
         case cancelled  // = 6
@@ -1436,6 +1511,7 @@ extension SchedulesV1 {
         public static let runExperiment = MethodDescriptor(service: "faultline.schedules.v1.ScheduleService", method: "RunExperiment")
         public static let getPlanRun = MethodDescriptor(service: "faultline.schedules.v1.ScheduleService", method: "GetPlanRun")
         public static let listPlanRuns = MethodDescriptor(service: "faultline.schedules.v1.ScheduleService", method: "ListPlanRuns")
+        public static let previewSchedule = MethodDescriptor(service: "faultline.schedules.v1.ScheduleService", method: "PreviewSchedule")
         public static let registerRunner = MethodDescriptor(service: "faultline.schedules.v1.ScheduleService", method: "RegisterRunner")
         public static let heartbeat = MethodDescriptor(service: "faultline.schedules.v1.ScheduleService", method: "Heartbeat")
         public static let deregisterRunner = MethodDescriptor(service: "faultline.schedules.v1.ScheduleService", method: "DeregisterRunner")
@@ -1445,7 +1521,7 @@ extension SchedulesV1 {
         public static let halt = MethodDescriptor(service: "faultline.schedules.v1.ScheduleService", method: "Halt")
         public static let resume = MethodDescriptor(service: "faultline.schedules.v1.ScheduleService", method: "Resume")
         public static let getHaltStatus = MethodDescriptor(service: "faultline.schedules.v1.ScheduleService", method: "GetHaltStatus")
-        public static let all: [MethodDescriptor] = [createPlan, getPlan, listPlans, updatePlan, deletePlan, pausePlan, resumePlan, triggerPlan, runExperiment, getPlanRun, listPlanRuns, registerRunner, heartbeat, deregisterRunner, reportRunEnded, getRunner, listRunners, halt, resume, getHaltStatus]
+        public static let all: [MethodDescriptor] = [createPlan, getPlan, listPlans, updatePlan, deletePlan, pausePlan, resumePlan, triggerPlan, runExperiment, getPlanRun, listPlanRuns, previewSchedule, registerRunner, heartbeat, deregisterRunner, reportRunEnded, getRunner, listRunners, halt, resume, getHaltStatus]
     }
 
     /// Plans and their runs, the runner registry, dispatch and the kill switch. Every occurrence is
@@ -1464,6 +1540,8 @@ extension SchedulesV1 {
         func runExperiment(_ request: SchedulesV1.RunExperimentRequest, context: ServerContext) async throws -> SchedulesV1.RunExperimentResponse
         func getPlanRun(_ request: SchedulesV1.GetPlanRunRequest, context: ServerContext) async throws -> SchedulesV1.GetPlanRunResponse
         func listPlanRuns(_ request: SchedulesV1.ListPlanRunsRequest, context: ServerContext) async throws -> SchedulesV1.ListPlanRunsResponse
+        /// Where a schedule would fire; no plan needed, nothing stored.
+        func previewSchedule(_ request: SchedulesV1.PreviewScheduleRequest, context: ServerContext) async throws -> SchedulesV1.PreviewScheduleResponse
         func registerRunner(_ request: SchedulesV1.RegisterRunnerRequest, context: ServerContext) async throws -> SchedulesV1.RegisterRunnerResponse
         /// NOT_FOUND for an unknown (or lost) runner id: the runner must register again.
         func heartbeat(_ request: SchedulesV1.HeartbeatRequest, context: ServerContext) async throws -> SchedulesV1.HeartbeatResponse
@@ -1529,6 +1607,11 @@ extension SchedulesV1 {
 
         public func listPlanRuns(_ request: SchedulesV1.ListPlanRunsRequest, options: CallOptions = CallOptions()) async throws -> SchedulesV1.ListPlanRunsResponse {
             try await caller.unary(SchedulesV1.ScheduleMethods.listPlanRuns, request, options: options)
+        }
+
+        /// Where a schedule would fire; no plan needed, nothing stored.
+        public func previewSchedule(_ request: SchedulesV1.PreviewScheduleRequest, options: CallOptions = CallOptions()) async throws -> SchedulesV1.PreviewScheduleResponse {
+            try await caller.unary(SchedulesV1.ScheduleMethods.previewSchedule, request, options: options)
         }
 
         public func registerRunner(_ request: SchedulesV1.RegisterRunnerRequest, options: CallOptions = CallOptions()) async throws -> SchedulesV1.RegisterRunnerResponse {
@@ -1605,6 +1688,9 @@ extension SchedulesV1.ScheduleService {
             },
             .unary(SchedulesV1.ScheduleMethods.listPlanRuns) { (request: SchedulesV1.ListPlanRunsRequest, context) async throws -> SchedulesV1.ListPlanRunsResponse in
                 try await self.listPlanRuns(request, context: context)
+            },
+            .unary(SchedulesV1.ScheduleMethods.previewSchedule) { (request: SchedulesV1.PreviewScheduleRequest, context) async throws -> SchedulesV1.PreviewScheduleResponse in
+                try await self.previewSchedule(request, context: context)
             },
             .unary(SchedulesV1.ScheduleMethods.registerRunner) { (request: SchedulesV1.RegisterRunnerRequest, context) async throws -> SchedulesV1.RegisterRunnerResponse in
                 try await self.registerRunner(request, context: context)
@@ -3268,6 +3354,175 @@ extension SchedulesV1.ListPlanRunsResponse: ProtoMessage {
             }
         }
         if !self.nextPageToken.isEmpty { c.pointee.next_page_token = try ProtoC.cString(self.nextPageToken, field: "faultline.schedules.v1.ListPlanRunsResponse.next_page_token") }
+    }
+}
+
+extension SchedulesV1.PreviewScheduleRequest: ProtoMessage {
+    public static let protoName = "faultline.schedules.v1.PreviewScheduleRequest"
+
+    public static var descriptor: UnsafePointer<ProtobufCMessageDescriptor> {
+        flpc_faultline__schedules__v1__preview_schedule_request__descriptor()
+    }
+
+    public init(unpacked message: UnsafePointer<ProtobufCMessage>) throws(RPCError) {
+        try ProtoC.checkDescriptor(message, Self.self)
+        try self.init(c: UnsafeRawPointer(message).assumingMemoryBound(to: Faultline__Schedules__V1__PreviewScheduleRequest.self))
+    }
+
+    public func makeUnpacked() throws(RPCError) -> UnsafeMutablePointer<ProtobufCMessage> {
+        UnsafeMutableRawPointer(try makeC()).assumingMemoryBound(to: ProtobufCMessage.self)
+    }
+
+    init(c pointer: UnsafePointer<Faultline__Schedules__V1__PreviewScheduleRequest>) throws(RPCError) {
+        self.init()
+        let c = pointer.pointee
+        if let p = c.schedule { self.schedule = try SchedulesV1.Schedule(c: p) }
+        if c.n_windows > 0 {
+            self.windows.reserveCapacity(c.n_windows)
+            for i in 0..<c.n_windows {
+                guard let p = c.windows[i] else { throw ProtoC.missing("faultline.schedules.v1.PreviewScheduleRequest.windows") }
+                self.windows.append(try SchedulesV1.RunWindow(c: p))
+            }
+        }
+        if c.n_blackouts > 0 {
+            self.blackouts.reserveCapacity(c.n_blackouts)
+            for i in 0..<c.n_blackouts {
+                guard let p = c.blackouts[i] else { throw ProtoC.missing("faultline.schedules.v1.PreviewScheduleRequest.blackouts") }
+                self.blackouts.append(try SchedulesV1.Blackout(c: p))
+            }
+        }
+        self.afterUs = c.after_us
+        self.count = c.count
+    }
+
+    /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
+    func makeC() throws(RPCError) -> UnsafeMutablePointer<Faultline__Schedules__V1__PreviewScheduleRequest> {
+        let c: UnsafeMutablePointer<Faultline__Schedules__V1__PreviewScheduleRequest> = try ProtoC.message { faultline__schedules__v1__preview_schedule_request__init($0) }
+        do throws(RPCError) {
+            try fill(c)
+        } catch {
+            ProtoC.free(c)
+            throw error
+        }
+        return c
+    }
+
+    /// Every pointer is stored as soon as it is allocated, so a throw leaves `c` freeable.
+    private func fill(_ c: UnsafeMutablePointer<Faultline__Schedules__V1__PreviewScheduleRequest>) throws(RPCError) {
+        if let v = self.schedule { c.pointee.schedule = try v.makeC() }
+        if !self.windows.isEmpty {
+            c.pointee.windows = try ProtoC.array(count: self.windows.count)
+            let items = c.pointee.windows!
+            for v in self.windows {
+                items[c.pointee.n_windows] = try v.makeC()
+                c.pointee.n_windows += 1
+            }
+        }
+        if !self.blackouts.isEmpty {
+            c.pointee.blackouts = try ProtoC.array(count: self.blackouts.count)
+            let items = c.pointee.blackouts!
+            for v in self.blackouts {
+                items[c.pointee.n_blackouts] = try v.makeC()
+                c.pointee.n_blackouts += 1
+            }
+        }
+        c.pointee.after_us = self.afterUs
+        c.pointee.count = self.count
+    }
+}
+
+extension SchedulesV1.PreviewScheduleResponse: ProtoMessage {
+    public static let protoName = "faultline.schedules.v1.PreviewScheduleResponse"
+
+    public static var descriptor: UnsafePointer<ProtobufCMessageDescriptor> {
+        flpc_faultline__schedules__v1__preview_schedule_response__descriptor()
+    }
+
+    public init(unpacked message: UnsafePointer<ProtobufCMessage>) throws(RPCError) {
+        try ProtoC.checkDescriptor(message, Self.self)
+        try self.init(c: UnsafeRawPointer(message).assumingMemoryBound(to: Faultline__Schedules__V1__PreviewScheduleResponse.self))
+    }
+
+    public func makeUnpacked() throws(RPCError) -> UnsafeMutablePointer<ProtobufCMessage> {
+        UnsafeMutableRawPointer(try makeC()).assumingMemoryBound(to: ProtobufCMessage.self)
+    }
+
+    init(c pointer: UnsafePointer<Faultline__Schedules__V1__PreviewScheduleResponse>) throws(RPCError) {
+        self.init()
+        let c = pointer.pointee
+        if c.n_fires > 0 {
+            self.fires.reserveCapacity(c.n_fires)
+            for i in 0..<c.n_fires {
+                guard let p = c.fires[i] else { throw ProtoC.missing("faultline.schedules.v1.PreviewScheduleResponse.fires") }
+                self.fires.append(try SchedulesV1.PreviewScheduleResponse.Fire(c: p))
+            }
+        }
+        self.description = try ProtoC.string(c.description, field: "faultline.schedules.v1.PreviewScheduleResponse.description")
+    }
+
+    /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
+    func makeC() throws(RPCError) -> UnsafeMutablePointer<Faultline__Schedules__V1__PreviewScheduleResponse> {
+        let c: UnsafeMutablePointer<Faultline__Schedules__V1__PreviewScheduleResponse> = try ProtoC.message { faultline__schedules__v1__preview_schedule_response__init($0) }
+        do throws(RPCError) {
+            try fill(c)
+        } catch {
+            ProtoC.free(c)
+            throw error
+        }
+        return c
+    }
+
+    /// Every pointer is stored as soon as it is allocated, so a throw leaves `c` freeable.
+    private func fill(_ c: UnsafeMutablePointer<Faultline__Schedules__V1__PreviewScheduleResponse>) throws(RPCError) {
+        if !self.fires.isEmpty {
+            c.pointee.fires = try ProtoC.array(count: self.fires.count)
+            let items = c.pointee.fires!
+            for v in self.fires {
+                items[c.pointee.n_fires] = try v.makeC()
+                c.pointee.n_fires += 1
+            }
+        }
+        if !self.description.isEmpty { c.pointee.description = try ProtoC.cString(self.description, field: "faultline.schedules.v1.PreviewScheduleResponse.description") }
+    }
+}
+
+extension SchedulesV1.PreviewScheduleResponse.Fire: ProtoMessage {
+    public static let protoName = "faultline.schedules.v1.PreviewScheduleResponse.Fire"
+
+    public static var descriptor: UnsafePointer<ProtobufCMessageDescriptor> {
+        flpc_faultline__schedules__v1__preview_schedule_response__fire__descriptor()
+    }
+
+    public init(unpacked message: UnsafePointer<ProtobufCMessage>) throws(RPCError) {
+        try ProtoC.checkDescriptor(message, Self.self)
+        try self.init(c: UnsafeRawPointer(message).assumingMemoryBound(to: Faultline__Schedules__V1__PreviewScheduleResponse__Fire.self))
+    }
+
+    public func makeUnpacked() throws(RPCError) -> UnsafeMutablePointer<ProtobufCMessage> {
+        UnsafeMutableRawPointer(try makeC()).assumingMemoryBound(to: ProtobufCMessage.self)
+    }
+
+    init(c pointer: UnsafePointer<Faultline__Schedules__V1__PreviewScheduleResponse__Fire>) throws(RPCError) {
+        self.init()
+        let c = pointer.pointee
+        self.atUs = c.at_us
+    }
+
+    /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
+    func makeC() throws(RPCError) -> UnsafeMutablePointer<Faultline__Schedules__V1__PreviewScheduleResponse__Fire> {
+        let c: UnsafeMutablePointer<Faultline__Schedules__V1__PreviewScheduleResponse__Fire> = try ProtoC.message { faultline__schedules__v1__preview_schedule_response__fire__init($0) }
+        do throws(RPCError) {
+            try fill(c)
+        } catch {
+            ProtoC.free(c)
+            throw error
+        }
+        return c
+    }
+
+    /// Every pointer is stored as soon as it is allocated, so a throw leaves `c` freeable.
+    private func fill(_ c: UnsafeMutablePointer<Faultline__Schedules__V1__PreviewScheduleResponse__Fire>) throws(RPCError) {
+        c.pointee.at_us = self.atUs
     }
 }
 

@@ -1387,6 +1387,102 @@ void   faultline__schedules__v1__list_plan_runs_response__free_unpacked
   assert(message->base.descriptor == &faultline__schedules__v1__list_plan_runs_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   faultline__schedules__v1__preview_schedule_request__init
+                     (Faultline__Schedules__V1__PreviewScheduleRequest         *message)
+{
+  static const Faultline__Schedules__V1__PreviewScheduleRequest init_value = FAULTLINE__SCHEDULES__V1__PREVIEW_SCHEDULE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t faultline__schedules__v1__preview_schedule_request__get_packed_size
+                     (const Faultline__Schedules__V1__PreviewScheduleRequest *message)
+{
+  assert(message->base.descriptor == &faultline__schedules__v1__preview_schedule_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t faultline__schedules__v1__preview_schedule_request__pack
+                     (const Faultline__Schedules__V1__PreviewScheduleRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &faultline__schedules__v1__preview_schedule_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t faultline__schedules__v1__preview_schedule_request__pack_to_buffer
+                     (const Faultline__Schedules__V1__PreviewScheduleRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &faultline__schedules__v1__preview_schedule_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Faultline__Schedules__V1__PreviewScheduleRequest *
+       faultline__schedules__v1__preview_schedule_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Faultline__Schedules__V1__PreviewScheduleRequest *)
+     protobuf_c_message_unpack (&faultline__schedules__v1__preview_schedule_request__descriptor,
+                                allocator, len, data);
+}
+void   faultline__schedules__v1__preview_schedule_request__free_unpacked
+                     (Faultline__Schedules__V1__PreviewScheduleRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &faultline__schedules__v1__preview_schedule_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   faultline__schedules__v1__preview_schedule_response__fire__init
+                     (Faultline__Schedules__V1__PreviewScheduleResponse__Fire         *message)
+{
+  static const Faultline__Schedules__V1__PreviewScheduleResponse__Fire init_value = FAULTLINE__SCHEDULES__V1__PREVIEW_SCHEDULE_RESPONSE__FIRE__INIT;
+  *message = init_value;
+}
+void   faultline__schedules__v1__preview_schedule_response__init
+                     (Faultline__Schedules__V1__PreviewScheduleResponse         *message)
+{
+  static const Faultline__Schedules__V1__PreviewScheduleResponse init_value = FAULTLINE__SCHEDULES__V1__PREVIEW_SCHEDULE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t faultline__schedules__v1__preview_schedule_response__get_packed_size
+                     (const Faultline__Schedules__V1__PreviewScheduleResponse *message)
+{
+  assert(message->base.descriptor == &faultline__schedules__v1__preview_schedule_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t faultline__schedules__v1__preview_schedule_response__pack
+                     (const Faultline__Schedules__V1__PreviewScheduleResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &faultline__schedules__v1__preview_schedule_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t faultline__schedules__v1__preview_schedule_response__pack_to_buffer
+                     (const Faultline__Schedules__V1__PreviewScheduleResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &faultline__schedules__v1__preview_schedule_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Faultline__Schedules__V1__PreviewScheduleResponse *
+       faultline__schedules__v1__preview_schedule_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Faultline__Schedules__V1__PreviewScheduleResponse *)
+     protobuf_c_message_unpack (&faultline__schedules__v1__preview_schedule_response__descriptor,
+                                allocator, len, data);
+}
+void   faultline__schedules__v1__preview_schedule_response__free_unpacked
+                     (Faultline__Schedules__V1__PreviewScheduleResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &faultline__schedules__v1__preview_schedule_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   faultline__schedules__v1__runner__labels_entry__init
                      (Faultline__Schedules__V1__Runner__LabelsEntry         *message)
 {
@@ -4473,6 +4569,185 @@ const ProtobufCMessageDescriptor faultline__schedules__v1__list_plan_runs_respon
   (ProtobufCMessageInit) faultline__schedules__v1__list_plan_runs_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor faultline__schedules__v1__preview_schedule_request__field_descriptors[5] =
+{
+  {
+    "schedule",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Schedules__V1__PreviewScheduleRequest, schedule),
+    &faultline__schedules__v1__schedule__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "windows",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Faultline__Schedules__V1__PreviewScheduleRequest, n_windows),
+    offsetof(Faultline__Schedules__V1__PreviewScheduleRequest, windows),
+    &faultline__schedules__v1__run_window__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "blackouts",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Faultline__Schedules__V1__PreviewScheduleRequest, n_blackouts),
+    offsetof(Faultline__Schedules__V1__PreviewScheduleRequest, blackouts),
+    &faultline__schedules__v1__blackout__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after_us",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Schedules__V1__PreviewScheduleRequest, after_us),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "count",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Schedules__V1__PreviewScheduleRequest, count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned faultline__schedules__v1__preview_schedule_request__field_indices_by_name[] = {
+  3,   /* field[3] = after_us */
+  2,   /* field[2] = blackouts */
+  4,   /* field[4] = count */
+  0,   /* field[0] = schedule */
+  1,   /* field[1] = windows */
+};
+static const ProtobufCIntRange faultline__schedules__v1__preview_schedule_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor faultline__schedules__v1__preview_schedule_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "faultline.schedules.v1.PreviewScheduleRequest",
+  "PreviewScheduleRequest",
+  "Faultline__Schedules__V1__PreviewScheduleRequest",
+  "faultline.schedules.v1",
+  sizeof(Faultline__Schedules__V1__PreviewScheduleRequest),
+  5,
+  faultline__schedules__v1__preview_schedule_request__field_descriptors,
+  faultline__schedules__v1__preview_schedule_request__field_indices_by_name,
+  1,  faultline__schedules__v1__preview_schedule_request__number_ranges,
+  (ProtobufCMessageInit) faultline__schedules__v1__preview_schedule_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor faultline__schedules__v1__preview_schedule_response__fire__field_descriptors[1] =
+{
+  {
+    "at_us",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Schedules__V1__PreviewScheduleResponse__Fire, at_us),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned faultline__schedules__v1__preview_schedule_response__fire__field_indices_by_name[] = {
+  0,   /* field[0] = at_us */
+};
+static const ProtobufCIntRange faultline__schedules__v1__preview_schedule_response__fire__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor faultline__schedules__v1__preview_schedule_response__fire__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "faultline.schedules.v1.PreviewScheduleResponse.Fire",
+  "Fire",
+  "Faultline__Schedules__V1__PreviewScheduleResponse__Fire",
+  "faultline.schedules.v1",
+  sizeof(Faultline__Schedules__V1__PreviewScheduleResponse__Fire),
+  1,
+  faultline__schedules__v1__preview_schedule_response__fire__field_descriptors,
+  faultline__schedules__v1__preview_schedule_response__fire__field_indices_by_name,
+  1,  faultline__schedules__v1__preview_schedule_response__fire__number_ranges,
+  (ProtobufCMessageInit) faultline__schedules__v1__preview_schedule_response__fire__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor faultline__schedules__v1__preview_schedule_response__field_descriptors[2] =
+{
+  {
+    "fires",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Faultline__Schedules__V1__PreviewScheduleResponse, n_fires),
+    offsetof(Faultline__Schedules__V1__PreviewScheduleResponse, fires),
+    &faultline__schedules__v1__preview_schedule_response__fire__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "description",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Schedules__V1__PreviewScheduleResponse, description),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned faultline__schedules__v1__preview_schedule_response__field_indices_by_name[] = {
+  1,   /* field[1] = description */
+  0,   /* field[0] = fires */
+};
+static const ProtobufCIntRange faultline__schedules__v1__preview_schedule_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor faultline__schedules__v1__preview_schedule_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "faultline.schedules.v1.PreviewScheduleResponse",
+  "PreviewScheduleResponse",
+  "Faultline__Schedules__V1__PreviewScheduleResponse",
+  "faultline.schedules.v1",
+  sizeof(Faultline__Schedules__V1__PreviewScheduleResponse),
+  2,
+  faultline__schedules__v1__preview_schedule_response__field_descriptors,
+  faultline__schedules__v1__preview_schedule_response__field_indices_by_name,
+  1,  faultline__schedules__v1__preview_schedule_response__number_ranges,
+  (ProtobufCMessageInit) faultline__schedules__v1__preview_schedule_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor faultline__schedules__v1__runner__labels_entry__field_descriptors[2] =
 {
   {
@@ -5928,7 +6203,7 @@ const ProtobufCEnumDescriptor faultline__schedules__v1__runner_state__descriptor
   faultline__schedules__v1__runner_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor faultline__schedules__v1__schedule_service__method_descriptors[20] =
+static const ProtobufCMethodDescriptor faultline__schedules__v1__schedule_service__method_descriptors[21] =
 {
   { "CreatePlan", &faultline__schedules__v1__create_plan_request__descriptor, &faultline__schedules__v1__create_plan_response__descriptor },
   { "GetPlan", &faultline__schedules__v1__get_plan_request__descriptor, &faultline__schedules__v1__get_plan_response__descriptor },
@@ -5941,6 +6216,7 @@ static const ProtobufCMethodDescriptor faultline__schedules__v1__schedule_servic
   { "RunExperiment", &faultline__schedules__v1__run_experiment_request__descriptor, &faultline__schedules__v1__run_experiment_response__descriptor },
   { "GetPlanRun", &faultline__schedules__v1__get_plan_run_request__descriptor, &faultline__schedules__v1__get_plan_run_response__descriptor },
   { "ListPlanRuns", &faultline__schedules__v1__list_plan_runs_request__descriptor, &faultline__schedules__v1__list_plan_runs_response__descriptor },
+  { "PreviewSchedule", &faultline__schedules__v1__preview_schedule_request__descriptor, &faultline__schedules__v1__preview_schedule_response__descriptor },
   { "RegisterRunner", &faultline__schedules__v1__register_runner_request__descriptor, &faultline__schedules__v1__register_runner_response__descriptor },
   { "Heartbeat", &faultline__schedules__v1__heartbeat_request__descriptor, &faultline__schedules__v1__heartbeat_response__descriptor },
   { "DeregisterRunner", &faultline__schedules__v1__deregister_runner_request__descriptor, &faultline__schedules__v1__deregister_runner_response__descriptor },
@@ -5954,20 +6230,21 @@ static const ProtobufCMethodDescriptor faultline__schedules__v1__schedule_servic
 const unsigned faultline__schedules__v1__schedule_service__method_indices_by_name[] = {
   0,        /* CreatePlan */
   4,        /* DeletePlan */
-  13,        /* DeregisterRunner */
-  19,        /* GetHaltStatus */
+  14,        /* DeregisterRunner */
+  20,        /* GetHaltStatus */
   1,        /* GetPlan */
   9,        /* GetPlanRun */
-  15,        /* GetRunner */
-  17,        /* Halt */
-  12,        /* Heartbeat */
+  16,        /* GetRunner */
+  18,        /* Halt */
+  13,        /* Heartbeat */
   10,        /* ListPlanRuns */
   2,        /* ListPlans */
-  16,        /* ListRunners */
+  17,        /* ListRunners */
   5,        /* PausePlan */
-  11,        /* RegisterRunner */
-  14,        /* ReportRunEnded */
-  18,        /* Resume */
+  11,        /* PreviewSchedule */
+  12,        /* RegisterRunner */
+  15,        /* ReportRunEnded */
+  19,        /* Resume */
   6,        /* ResumePlan */
   8,        /* RunExperiment */
   7,        /* TriggerPlan */
@@ -5980,7 +6257,7 @@ const ProtobufCServiceDescriptor faultline__schedules__v1__schedule_service__des
   "ScheduleService",
   "Faultline__Schedules__V1__ScheduleService",
   "faultline.schedules.v1",
-  20,
+  21,
   faultline__schedules__v1__schedule_service__method_descriptors,
   faultline__schedules__v1__schedule_service__method_indices_by_name
 };
@@ -6072,13 +6349,21 @@ void faultline__schedules__v1__schedule_service__list_plan_runs(ProtobufCService
   assert(service->descriptor == &faultline__schedules__v1__schedule_service__descriptor);
   service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void faultline__schedules__v1__schedule_service__preview_schedule(ProtobufCService *service,
+                                                                  const Faultline__Schedules__V1__PreviewScheduleRequest *input,
+                                                                  Faultline__Schedules__V1__PreviewScheduleResponse_Closure closure,
+                                                                  void *closure_data)
+{
+  assert(service->descriptor == &faultline__schedules__v1__schedule_service__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void faultline__schedules__v1__schedule_service__register_runner(ProtobufCService *service,
                                                                  const Faultline__Schedules__V1__RegisterRunnerRequest *input,
                                                                  Faultline__Schedules__V1__RegisterRunnerResponse_Closure closure,
                                                                  void *closure_data)
 {
   assert(service->descriptor == &faultline__schedules__v1__schedule_service__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void faultline__schedules__v1__schedule_service__heartbeat(ProtobufCService *service,
                                                            const Faultline__Schedules__V1__HeartbeatRequest *input,
@@ -6086,7 +6371,7 @@ void faultline__schedules__v1__schedule_service__heartbeat(ProtobufCService *ser
                                                            void *closure_data)
 {
   assert(service->descriptor == &faultline__schedules__v1__schedule_service__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void faultline__schedules__v1__schedule_service__deregister_runner(ProtobufCService *service,
                                                                    const Faultline__Schedules__V1__DeregisterRunnerRequest *input,
@@ -6094,7 +6379,7 @@ void faultline__schedules__v1__schedule_service__deregister_runner(ProtobufCServ
                                                                    void *closure_data)
 {
   assert(service->descriptor == &faultline__schedules__v1__schedule_service__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void faultline__schedules__v1__schedule_service__report_run_ended(ProtobufCService *service,
                                                                   const Faultline__Schedules__V1__ReportRunEndedRequest *input,
@@ -6102,7 +6387,7 @@ void faultline__schedules__v1__schedule_service__report_run_ended(ProtobufCServi
                                                                   void *closure_data)
 {
   assert(service->descriptor == &faultline__schedules__v1__schedule_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void faultline__schedules__v1__schedule_service__get_runner(ProtobufCService *service,
                                                             const Faultline__Schedules__V1__GetRunnerRequest *input,
@@ -6110,7 +6395,7 @@ void faultline__schedules__v1__schedule_service__get_runner(ProtobufCService *se
                                                             void *closure_data)
 {
   assert(service->descriptor == &faultline__schedules__v1__schedule_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void faultline__schedules__v1__schedule_service__list_runners(ProtobufCService *service,
                                                               const Faultline__Schedules__V1__ListRunnersRequest *input,
@@ -6118,7 +6403,7 @@ void faultline__schedules__v1__schedule_service__list_runners(ProtobufCService *
                                                               void *closure_data)
 {
   assert(service->descriptor == &faultline__schedules__v1__schedule_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void faultline__schedules__v1__schedule_service__halt(ProtobufCService *service,
                                                       const Faultline__Schedules__V1__HaltRequest *input,
@@ -6126,7 +6411,7 @@ void faultline__schedules__v1__schedule_service__halt(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &faultline__schedules__v1__schedule_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void faultline__schedules__v1__schedule_service__resume(ProtobufCService *service,
                                                         const Faultline__Schedules__V1__ResumeRequest *input,
@@ -6134,7 +6419,7 @@ void faultline__schedules__v1__schedule_service__resume(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &faultline__schedules__v1__schedule_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void faultline__schedules__v1__schedule_service__get_halt_status(ProtobufCService *service,
                                                                  const Faultline__Schedules__V1__GetHaltStatusRequest *input,
@@ -6142,7 +6427,7 @@ void faultline__schedules__v1__schedule_service__get_halt_status(ProtobufCServic
                                                                  void *closure_data)
 {
   assert(service->descriptor == &faultline__schedules__v1__schedule_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void faultline__schedules__v1__schedule_service__init (Faultline__Schedules__V1__ScheduleService_Service *service,
                                                        Faultline__Schedules__V1__ScheduleService_ServiceDestroy destroy)

@@ -52,6 +52,9 @@ typedef struct Faultline__Schedules__V1__GetPlanRunRequest Faultline__Schedules_
 typedef struct Faultline__Schedules__V1__GetPlanRunResponse Faultline__Schedules__V1__GetPlanRunResponse;
 typedef struct Faultline__Schedules__V1__ListPlanRunsRequest Faultline__Schedules__V1__ListPlanRunsRequest;
 typedef struct Faultline__Schedules__V1__ListPlanRunsResponse Faultline__Schedules__V1__ListPlanRunsResponse;
+typedef struct Faultline__Schedules__V1__PreviewScheduleRequest Faultline__Schedules__V1__PreviewScheduleRequest;
+typedef struct Faultline__Schedules__V1__PreviewScheduleResponse Faultline__Schedules__V1__PreviewScheduleResponse;
+typedef struct Faultline__Schedules__V1__PreviewScheduleResponse__Fire Faultline__Schedules__V1__PreviewScheduleResponse__Fire;
 typedef struct Faultline__Schedules__V1__Runner Faultline__Schedules__V1__Runner;
 typedef struct Faultline__Schedules__V1__Runner__LabelsEntry Faultline__Schedules__V1__Runner__LabelsEntry;
 typedef struct Faultline__Schedules__V1__RegisterRunnerRequest Faultline__Schedules__V1__RegisterRunnerRequest;
@@ -95,7 +98,8 @@ typedef enum _Faultline__Schedules__V1__DayOfWeek {
 typedef enum _Faultline__Schedules__V1__ConcurrencyPolicy {
   FAULTLINE__SCHEDULES__V1__CONCURRENCY_POLICY__CONCURRENCY_POLICY_UNSPECIFIED = 0,
   /*
-   * Start anyway, up to `max_in_flight`; beyond it the run waits (QUEUED).
+   * Start anyway, up to `max_in_flight`; beyond it the run waits (QUEUED). At most
+   * `max_in_flight` runs wait: an occurrence beyond them is SKIPPED.
    */
   FAULTLINE__SCHEDULES__V1__CONCURRENCY_POLICY__CONCURRENCY_POLICY_ALLOW = 1,
   /*
@@ -114,11 +118,14 @@ typedef enum _Faultline__Schedules__V1__ConcurrencyPolicy {
 typedef enum _Faultline__Schedules__V1__MissedFirePolicy {
   FAULTLINE__SCHEDULES__V1__MISSED_FIRE_POLICY__MISSED_FIRE_POLICY_UNSPECIFIED = 0,
   /*
-   * Record each missed occurrence as SKIPPED and wait for the next one.
+   * Record each missed occurrence as SKIPPED and wait for the next one. After a long outage at
+   * most 100 are recorded one by one per plan and dispatch pass (the latest), and one more SKIPPED
+   * run, keyed by the earliest of the others, sums them up.
    */
   FAULTLINE__SCHEDULES__V1__MISSED_FIRE_POLICY__MISSED_FIRE_POLICY_SKIP = 1,
   /*
-   * Run once for all of them (the latest), then carry on.
+   * Run once for all of them (the latest; trigger MISSED), then carry on. The others are
+   * recorded SKIPPED, naming the catch-up run's occurrence.
    */
   FAULTLINE__SCHEDULES__V1__MISSED_FIRE_POLICY__MISSED_FIRE_POLICY_RUN_ONCE = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FAULTLINE__SCHEDULES__V1__MISSED_FIRE_POLICY)
@@ -161,7 +168,10 @@ typedef enum _Faultline__Schedules__V1__PlanRunState {
    */
   FAULTLINE__SCHEDULES__V1__PLAN_RUN_STATE__PLAN_RUN_STATE_ENDED = 4,
   /*
-   * Not started, by policy: outside windows, in a blackout, FORBID, a missed fire, a halt.
+   * Not started, by policy: outside windows, in a blackout, FORBID, `max_in_flight` runs already
+   * waiting, a missed fire, folded into a later occurrence due at the same time, a halt; `reason`
+   * says which. An occurrence is recorded once (unique per plan and occurrence), however many
+   * replicas run.
    */
   FAULTLINE__SCHEDULES__V1__PLAN_RUN_STATE__PLAN_RUN_STATE_SKIPPED = 5,
   /*
@@ -815,6 +825,66 @@ struct  Faultline__Schedules__V1__ListPlanRunsResponse
 };
 #define FAULTLINE__SCHEDULES__V1__LIST_PLAN_RUNS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__schedules__v1__list_plan_runs_response__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Where a schedule would fire, for people writing one (the console previews as you type). The
+ * calendar is the dispatcher's: the same cron and daylight-saving rules, and occurrences outside
+ * the windows or inside a blackout are left out, as the dispatcher skips them. Nothing is stored.
+ * Errors: INVALID_ARGUMENT whose message starts with the offending field's path in this request
+ * and a colon, e.g. `schedule.cron.expression: invalid cron expression: hour field, token "25":
+ * ...`, `schedule.cron.time_zone: ...`, `windows[1]: ...`, `blackouts[0]: ...`, `count: ...`.
+ */
+struct  Faultline__Schedules__V1__PreviewScheduleRequest
+{
+  ProtobufCMessage base;
+  Faultline__Schedules__V1__Schedule *schedule;
+  size_t n_windows;
+  Faultline__Schedules__V1__RunWindow **windows;
+  size_t n_blackouts;
+  Faultline__Schedules__V1__Blackout **blackouts;
+  /*
+   * Fires from this instant on (one exactly at it counts, as for a plan created then); 0 = now. A `now` schedule fires at it, an interval
+   * without `start_at_us` counts from it (as a plan created then would).
+   */
+  int64_t after_us;
+  /*
+   * How many fires, at most 50; 0 = 5.
+   */
+  int32_t count;
+};
+#define FAULTLINE__SCHEDULES__V1__PREVIEW_SCHEDULE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&faultline__schedules__v1__preview_schedule_request__descriptor) \
+    , NULL, 0,NULL, 0,NULL, 0, 0 }
+
+
+struct  Faultline__Schedules__V1__PreviewScheduleResponse__Fire
+{
+  ProtobufCMessage base;
+  int64_t at_us;
+};
+#define FAULTLINE__SCHEDULES__V1__PREVIEW_SCHEDULE_RESPONSE__FIRE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&faultline__schedules__v1__preview_schedule_response__fire__descriptor) \
+    , 0 }
+
+
+struct  Faultline__Schedules__V1__PreviewScheduleResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The next fires in order: fewer than asked, or none, when the schedule ends or never matches
+   * (e.g. `0 0 31 2 *`), or no window ever lets it start.
+   */
+  size_t n_fires;
+  Faultline__Schedules__V1__PreviewScheduleResponse__Fire **fires;
+  /*
+   * The schedule in words, e.g. `at 03:00 on Monday to Friday (Europe/Paris)`.
+   */
+  char *description;
+};
+#define FAULTLINE__SCHEDULES__V1__PREVIEW_SCHEDULE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&faultline__schedules__v1__preview_schedule_response__descriptor) \
     , 0,NULL, (char *)protobuf_c_empty_string }
 
 
@@ -1719,6 +1789,47 @@ Faultline__Schedules__V1__ListPlanRunsResponse *
 void   faultline__schedules__v1__list_plan_runs_response__free_unpacked
                      (Faultline__Schedules__V1__ListPlanRunsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Faultline__Schedules__V1__PreviewScheduleRequest methods */
+void   faultline__schedules__v1__preview_schedule_request__init
+                     (Faultline__Schedules__V1__PreviewScheduleRequest         *message);
+size_t faultline__schedules__v1__preview_schedule_request__get_packed_size
+                     (const Faultline__Schedules__V1__PreviewScheduleRequest   *message);
+size_t faultline__schedules__v1__preview_schedule_request__pack
+                     (const Faultline__Schedules__V1__PreviewScheduleRequest   *message,
+                      uint8_t             *out);
+size_t faultline__schedules__v1__preview_schedule_request__pack_to_buffer
+                     (const Faultline__Schedules__V1__PreviewScheduleRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Faultline__Schedules__V1__PreviewScheduleRequest *
+       faultline__schedules__v1__preview_schedule_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   faultline__schedules__v1__preview_schedule_request__free_unpacked
+                     (Faultline__Schedules__V1__PreviewScheduleRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Faultline__Schedules__V1__PreviewScheduleResponse__Fire methods */
+void   faultline__schedules__v1__preview_schedule_response__fire__init
+                     (Faultline__Schedules__V1__PreviewScheduleResponse__Fire         *message);
+/* Faultline__Schedules__V1__PreviewScheduleResponse methods */
+void   faultline__schedules__v1__preview_schedule_response__init
+                     (Faultline__Schedules__V1__PreviewScheduleResponse         *message);
+size_t faultline__schedules__v1__preview_schedule_response__get_packed_size
+                     (const Faultline__Schedules__V1__PreviewScheduleResponse   *message);
+size_t faultline__schedules__v1__preview_schedule_response__pack
+                     (const Faultline__Schedules__V1__PreviewScheduleResponse   *message,
+                      uint8_t             *out);
+size_t faultline__schedules__v1__preview_schedule_response__pack_to_buffer
+                     (const Faultline__Schedules__V1__PreviewScheduleResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Faultline__Schedules__V1__PreviewScheduleResponse *
+       faultline__schedules__v1__preview_schedule_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   faultline__schedules__v1__preview_schedule_response__free_unpacked
+                     (Faultline__Schedules__V1__PreviewScheduleResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Faultline__Schedules__V1__Runner__LabelsEntry methods */
 void   faultline__schedules__v1__runner__labels_entry__init
                      (Faultline__Schedules__V1__Runner__LabelsEntry         *message);
@@ -2212,6 +2323,15 @@ typedef void (*Faultline__Schedules__V1__ListPlanRunsRequest_Closure)
 typedef void (*Faultline__Schedules__V1__ListPlanRunsResponse_Closure)
                  (const Faultline__Schedules__V1__ListPlanRunsResponse *message,
                   void *closure_data);
+typedef void (*Faultline__Schedules__V1__PreviewScheduleRequest_Closure)
+                 (const Faultline__Schedules__V1__PreviewScheduleRequest *message,
+                  void *closure_data);
+typedef void (*Faultline__Schedules__V1__PreviewScheduleResponse__Fire_Closure)
+                 (const Faultline__Schedules__V1__PreviewScheduleResponse__Fire *message,
+                  void *closure_data);
+typedef void (*Faultline__Schedules__V1__PreviewScheduleResponse_Closure)
+                 (const Faultline__Schedules__V1__PreviewScheduleResponse *message,
+                  void *closure_data);
 typedef void (*Faultline__Schedules__V1__Runner__LabelsEntry_Closure)
                  (const Faultline__Schedules__V1__Runner__LabelsEntry *message,
                   void *closure_data);
@@ -2329,6 +2449,10 @@ struct Faultline__Schedules__V1__ScheduleService_Service
                          const Faultline__Schedules__V1__ListPlanRunsRequest *input,
                          Faultline__Schedules__V1__ListPlanRunsResponse_Closure closure,
                          void *closure_data);
+  void (*preview_schedule)(Faultline__Schedules__V1__ScheduleService_Service *service,
+                           const Faultline__Schedules__V1__PreviewScheduleRequest *input,
+                           Faultline__Schedules__V1__PreviewScheduleResponse_Closure closure,
+                           void *closure_data);
   void (*register_runner)(Faultline__Schedules__V1__ScheduleService_Service *service,
                           const Faultline__Schedules__V1__RegisterRunnerRequest *input,
                           Faultline__Schedules__V1__RegisterRunnerResponse_Closure closure,
@@ -2384,6 +2508,7 @@ void faultline__schedules__v1__schedule_service__init (Faultline__Schedules__V1_
       function_prefix__ ## run_experiment,\
       function_prefix__ ## get_plan_run,\
       function_prefix__ ## list_plan_runs,\
+      function_prefix__ ## preview_schedule,\
       function_prefix__ ## register_runner,\
       function_prefix__ ## heartbeat,\
       function_prefix__ ## deregister_runner,\
@@ -2437,6 +2562,10 @@ void faultline__schedules__v1__schedule_service__list_plan_runs(ProtobufCService
                                                                 const Faultline__Schedules__V1__ListPlanRunsRequest *input,
                                                                 Faultline__Schedules__V1__ListPlanRunsResponse_Closure closure,
                                                                 void *closure_data);
+void faultline__schedules__v1__schedule_service__preview_schedule(ProtobufCService *service,
+                                                                  const Faultline__Schedules__V1__PreviewScheduleRequest *input,
+                                                                  Faultline__Schedules__V1__PreviewScheduleResponse_Closure closure,
+                                                                  void *closure_data);
 void faultline__schedules__v1__schedule_service__register_runner(ProtobufCService *service,
                                                                  const Faultline__Schedules__V1__RegisterRunnerRequest *input,
                                                                  Faultline__Schedules__V1__RegisterRunnerResponse_Closure closure,
@@ -2518,6 +2647,9 @@ extern const ProtobufCMessageDescriptor faultline__schedules__v1__get_plan_run_r
 extern const ProtobufCMessageDescriptor faultline__schedules__v1__get_plan_run_response__descriptor;
 extern const ProtobufCMessageDescriptor faultline__schedules__v1__list_plan_runs_request__descriptor;
 extern const ProtobufCMessageDescriptor faultline__schedules__v1__list_plan_runs_response__descriptor;
+extern const ProtobufCMessageDescriptor faultline__schedules__v1__preview_schedule_request__descriptor;
+extern const ProtobufCMessageDescriptor faultline__schedules__v1__preview_schedule_response__descriptor;
+extern const ProtobufCMessageDescriptor faultline__schedules__v1__preview_schedule_response__fire__descriptor;
 extern const ProtobufCMessageDescriptor faultline__schedules__v1__runner__descriptor;
 extern const ProtobufCMessageDescriptor faultline__schedules__v1__runner__labels_entry__descriptor;
 extern const ProtobufCMessageDescriptor faultline__schedules__v1__register_runner_request__descriptor;

@@ -1,0 +1,195 @@
+"""Plans in a real browser: create a cron plan and watch the live preview follow the typing (an
+error at the field, then the next five fires), save it and see its next fires, pause and
+resume it, trigger it now and follow its run to the execution, on a laptop and a phone. Every
+page goes to the screenshots folder as plans-*.png."""
+
+import json
+import time
+import urllib.request
+
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+# Generous: these bound how long a broken run may hang, they measure nothing.
+WAIT = 120
+
+
+def shoot(browser, screenshots, name, show=None):
+    """`show`: the id of what the picture is about, scrolled into view."""
+    if show:
+        browser.execute_script("document.getElementById(arguments[0]).scrollIntoView({block: 'center'})", show)
+    browser.save_screenshot(str(screenshots / f"plans-{name}.png"))
+
+
+def wait(browser, condition, timeout=WAIT):
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(browser, timeout, ignored_exceptions=ignored).until(condition)
+
+
+def sign_in(browser, url, token):
+    browser.get(url + "/console/sign-in")
+    wait(browser, EC.presence_of_element_located((By.ID, "token")))
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.CSS_SELECTOR, "form[action='/console/sign-in'] button").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "running-now")))
+
+
+def import_experiment(url, token, title):
+    """Through the JSON API: the plan pages are what this test is about."""
+    definition = {
+        "version": "1.0.0", "title": title, "description": "Planned by the console's browser test.", "tags": ["plans"],
+        "steady-state-hypothesis": {"title": "the service answers", "probes": [
+            {"type": "probe", "name": "service-answers", "tolerance": 0, "provider": {"type": "process", "path": "true"}}]},
+        "method": [{"type": "action", "name": "poke", "provider": {"type": "process", "path": "true"}}],
+        "rollbacks": [],
+    }
+    request = urllib.request.Request(url + "/api/v1/experiments", data=json.dumps(definition).encode(), method="POST",
+                                     headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["experiment"]["id"]
+
+
+def retype(browser, element_id, text):
+    field = browser.find_element(By.ID, element_id)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.DELETE)
+    field.send_keys(text)
+
+
+def preview_fires(browser):
+    return [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#preview-fires li")]
+
+
+def test_create_preview_pause_resume_trigger(platform, browser, screenshots):
+    url, token = platform
+    experiment = import_experiment(url, token, "<i>nightly</i> smoke")
+    # The viewer sits in New York: times show in that zone, with its name.
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "America/New_York"})
+    try:
+        run_plans(browser, screenshots, url, token, experiment)
+    finally:
+        browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+
+
+def run_plans(browser, screenshots, url, token, experiment):
+    sign_in(browser, url, token)
+
+    browser.get(url + "/console/plans")
+    assert browser.find_element(By.CSS_SELECTOR, "nav a[aria-current='page']").text == "Plans"
+    shoot(browser, screenshots, "01-list-empty")
+    browser.find_element(By.ID, "new-plan").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "plan-form")))
+    # With JavaScript the zone starts as the browser's, and only the chosen kind's fields show.
+    assert browser.find_element(By.ID, "time_zone").get_attribute("value") == "America/New_York"
+    assert not browser.find_element(By.ID, "interval_minutes").is_displayed()
+
+    browser.find_element(By.ID, "name").send_keys("Weekday smoke <b>test</b>")
+    Select(browser.find_element(By.ID, "experiment_id")).select_by_value(experiment)
+    retype(browser, "time_zone", "Europe/Paris")
+    # A mistake is named at its field while typing...
+    retype(browser, "cron_expression", "30 25 * * 1-5")
+    wait(browser, lambda b: "hour field" in b.find_element(By.ID, "cron_expression-error").text)
+    assert browser.find_element(By.ID, "cron_expression").get_attribute("aria-invalid") == "true"
+    assert preview_fires(browser) == []
+    shoot(browser, screenshots, "02-preview-error", show="cron_expression")
+    # ...and fixed, the next five fires appear with the schedule in words.
+    retype(browser, "cron_expression", "30 2 * * 1-5")
+    wait(browser, lambda b: b.find_element(By.ID, "preview-description").text
+         == "at 02:30 on Monday to Friday (Europe/Paris)" and len(preview_fires(b)) == 5)
+    assert browser.find_element(By.ID, "cron_expression-error").text == ""
+    assert all("02:30 Europe/Paris" in fire for fire in preview_fires(browser)), preview_fires(browser)
+    shoot(browser, screenshots, "03-preview", show="preview")
+    # A window, by keyboard: Monday to Friday 01:00-04:00 in the plan's zone.
+    for day in ("mon", "tue", "wed", "thu", "fri"):
+        browser.find_element(By.ID, f"w0_{day}").send_keys(Keys.SPACE)
+    browser.execute_script("document.getElementById('w0_start').value = '01:00';"
+                           "document.getElementById('w0_end').value = '04:00';"
+                           "document.getElementById('w0_start').dispatchEvent(new Event('change', {bubbles: true}));")
+    wait(browser, lambda b: "inside its window" in b.find_element(By.ID, "preview-description").text)
+    browser.find_element(By.ID, "save-plan").click()
+
+    wait(browser, EC.presence_of_element_located((By.ID, "next-fires")))
+    assert browser.find_element(By.ID, "notice").text == "The plan was created."
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Plan: Weekday smoke <b>test</b>"
+    fires = browser.find_elements(By.CSS_SELECTOR, "#next-fires time")
+    assert len(fires) == 5
+    # The script showed each in the browser's zone, keeping the UTC text as its title.
+    assert all(fire.get_attribute("title").endswith(" UTC") for fire in fires)
+    # 02:30 in Paris is the evening before in New York.
+    assert all("(America/New_York)" in fire.text and "PM" in fire.text for fire in fires), [fire.text for fire in fires]
+    assert browser.find_element(By.ID, "schedule-words").text.startswith("at 02:30 on Monday to Friday (Europe/Paris)")
+    shoot(browser, screenshots, "04-plan")
+    plan_url = browser.current_url.split("?")[0]
+
+    browser.find_element(By.ID, "pause-plan").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "resume-plan")))
+    assert browser.find_element(By.ID, "plan-state").text == "paused"
+    assert browser.find_elements(By.CSS_SELECTOR, "#next-fires li") == []
+    shoot(browser, screenshots, "05-paused")
+    browser.find_element(By.ID, "resume-plan").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "pause-plan")))
+    assert browser.find_element(By.ID, "plan-state").text == "active"
+
+    # Trigger now, outside the window, and follow the run to its execution.
+    browser.find_element(By.ID, "ignore-windows").click()
+    browser.find_element(By.ID, "trigger-plan").click()
+    wait(browser, lambda b: "triggered" in b.find_element(By.ID, "notice").text)
+    deadline = time.monotonic() + WAIT
+    while not browser.find_elements(By.CSS_SELECTOR, "#history a.execution-link"):
+        assert time.monotonic() < deadline, browser.find_element(By.TAG_NAME, "main").text
+        time.sleep(1)
+        browser.get(plan_url)
+    history = browser.find_element(By.ID, "history").text
+    assert "manual" in history, history
+    shoot(browser, screenshots, "06-triggered", show="history")
+    browser.find_element(By.CSS_SELECTOR, "#history a.execution-link").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "timeline")))
+    wait(browser, lambda b: b.find_element(By.ID, "timeline").get_attribute("data-ended") == "true"
+         and b.find_element(By.ID, "timeline").get_attribute("data-status") not in ("pending", "running", None))
+    wait(browser, EC.presence_of_element_located((By.ID, "journal")))
+    assert browser.find_element(By.ID, "timeline").get_attribute("data-status") == "completed"
+    shoot(browser, screenshots, "07-execution")
+
+    browser.get(url + "/console/plans")
+    table = browser.find_element(By.ID, "plans").text
+    assert "Weekday smoke <b>test</b>" in table and "<i>nightly</i> smoke" in table and "completed" in table, table
+    shoot(browser, screenshots, "08-list")
+
+    # Edit: the form comes back filled; a bad zone is refused at its field, server side.
+    browser.get(plan_url + "/edit")
+    assert browser.find_element(By.ID, "cron_expression").get_attribute("value") == "30 2 * * 1-5"
+    shoot(browser, screenshots, "09-edit")
+    retype(browser, "time_zone", "Mars/Olympus")
+    browser.find_element(By.ID, "save-plan").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "form-problems")))
+    assert "Mars/Olympus" in browser.find_element(By.ID, "time_zone-error").text
+    shoot(browser, screenshots, "10-edit-error", show="time_zone")
+    retype(browser, "time_zone", "Asia/Tokyo")
+    browser.find_element(By.ID, "save-plan").click()
+    wait(browser, lambda b: b.find_elements(By.ID, "notice") and b.find_element(By.ID, "notice").text == "The plan was saved.")
+    assert "(Asia/Tokyo)" in browser.find_element(By.ID, "schedule-words").text
+
+    # A phone.
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(url + "/console/plans")
+        shoot(browser, screenshots, "11-list-phone")
+        browser.get(url + "/console/plans/new")
+        wait(browser, lambda b: len(preview_fires(b)) == 5)
+        shoot(browser, screenshots, "12-form-phone", show="preview")
+        browser.get(plan_url)
+        shoot(browser, screenshots, "13-plan-phone")
+    finally:
+        browser.set_window_size(1280, 1000)
+
+    # Delete, confirmed by keyboard.
+    browser.get(plan_url)
+    browser.find_element(By.CSS_SELECTOR, "details.danger-zone summary").send_keys(Keys.ENTER)
+    browser.find_element(By.ID, "confirm-delete").send_keys(Keys.SPACE)
+    shoot(browser, screenshots, "14-delete", show="confirm-delete")
+    browser.find_element(By.ID, "delete-plan").send_keys(Keys.ENTER)
+    wait(browser, lambda b: b.find_elements(By.ID, "notice") and "deleted" in b.find_element(By.ID, "notice").text)
+    assert "Weekday smoke" not in browser.find_element(By.TAG_NAME, "main").text
