@@ -139,7 +139,7 @@ struct PlanConsoleTests {
                                        options: .regularExpression) != nil)
 
             let unconfirmed = try await h.form("/console/plans/\(id)/delete", ["csrf": csrf], cookie: cookie)
-            #expect(unconfirmed.status == 400 && unconfirmed.text.contains("console.confirm"))
+            #expect(unconfirmed.status == 400 && unconfirmed.text.contains("plan.delete_unconfirmed"))
             #expect(try await h.call(.get, "/api/v1/plans/\(id)", token: h.token()).status == 200)
             let deleted = try await h.form("/console/plans/\(id)/delete", ["csrf": csrf, "confirm": "on"], cookie: cookie)
             #expect(deleted.status == 303 && deleted.headers[.location] == "/console/plans?notice=deleted")

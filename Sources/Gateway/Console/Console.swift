@@ -63,6 +63,19 @@ struct Console {
 
     struct Empty: ConsoleForm { var csrf: String? }
 
+    /// Deleting from a console page: write access, this session's form and the confirmation box
+    /// ticked, which the server checks whatever the browser did. Then back to `location`.
+    func confirmedDelete(_ kind: ResourceKind, _ request: Request, _ context: GatewayContext, then location: String,
+                         _ delete: (_ id: String, CallOptions) async throws -> Void) async throws -> Response {
+        _ = try context.require(.write)
+        let id = try context.parameters.id(of: kind)
+        guard try await ConsoleForms.read(FieldsForm.self, request, context).checked("confirm") else {
+            throw Problem.badRequest("\(kind.rawValue).delete_unconfirmed", "tick the confirmation to delete the \(kind.rawValue)")
+        }
+        try await delete(id, gateway.callOptions(context))
+        return Response.seeOther(location)
+    }
+
     private func signIn(_ request: Request, _ context: GatewayContext) async throws -> Response {
         // No session yet, so no CSRF token: a cross-site sign-in is refused by its Origin.
         guard ConsoleForms.sameOrigin(request) else { throw Problem.forbidden("cross-site sign-in refused") }

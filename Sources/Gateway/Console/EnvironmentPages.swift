@@ -36,14 +36,9 @@ struct EnvironmentPages {
             try await save(request, context, id: try context.parameters.id(of: .environment))
         }
         pages.post("environments/{id}/delete") { request, context in
-            _ = try context.require(.write)
-            let id = try context.parameters.id(of: .environment)
-            let typed = try await ConsoleForms.read(FieldsForm.self, request, context)
-            guard typed.checked("confirm") else {
-                throw Problem.badRequest("environment.delete_unconfirmed", "tick the confirmation to delete the environment")
+            try await console.confirmedDelete(.environment, request, context, then: "/console/environments") { id, options in
+                _ = try await client().deleteEnvironment(.init(environmentId: id), options: options)
             }
-            _ = try await client().deleteEnvironment(.init(environmentId: id), options: gateway.callOptions(context))
-            return Response.seeOther("/console/environments")
         }
     }
 

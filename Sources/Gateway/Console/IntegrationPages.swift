@@ -41,14 +41,9 @@ struct IntegrationPages {
             try await save(request, context, id: try context.parameters.id(of: .integration))
         }
         pages.post("integrations/{id}/delete") { request, context in
-            _ = try context.require(.write)
-            let id = try context.parameters.id(of: .integration)
-            let typed = try await ConsoleForms.read(FieldsForm.self, request, context)
-            guard typed.checked("confirm") else {
-                throw Problem.badRequest("integration.delete_unconfirmed", "tick the confirmation to delete the integration")
+            try await console.confirmedDelete(.integration, request, context, then: "/console/integrations") { id, options in
+                _ = try await client().deleteIntegration(.init(integrationId: id), options: options)
             }
-            _ = try await client().deleteIntegration(.init(integrationId: id), options: gateway.callOptions(context))
-            return Response.seeOther("/console/integrations")
         }
     }
 

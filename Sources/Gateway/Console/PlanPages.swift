@@ -19,7 +19,6 @@ struct PlanPages {
     struct ActionForm: ConsoleForm {
         var csrf: String?
         var ignore_windows: String?
-        var confirm: String?
     }
 
     func register(on pages: RouterGroup<GatewayContext>) {
@@ -57,14 +56,9 @@ struct PlanPages {
             }
         }
         pages.post("plans/{id}/delete") { request, context in
-            _ = try context.require(.write)
-            let id = try context.parameters.id(of: .plan)
-            let form = try await ConsoleForms.read(ActionForm.self, request, context)
-            guard form.confirm == "on" else {
-                throw Problem.badRequest("console.confirm", "tick \u{201C}Yes, delete this plan\u{201D} to confirm")
+            try await console.confirmedDelete(.plan, request, context, then: "/console/plans?notice=deleted") { id, options in
+                _ = try await schedules().deletePlan(.init(planId: id), options: options)
             }
-            _ = try await schedules().deletePlan(.init(planId: id), options: gateway.callOptions(context))
-            return Response.seeOther("/console/plans?notice=deleted")
         }
     }
 
