@@ -28,6 +28,8 @@ struct SchemathesisTests {
           .enabled(if: binary != nil || ProcessInfo.processInfo.environment["FAULTLINE_VENV"] != nil, "no schemathesis binary"))
     func conformance() async throws {
         try await Harness.with("schemathesis") { h in
+            // As `faultline gateway` does before serving: the Reliably routes keep their id mapping there.
+            try await ReliablyIDs.migrations.apply(on: h.database)
             // Something to find, so generated calls reach past "not found" into the services.
             _ = try await h.importExperiment("seeded")
             _ = try await h.call(.post, "/api/v1/environments", token: h.token(), body: SecretRoutesTests.environmentBody)
@@ -38,13 +40,14 @@ struct SchemathesisTests {
             process.executableURL = URL(fileURLWithPath: "/bin/bash")
             process.arguments = [Self.script, "http://127.0.0.1:\(port)", h.token()]
             var environment = ProcessInfo.processInfo.environment
-            environment["SCHEMATHESIS"] = try #require(Self.binary, "schemathesis is not installed in $FAULTLINE_VENV (scripts/requirements-test.txt)")
+            let binary: String = try #require(Self.binary, "schemathesis is not installed in $FAULTLINE_VENV (scripts/requirements-test.txt)")
+            environment["SCHEMATHESIS"] = binary
             process.environment = environment
             let directory = try TestPostgres.makeTemporaryDirectory("gw-st")
             // schemathesis keeps its cache (.schemathesis, .hypothesis) in its working directory.
             process.currentDirectoryURL = URL(fileURLWithPath: directory)
             let log = directory + "/schemathesis.log"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             process.standardOutput = output
             process.standardError = output

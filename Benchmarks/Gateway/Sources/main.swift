@@ -68,6 +68,11 @@ func fetch(_ url: String, token: String) throws -> Data {
     return data
 }
 
+/// 1, 5 and 15 minute load averages: the machine is shared, so say how busy it was.
+func loadAverage() -> String {
+    ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?").split(separator: " ").prefix(3).joined(separator: " ")
+}
+
 var configuration = try await TestPostgres.freshDatabase(named: "gw_bench")
 configuration.maximumConnections = 8
 let database = PostgresClient(configuration: configuration)
@@ -102,11 +107,13 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     let base = "http://127.0.0.1:\(port)/api/v1"
     let one = try fetch("\(base)/experiments/\(firstID)", token: token)
     let page = try fetch("\(base)/experiments?page_size=50", token: token)
+    let caller = try fetch("\(base)/organization", token: token)
 
     // The ceiling: Hummingbird serving the same bytes with no work behind them.
     let router = Router()
     router.get("one") { _, _ in Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: one))) }
     router.get("page") { _, _ in Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: page))) }
+    router.get("caller") { _, _ in Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: caller))) }
     let (barePorts, barePort) = AsyncStream<Int>.makeStream()
     let bare = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                            onServerRunning: { barePort.yield($0.localAddress?.port ?? 0) }, logger: logger)
@@ -116,7 +123,11 @@ try await withThrowingTaskGroup(of: Void.self) { group in
 
     print("gateway benchmark: \(requests) requests, \(clients) connections, HTTP/1.1 (h2load), median of \(runs) runs each")
     print("response sizes: one experiment \(one.count) B, page of 50 \(page.count) B")
-    for (name, path, barePath) in [("get one", "\(base)/experiments/\(firstID)", "\(bareBase)/one"),
+    print("load average before: \(loadAverage())")
+    // "caller" is GET /organization: the token check and the middleware, no RPC, a tiny body;
+    // what it costs over the bare route is the gateway's own share of every request.
+    for (name, path, barePath) in [("caller", "\(base)/organization", "\(bareBase)/caller"),
+                                   ("get one", "\(base)/experiments/\(firstID)", "\(bareBase)/one"),
                                    ("list 50", "\(base)/experiments?page_size=50", "\(bareBase)/page")] {
         _ = try load(path, token: token)  // warm-up
         _ = try load(barePath, token: nil)
@@ -130,6 +141,7 @@ try await withThrowingTaskGroup(of: Void.self) { group in
         print(String(format: "%@: gateway %.0f req/s (p99 %.2f ms) | bare Hummingbird %.0f req/s (p99 %.2f ms) | ratio %.3f",
                      name, through.rps, through.p99Ms, ceiling.rps, ceiling.p99Ms, through.rps / ceiling.rps))
     }
+    print("load average after: \(loadAverage())")
     await rpcClient.close()
     group.cancelAll()
 }

@@ -51,6 +51,30 @@ public enum ExecutionStatus: String, Sendable, Hashable, CaseIterable {
         guard allowedSuccessors.contains(next) else { throw IllegalTransition(from: self, to: next) }
         return .moved(to: next)
     }
+
+    /// How a completion moves an execution to `final`. An external run (a plain `chaos run`
+    /// reporting over HTTP, no runner) never says that it started, so its completion also starts
+    /// it when it is still pending: pending → running → `final`, both moves checked. Anyone
+    /// else's completion is the single move `transition(to:)` checks.
+    public func completing(to final: ExecutionStatus, external: Bool) throws(IllegalTransition) -> Completing {
+        if external, self == .pending, final != .pending {
+            guard case .moved = try ExecutionStatus.running.transition(to: final) else {
+                throw IllegalTransition(from: self, to: final)  // `final` is running: no completion
+            }
+            return .startedAndMoved(to: final)
+        }
+        return switch try transition(to: final) {
+        case .moved(let next): .moved(to: next)
+        case .unchanged: .unchanged
+        }
+    }
+
+    public enum Completing: Sendable, Hashable {
+        case moved(to: ExecutionStatus)
+        /// Started (`started_us` set) and ended at once.
+        case startedAndMoved(to: ExecutionStatus)
+        case unchanged
+    }
 }
 
 public struct IllegalTransition: Error, Sendable, Hashable, CustomStringConvertible {

@@ -38,6 +38,11 @@ extension ExecutionStatus {
     func moving(to next: ExecutionStatus) throws(RPCError) -> TransitionResult {
         do { return try transition(to: next) } catch { throw RPCError(.failedPrecondition, error.description) }
     }
+
+    /// `completing(to:external:)`, with an illegal move as FAILED_PRECONDITION.
+    func completingMove(to final: ExecutionStatus, external: Bool) throws(RPCError) -> Completing {
+        do { return try completing(to: final, external: external) } catch { throw RPCError(.failedPrecondition, error.description) }
+    }
 }
 
 /// What a `CompleteExecution` request ends an execution with: the state decided from the journal

@@ -137,7 +137,8 @@ struct ExperimentRPCService: ExperimentsV1.ExperimentService {
             let digestSource = [request.journalJson, request.log, "\(request.exit?.exitCode ?? -1)/\(request.exit?.signal ?? -1)/\(request.exit != nil)",
                                 "\(request.stopRequest.rawValue)", request.reason, "\(request.endedAtUs)"]
                 .map { "\($0.utf8.count):\($0)" }.joined()
-            let execution = try await executions.complete(org, request.executionId, completion, digestSource: digestSource, endedAt: request.endedAtUs)
+            let execution = try await executions.complete(org, request.executionId, completion, digestSource: digestSource,
+                                                          endedAt: request.endedAtUs, external: request.external)
             return ExperimentsV1.CompleteExecutionResponse(execution: execution)
         }
     }

@@ -75,14 +75,21 @@ struct ExecutionStore {
         return execution
     }
 
-    func complete(_ org: OrganizationID, _ id: String, _ completion: Completion, digestSource: String, endedAt: Int64) async throws -> ExperimentsV1.Execution {
+    /// Ends an execution. `external`: the caller is no runner (see `CompleteExecutionRequest.external`),
+    /// so a runner-owned execution is refused and a pending one is started on the way.
+    func complete(_ org: OrganizationID, _ id: String, _ completion: Completion, digestSource: String, endedAt: Int64,
+                  external: Bool) async throws -> ExperimentsV1.Execution {
         try await database.withTransaction { tx in
             let rows = try await tx.query("""
-                SELECT state, complete_digest, encode(sha256(convert_to(\(digestSource), 'UTF8')), 'hex')
+                SELECT state, complete_digest, encode(sha256(convert_to(\(digestSource), 'UTF8')), 'hex'), runner_id
                 FROM experiments.executions WHERE org = \(org.rawValue) AND id = \(id) FOR UPDATE
                 """)
             guard let row = rows.first else { throw Self.notFound }
-            let (state, previous, digest) = try row.decode((Int32, String?, String).self)
+            let (state, previous, digest, runnerID) = try row.decode((Int32, String?, String, String).self)
+            // Whatever its state: a runner's run is never the external reporter's to end.
+            if external, !runnerID.isEmpty {
+                throw RPCError(.permissionDenied, "runner \(runnerID) owns this execution; only it completes the execution")
+            }
             let current = ExecutionStatus(ExperimentsV1.ExecutionState(rawValue: state)) ?? .pending
             if current.isTerminal {
                 guard previous == digest else {
@@ -90,10 +97,12 @@ struct ExecutionStore {
                 }
                 return  // a retry of the request that completed it
             }
-            _ = try current.moving(to: completion.status)
+            let ended = endedAt == 0 ? WallClock.nowMicros() : endedAt
+            let startsNow = try current.completingMove(to: completion.status, external: external) == .startedAndMoved(to: completion.status)
             try await tx.execute("""
                 UPDATE experiments.executions SET state = \(completion.status.proto.rawValue), deviated = \(completion.outcome.deviated),
-                    ended_us = \(endedAt == 0 ? WallClock.nowMicros() : endedAt), reason = \(completion.reason),
+                    started_us = CASE WHEN \(startsNow) THEN \(ended) ELSE started_us END,
+                    ended_us = \(ended), reason = \(completion.reason),
                     outcome = \(try JSONB(encoding: StoredOutcome(completion.outcome))),
                     journal_text = \(completion.journalText), journal = \(completion.journalCompact.map(JSONB.init)),
                     log = \(completion.log), log_truncated = \(completion.logTruncated), log_size = \(completion.logSize),

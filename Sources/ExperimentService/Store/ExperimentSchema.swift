@@ -1,4 +1,4 @@
-public import FaultlinePostgres
+import FaultlinePostgres
 
 /// The `experiments` schema, in the order it was built. Times are `bigint` microseconds since the
 /// epoch (the wire's `_us`), so nothing is converted on the way in or out.

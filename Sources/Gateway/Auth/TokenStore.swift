@@ -1,6 +1,6 @@
-import Crypto
 public import FaultlinePostgres
 import Foundation
+public import Logging
 public import ServiceKit
 
 /// The caller a bearer token resolved to.
@@ -60,9 +60,24 @@ public struct TokenStore: Sendable {
     ])
 
     public let database: PostgresClient
+    /// Recently verified tokens (see `TokenCache` for its staleness bounds). One per store, so
+    /// one per gateway.
+    let cache: TokenCache
 
-    public init(database: PostgresClient) {
+    /// The channel a revocation is announced on (payload: the token id), so every gateway
+    /// replica drops the token from its cache at once.
+    public static let revocationChannel = "faultline_gateway_token_revoked"
+
+    /// - tokenCacheTTL: how long a verified token is trusted without asking Postgres again. It
+    ///   bounds how long a token revoked through another gateway can still pass here, and only
+    ///   while this gateway's notification connection is down; expiry is always exact.
+    public init(database: PostgresClient, tokenCacheTTL: Duration = .seconds(10)) {
+        self.init(database: database, cache: TokenCache(ttl: tokenCacheTTL))
+    }
+
+    init(database: PostgresClient, cache: TokenCache) {
         self.database = database
+        self.cache = cache
     }
 
     public func createOrganization(name: String) async throws -> OrganizationID {
@@ -77,7 +92,7 @@ public struct TokenStore: Sendable {
     /// `parent` authenticates only while the parent is live too (not revoked, not expired).
     public func createToken(in organization: OrganizationID, name: String, role: Role,
                             expiresAtUs: Int64? = nil, parent: String? = nil) async throws -> (info: TokenInfo, value: String) {
-        let value = "flt_" + Self.randomBase64URL(bytes: 32)
+        let value = Self.randomTokenValue()
         let info = TokenInfo(id: "tok_" + Self.randomHex(bytes: 12), name: name, role: role,
                              createdAtUs: Self.nowUs(), expiresAtUs: expiresAtUs, revokedAtUs: nil)
         try await database.execute("""
@@ -88,22 +103,46 @@ public struct TokenStore: Sendable {
         return (info, value)
     }
 
-    /// The principal of a live (not revoked, not expired) token, or nil.
+    /// The principal of a live (not revoked, not expired) token, or nil. Answered from the
+    /// cache when it can; `LookupGate.Overloaded` when too many uncached tokens wait for Postgres.
     public func authenticate(_ value: String) async throws -> Principal? {
-        // Shape check first: garbage never reaches the database.
+        // Shape check first: garbage never reaches the cache or the database.
         guard value.hasPrefix("flt_"), value.utf8.count == 47 else { return nil }
+        let digest = TokenDigest(value)
+        switch cache.lookup(digest) {
+        case .live(let principal): return principal
+        case .refused: return nil
+        case .unknown: break
+        }
+        return try await cache.gate.withTurn {
+            // Another request may have verified it while this one waited for its turn.
+            switch cache.lookup(digest) {
+            case .live(let principal): return principal
+            case .refused: return nil
+            case .unknown: break
+            }
+            let verifiedAt = ContinuousClock.now
+            let answer = try await lookUp(digest)
+            cache.remember(digest, answer, verifiedAt: verifiedAt)
+            return answer?.principal
+        }
+    }
+
+    /// The token's principal and the moment it stops being live: its own expiry or its parent's,
+    /// whichever comes first (`LEAST` skips NULLs), so a cached session ends with its API token.
+    func lookUp(_ digest: TokenDigest) async throws -> (principal: Principal, expiresAtUs: Int64?)? {
         let now = Self.nowUs()
         let rows = try await database.query("""
-            SELECT t.org, t.id, t.role, COALESCE(t.parent, t.id) FROM gateway.api_tokens t
+            SELECT t.org, t.id, t.role, COALESCE(t.parent, t.id), LEAST(t.expires_us, p.expires_us) FROM gateway.api_tokens t
             LEFT JOIN gateway.api_tokens p ON p.id = t.parent
-            WHERE t.sha256 = \(Self.digest(value)) AND t.revoked_us IS NULL
+            WHERE t.sha256 = \(digest.bytes) AND t.revoked_us IS NULL
               AND (t.expires_us IS NULL OR t.expires_us > \(now))
               AND (t.parent IS NULL OR (p.revoked_us IS NULL AND (p.expires_us IS NULL OR p.expires_us > \(now))))
             """)
         guard let row = rows.first else { return nil }
-        let (org, id, role, source) = try row.decode((String, String, String, String).self)
+        let (org, id, role, source, expires) = try row.decode((String, String, String, String, Int64?).self)
         guard let organization = OrganizationID(org), let role = Role(rawValue: role) else { return nil }
-        return Principal(organization: organization, tokenID: id, role: role, sourceTokenID: source)
+        return (Principal(organization: organization, tokenID: id, role: role, sourceTokenID: source), expires)
     }
 
     public func listTokens(in organization: OrganizationID) async throws -> [TokenInfo] {
@@ -118,12 +157,24 @@ public struct TokenStore: Sendable {
     }
 
     /// Revokes a token of `organization`; false when it has no such token. Revoking twice is a no-op.
+    /// This gateway refuses the token from now on; the others when the notification, sent with
+    /// the same statement's commit, reaches them (`revocationListener`).
     public func revokeToken(_ id: String, in organization: OrganizationID) async throws -> Bool {
         let rows = try await database.query("""
-            UPDATE gateway.api_tokens SET revoked_us = COALESCE(revoked_us, \(Self.nowUs()))
-            WHERE id = \(id) AND org = \(organization.rawValue) RETURNING id
+            WITH revoked AS (
+                UPDATE gateway.api_tokens SET revoked_us = COALESCE(revoked_us, \(Self.nowUs()))
+                WHERE id = \(id) AND org = \(organization.rawValue) RETURNING id
+            )
+            SELECT pg_notify(\(Self.revocationChannel), id) FROM revoked
             """)
+        cache.revoke(tokenID: id)
         return !rows.isEmpty
+    }
+
+    /// Drops revoked tokens from this store's cache as other gateways revoke them; run it beside
+    /// the HTTP server (`Gateway.application` does).
+    public func revocationListener(logger: Logger) -> TokenRevocationListener {
+        TokenRevocationListener(store: self, logger: logger)
     }
 
     /// When no organisation exists yet: a default one with an owner token, written to `path`
@@ -155,12 +206,17 @@ public struct TokenStore: Sendable {
         var description: String { "cannot write the owner token file \(path) (errno \(errno))" }
     }
 
-    static func digest(_ value: String) -> [UInt8] {
-        Array(SHA256.hash(data: Array(value.utf8)))
+    static func digest(_ value: String) -> [UInt8] {  // as stored: bytea
+        TokenDigest(value).bytes
     }
 
     static func nowUs() -> Int64 {
         Int64((Date().timeIntervalSince1970 * 1_000_000).rounded())
+    }
+
+    /// `flt_` + 43 base64url characters: 256 random bits, so no value is ever made twice.
+    static func randomTokenValue() -> String {
+        "flt_" + randomBase64URL(bytes: 32)
     }
 
     static func randomHex(bytes count: Int) -> String {

@@ -54,6 +54,8 @@ extension Problem {
             default: "http.\(status.code)"
             }
             self.init(status, code: code, detail: http.body ?? status.reasonPhrase)
+        case is LookupGate.Overloaded:
+            self.init(.serviceUnavailable, code: "auth.overloaded", detail: "too many unknown tokens are being checked; retry shortly")
         case is DecodingError:
             self.init(.badRequest, code: "request.malformed", detail: "the JSON body does not match the expected shape")
         default:

@@ -111,22 +111,20 @@ struct ExecutionRoutes {
             guard !body.journal.containsNUL else {
                 throw Problem.badRequest("journal.invalid", "journal must not contain U+0000 (NUL) characters")
             }
-            let options = try gateway.callOptions(context)
-            let current = try await client.getExecution(.init(executionId: id), options: options).execution ?? .init()
-            // A runner completes its own runs from `chaos`'s exit and journal file; only an external
-            // run (a plain `chaos run` reporting over HTTP) is completed from here.
-            guard current.runnerId.isEmpty else {
-                throw Problem(.conflict, code: "execution.runner_owned", detail: "runner \(current.runnerId) completes this execution")
-            }
-            // A plain `chaos run` never says when it started; its first events may not have either.
-            if current.state == .pending {
-                _ = try await client.startExecution(.init(executionId: id), options: options)
-            }
             var complete = ExperimentsV1.CompleteExecutionRequest()
             complete.executionId = id
             complete.journalJson = body.journal.text
             complete.log = body.log ?? ""
-            let completed = try await client.completeExecution(complete, options: options)
+            // One RPC: ExperimentService refuses a runner's execution (a runner completes its own
+            // runs from `chaos`'s exit and journal file) and starts a pending one on the way (a
+            // plain `chaos run` never says when it started; its first events may not have either).
+            complete.external = true
+            let completed: ExperimentsV1.CompleteExecutionResponse
+            do {
+                completed = try await client.completeExecution(complete, options: gateway.callOptions(context))
+            } catch let error as RPCError where error.code == .permissionDenied {
+                throw Problem(.conflict, code: "execution.runner_owned", detail: error.message)
+            }
             return try Response.json(ExecutionView(completed.execution ?? .init()))
         }
         group.get("executions/{id}/events/stream") { request, context in

@@ -940,6 +940,11 @@ extension ExperimentsV1 {
         public var reason: String = ""
         /// When the process ended (runner clock); 0 = now.
         public var endedAtUs: Int64 = 0
+        /// Set by whoever completes an external execution (the Gateway, for a plain `chaos run`
+        /// reporting over HTTP): refused with PERMISSION_DENIED when a runner owns the execution (only
+        /// its runner completes it), and a PENDING one, whose run never said it started, is started and
+        /// completed in one step.
+        public var external: Bool = false
 
         public init() {}
 
@@ -950,7 +955,8 @@ extension ExperimentsV1 {
             exit: ExperimentsV1.ProcessExit? = nil,
             stopRequest: ExperimentsV1.StopRequest = .unspecified,
             reason: String = "",
-            endedAtUs: Int64 = 0
+            endedAtUs: Int64 = 0,
+            external: Bool = false
         ) {
             self.executionId = executionId
             self.journalJson = journalJson
@@ -959,6 +965,7 @@ extension ExperimentsV1 {
             self.stopRequest = stopRequest
             self.reason = reason
             self.endedAtUs = endedAtUs
+            self.external = external
         }
     }
 }
@@ -3902,6 +3909,7 @@ extension ExperimentsV1.CompleteExecutionRequest: ProtoMessage {
         self.stopRequest = ExperimentsV1.StopRequest(rawValue: Int32(truncatingIfNeeded: c.stop_request.rawValue))
         self.reason = try ProtoC.string(c.reason, field: "faultline.experiments.v1.CompleteExecutionRequest.reason")
         self.endedAtUs = c.ended_at_us
+        self.external = c.external != 0
     }
 
     /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
@@ -3925,6 +3933,7 @@ extension ExperimentsV1.CompleteExecutionRequest: ProtoMessage {
         c.pointee.stop_request = .init(rawValue: .init(truncatingIfNeeded: self.stopRequest.rawValue))
         if !self.reason.isEmpty { c.pointee.reason = try ProtoC.cString(self.reason, field: "faultline.experiments.v1.CompleteExecutionRequest.reason") }
         c.pointee.ended_at_us = self.endedAtUs
+        c.pointee.external = self.external ? 1 : 0
     }
 }
 

@@ -5904,7 +5904,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__start_execution_res
   (ProtobufCMessageInit) faultline__experiments__v1__start_execution_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__complete_execution_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__complete_execution_request__field_descriptors[8] =
 {
   {
     "execution_id",
@@ -5990,11 +5990,24 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__complete_execu
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "external",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Experiments__V1__CompleteExecutionRequest, external),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__experiments__v1__complete_execution_request__field_indices_by_name[] = {
   6,   /* field[6] = ended_at_us */
   0,   /* field[0] = execution_id */
   3,   /* field[3] = exit */
+  7,   /* field[7] = external */
   1,   /* field[1] = journal_json */
   2,   /* field[2] = log */
   5,   /* field[5] = reason */
@@ -6003,7 +6016,7 @@ static const unsigned faultline__experiments__v1__complete_execution_request__fi
 static const ProtobufCIntRange faultline__experiments__v1__complete_execution_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__complete_execution_request__descriptor =
 {
@@ -6013,7 +6026,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__complete_execution_
   "Faultline__Experiments__V1__CompleteExecutionRequest",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__CompleteExecutionRequest),
-  7,
+  8,
   faultline__experiments__v1__complete_execution_request__field_descriptors,
   faultline__experiments__v1__complete_execution_request__field_indices_by_name,
   1,  faultline__experiments__v1__complete_execution_request__number_ranges,

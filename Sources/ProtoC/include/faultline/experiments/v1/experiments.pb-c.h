@@ -979,10 +979,17 @@ struct  Faultline__Experiments__V1__CompleteExecutionRequest
    * When the process ended (runner clock); 0 = now.
    */
   int64_t ended_at_us;
+  /*
+   * Set by whoever completes an external execution (the Gateway, for a plain `chaos run`
+   * reporting over HTTP): refused with PERMISSION_DENIED when a runner owns the execution (only
+   * its runner completes it), and a PENDING one, whose run never said it started, is started and
+   * completed in one step.
+   */
+  protobuf_c_boolean external;
 };
 #define FAULTLINE__EXPERIMENTS__V1__COMPLETE_EXECUTION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__complete_execution_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, FAULTLINE__EXPERIMENTS__V1__STOP_REQUEST__STOP_REQUEST_UNSPECIFIED, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, FAULTLINE__EXPERIMENTS__V1__STOP_REQUEST__STOP_REQUEST_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 struct  Faultline__Experiments__V1__CompleteExecutionResponse
