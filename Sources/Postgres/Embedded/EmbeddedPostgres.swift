@@ -29,9 +29,14 @@ public final class EmbeddedPostgres: Sendable, Service {
     /// clients configured for it reconnect by themselves.
     private let previousPort = Mutex<Int?>(nil)
 
-    public init(directory: String, durable: Bool = true, logger: Logger = Logger(label: "faultline.postgres.embedded")) {
+    /// Postgres's own limit when nil (100).
+    private let maxConnections: Int?
+
+    public init(directory: String, durable: Bool = true, maxConnections: Int? = nil,
+                logger: Logger = Logger(label: "faultline.postgres.embedded")) {
         self.directory = (directory as NSString).standardizingPath
         self.durable = durable
+        self.maxConnections = maxConnections
         self.logger = logger
     }
 
@@ -142,6 +147,7 @@ public final class EmbeddedPostgres: Sendable, Service {
     private func serverOptions(port: Int, socketDirectory: String) -> String {
         var options = "-c listen_addresses=127.0.0.1 -p \(port) -c unix_socket_directories='\(socketDirectory)'"
         if !durable { options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" }
+        if let maxConnections { options += " -c max_connections=\(maxConnections)" }
         return options
     }
 

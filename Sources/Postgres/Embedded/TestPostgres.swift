@@ -96,7 +96,9 @@ public enum TestPostgres {
 
     private static func startCluster() async throws -> PostgresConfiguration {
         let directory = try makeTemporaryDirectory("postgres")
-        let cluster = EmbeddedPostgres(directory: directory, durable: false)
+        // Every suite of a test process runs in parallel on this one server, each with its pools,
+        // listeners and the services it starts: Postgres's default of 100 clients runs out.
+        let cluster = EmbeddedPostgres(directory: directory, durable: false, maxConnections: 500)
         atExit.withLock { $0 = cluster }
         atexit(stopTestClusterAtExit)
         return try await cluster.start()
