@@ -151,7 +151,7 @@ final class ChaosRun: @unchecked Sendable {
         let directory = try TestPostgres.makeTemporaryDirectory("rly-chaos")
         // The fixtures check files relative to the working directory.
         try FileManager.default.createDirectory(atPath: directory + "/tests/fixtures", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: directory + "/tests/conftest.py", contents: Data())
+        try #require(FileManager.default.createFile(atPath: directory + "/tests/conftest.py", contents: Data()))
         try experiment?.write(toFile: directory + "/experiment.json", atomically: true, encoding: .utf8)
         let process = Process()
         // Foundation's Process leaves the child the test process's blocked signals, and chaoslib
@@ -170,7 +170,7 @@ final class ChaosRun: @unchecked Sendable {
         environment["HOME"] = directory  // no user configuration of the clients
         environment.merge(extra) { $1 }
         process.environment = environment
-        FileManager.default.createFile(atPath: directory + "/output.txt", contents: nil)
+        try #require(FileManager.default.createFile(atPath: directory + "/output.txt", contents: nil))
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/output.txt"))
         process.standardOutput = output
         process.standardError = output
@@ -221,7 +221,7 @@ enum ReliablySupport {
         process.executableURL = URL(fileURLWithPath: ChaosRun.venv + "/bin/python")
         process.arguments = ["-c", code]
         process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: directory + "/input"))
-        FileManager.default.createFile(atPath: directory + "/output", contents: nil)
+        try #require(FileManager.default.createFile(atPath: directory + "/output", contents: nil))
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/output"))
         process.standardOutput = output
         process.standardError = output
