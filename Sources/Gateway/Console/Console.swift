@@ -116,10 +116,16 @@ struct Console {
         active.pageSize = 50
         active.states = [.pending, .running]
         let running = try await client.listExecutions(active, options: gateway.callOptions(context)).executions
-        var titles: [String: String] = [:]
-        for id in Set(running.map(\.experimentId)) {
-            let found = try? await client.getExperiment(.init(experimentId: id), options: gateway.callOptions(context))
-            titles[id] = found?.experiment?.title ?? id
+        // At most 50 distinct experiments, looked up at once on the multiplexed connection.
+        let options = try gateway.callOptions(context)
+        let titles = await withTaskGroup(of: (String, String).self) { group in
+            for id in Set(running.map(\.experimentId)) {
+                group.addTask { [client] in
+                    let found = try? await client.getExperiment(.init(experimentId: id), options: options)
+                    return (id, found?.experiment?.title ?? id)
+                }
+            }
+            return await group.reduce(into: [String: String]()) { $0[$1.0] = $1.1 }
         }
         let chart = RunsChart(executions: executions.map { ($0.createdAtUs, $0.state.apiName) }, days: days, endingAt: now)
         let scores = ScoreChart(executions: executions.map { ($0.createdAtUs, $0.score?.value) }, days: days, endingAt: now)
