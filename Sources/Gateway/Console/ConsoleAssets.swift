@@ -3,7 +3,7 @@
 enum ConsoleAssets {
     static let css = #"""
     :root { --fg: #1b1f24; --muted: #4a5360; --bg: #fff; --panel: #f4f6f8; --line: #c9d1d9; --accent: #0b57d0;
-      --ok: #1a7f37; --warn: #9a6700; --bad: #c62828; --gone: #6e4a9e; --lost: #57606a; --run: #0b57d0; --pend: #5b8def; }
+      --ok: #1a7f37; --warn: #9a6700; --bad: #c62828; --gone: #6e4a9e; --stopped: #a0307e; --lost: #57606a; --late: #7d4e24; --run: #0b57d0; --pend: #5b8def; }
     * { box-sizing: border-box; }
     body { margin: 0; font: 16px/1.5 system-ui, sans-serif; color: var(--fg); background: var(--bg); }
     a { color: var(--accent); }
@@ -29,7 +29,7 @@ enum ConsoleAssets {
     .tag { display: inline-block; background: #ddf4ff; color: #0a3069; border-radius: 10px; padding: 0 8px; margin: 0 4px 4px 0; font-size: .85rem; text-decoration: none; }
     .status { display: inline-block; border-radius: 4px; padding: 0 6px; font-size: .85rem; font-weight: 600; color: #fff; background: var(--lost); }
     .s-completed { background: var(--ok); } .s-deviated { background: var(--warn); } .s-failed { background: var(--bad); }
-    .s-aborted, .s-interrupted { background: var(--gone); } .s-lost, .s-timed_out { background: var(--lost); }
+    .s-interrupted { background: var(--gone); } .s-aborted { background: var(--stopped); } .s-lost { background: var(--lost); } .s-timed_out { background: var(--late); }
     .s-running { background: var(--run); } .s-pending { background: var(--pend); color: #000; }
     .muted { color: var(--muted); } .error { color: var(--bad); } .warning { color: var(--warn); }
     .notice { border-left: 4px solid var(--bad); background: #fff1f0; padding: 8px 12px; }
@@ -56,7 +56,8 @@ enum ConsoleAssets {
     .legend .swatch { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: middle; }
     svg.chart { width: 100%; height: auto; max-width: 900px; } svg.chart text { font: 11px system-ui, sans-serif; fill: #1b1f24; }
     .f-completed { fill: var(--ok); background: var(--ok); } .f-deviated { fill: var(--warn); background: var(--warn); } .f-failed { fill: var(--bad); background: var(--bad); }
-    .f-interrupted, .f-aborted { fill: var(--gone); background: var(--gone); } .f-lost, .f-timed_out { fill: var(--lost); background: var(--lost); }
+    .f-interrupted { fill: var(--gone); background: var(--gone); } .f-aborted { fill: var(--stopped); background: var(--stopped); }
+    .f-lost { fill: var(--lost); background: var(--lost); } .f-timed_out { fill: var(--late); background: var(--late); }
     .f-running, .f-pending { fill: var(--run); background: var(--run); }
     .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
     @media (max-width: 640px) {
