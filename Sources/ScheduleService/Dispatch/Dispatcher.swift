@@ -396,7 +396,11 @@ struct Dispatcher: Sendable {
                 let queue = StartQueue()
                 queue.add(assignment)
                 lanes[lane] = queue
+                // The runs of the pass are claimed until the lookahead plus two calls' time after its
+                // start (claimOpen): the stream may last as long, at least one call's time.
+                let left = now.micros + configuration.lookahead.micros + 2 * configuration.callTimeout.micros - clock.now().micros
                 let starter = RunStarter(runner: connections.runner(at: lane.address), address: lane.address, organization: lane.org,
+                                         streamTimeout: .microseconds(max(left, configuration.callTimeout.micros)),
                                          clock: clock, configuration: configuration, logger: logger)
                 group.addTask { .started(await starter.start(queue)) }
             }

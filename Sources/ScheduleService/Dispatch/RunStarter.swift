@@ -78,6 +78,8 @@ struct RunStarter: Sendable {
     let runner: RunnersV1.RunnerClient?
     let address: String
     let organization: OrganizationID
+    /// The stream's deadline: it carries the runs of one pass, which are claimed until then.
+    let streamTimeout: Duration
     let clock: any ScheduleClock
     let configuration: ScheduleServiceConfiguration
     let logger: Logger
@@ -93,10 +95,8 @@ struct RunStarter: Sendable {
         let answered = Mutex<[String: Outcome]>([:])
         var failure: RPCError?
         do {
-            // The stream lives until the last run claimed in the pass (due within the lookahead)
-            // was answered, so its deadline is the lookahead plus one call's.
             try await runner.startRuns(
-                options: .on(behalfOf: organization, timeout: configuration.lookahead + configuration.callTimeout),
+                options: .on(behalfOf: organization, timeout: streamTimeout),
                 requests: { writer in
                     while let run = await queue.next() {
                         taken.withLock { $0.append(run) }
