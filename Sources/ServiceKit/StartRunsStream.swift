@@ -10,40 +10,52 @@ public enum StartRunsStream {
     /// Runs each request through `start` as it arrives, answering each as soon as it is decided
     /// (out of order), until the client half-closes and every request is answered. A request that
     /// cannot be decoded ends the stream with INVALID_ARGUMENT once those before it are answered.
-    /// One task writes the answers: the stream takes one writer at a time.
+    /// This task is the one writer (the stream takes one at a time), and a request is read only
+    /// while fewer than `concurrency` are undecided or unwritten: a client that does not read its
+    /// answers stops being read, rather than have them pile up here.
     public static func serve(
         _ requests: RPCAsyncSequence<RunnersV1.StartRunRequest>, responses: RPCWriter<RunnersV1.StartRunsResponse>,
         start: @escaping @Sendable (RunnersV1.StartRunRequest) async throws -> RunnersV1.StartRunResponse
     ) async throws {
-        let (answers, answer) = AsyncStream.makeStream(of: RunnersV1.StartRunsResponse.self)
-        try await withThrowingTaskGroup(of: Void.self) { writer in
-            writer.addTask {
-                for await message in answers { try await responses.write(message) }
-            }
-            let unreadable = await withTaskGroup(of: Void.self) { decisions -> (any Error)? in
-                var inFlight = 0
-                do {
-                    for try await request in requests {
-                        if inFlight >= concurrency {
-                            await decisions.next()
-                            inFlight -= 1
-                        }
-                        inFlight += 1
-                        decisions.addTask { answer.yield(await decide(request, start: start)) }
-                    }
-                    return nil
-                } catch {
-                    return error
+        enum Event: Sendable {
+            case read(RunnersV1.StartRunRequest?)
+            case unreadable(RPCError)
+            case decided(RunnersV1.StartRunsResponse)
+        }
+        let reader = RequestReader(requests.makeAsyncIterator())
+        try await withThrowingTaskGroup(of: Event.self) { group in
+            func read() {
+                group.addTask {
+                    do { return .read(try await reader.next()) } catch { return .unreadable(RPCError(from: error)) }
                 }
             }
-            answer.finish()
-            try await writer.waitForAll()
-            if let unreadable {
-                let error = RPCError(from: unreadable)
-                // A call the client cancelled (or that timed out) ends as it ended.
-                if error.code == .cancelled || error.code == .deadlineExceeded { throw error }
-                throw RPCError(.invalidArgument, "malformed StartRunRequest: \(error.message)")
+            var open = 0  // requests read and not yet answered
+            var paused = false
+            var unreadable: RPCError?
+            read()
+            while let event = try await group.next() {
+                switch event {
+                case .read(let request?):
+                    open += 1
+                    group.addTask { .decided(await decide(request, start: start)) }
+                    if open < concurrency { read() } else { paused = true }
+                case .read(nil):
+                    break
+                case .unreadable(let error):
+                    unreadable = error
+                case .decided(let answer):
+                    try await responses.write(answer)
+                    open -= 1
+                    if paused {
+                        paused = false
+                        read()
+                    }
+                }
             }
+            guard let unreadable else { return }
+            // A call the client cancelled (or that timed out) ends as it ended.
+            if unreadable.code == .cancelled || unreadable.code == .deadlineExceeded { throw unreadable }
+            throw RPCError(.invalidArgument, "malformed StartRunRequest: \(unreadable.message)")
         }
     }
 
@@ -59,6 +71,18 @@ public enum StartRunsStream {
             return .init(requestId: request.requestId, result: .error(.init(RPCError(from: error))))
         }
     }
+}
+
+/// The request side of one StartRuns call. Unchecked: one read at a time, each started only after
+/// the last one ended (`serve` reads again only on its result).
+private final class RequestReader: @unchecked Sendable {
+    private var iterator: RPCAsyncSequence<RunnersV1.StartRunRequest>.AsyncIterator
+
+    init(_ iterator: RPCAsyncSequence<RunnersV1.StartRunRequest>.AsyncIterator) {
+        self.iterator = iterator
+    }
+
+    func next() async throws -> RunnersV1.StartRunRequest? { try await iterator.next() }
 }
 
 extension RunnersV1.StartRunError {
