@@ -105,6 +105,8 @@ public enum ProtoRegistry {
         "faultline.runners.v1.Run": RunnersV1.Run.self,
         "faultline.runners.v1.StartRunRequest": RunnersV1.StartRunRequest.self,
         "faultline.runners.v1.StartRunResponse": RunnersV1.StartRunResponse.self,
+        "faultline.runners.v1.StartRunError": RunnersV1.StartRunError.self,
+        "faultline.runners.v1.StartRunsResponse": RunnersV1.StartRunsResponse.self,
         "faultline.runners.v1.CancelRunRequest": RunnersV1.CancelRunRequest.self,
         "faultline.runners.v1.CancelRunResponse": RunnersV1.CancelRunResponse.self,
         "faultline.runners.v1.ListRunsRequest": RunnersV1.ListRunsRequest.self,

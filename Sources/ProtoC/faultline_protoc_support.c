@@ -256,6 +256,10 @@ const ProtobufCMessageDescriptor *flpc_faultline__runners__v1__start_run_request
 
 const ProtobufCMessageDescriptor *flpc_faultline__runners__v1__start_run_response__descriptor(void) { return &faultline__runners__v1__start_run_response__descriptor; }
 
+const ProtobufCMessageDescriptor *flpc_faultline__runners__v1__start_run_error__descriptor(void) { return &faultline__runners__v1__start_run_error__descriptor; }
+
+const ProtobufCMessageDescriptor *flpc_faultline__runners__v1__start_runs_response__descriptor(void) { return &faultline__runners__v1__start_runs_response__descriptor; }
+
 const ProtobufCMessageDescriptor *flpc_faultline__runners__v1__cancel_run_request__descriptor(void) { return &faultline__runners__v1__cancel_run_request__descriptor; }
 
 const ProtobufCMessageDescriptor *flpc_faultline__runners__v1__cancel_run_response__descriptor(void) { return &faultline__runners__v1__cancel_run_response__descriptor; }

@@ -134,6 +134,13 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
         return .init(run: run.snapshot)
     }
 
+    /// StartRun for many runs on one stream: each request goes through `startRun`.
+    public func startRuns(_ requests: RPCAsyncSequence<RunnersV1.StartRunRequest>, responses: RPCWriter<RunnersV1.StartRunsResponse>,
+                          context: ServerContext) async throws {
+        _ = try context.organization()
+        try await StartRunsStream.serve(requests, responses: responses) { try await self.startRun($0, context: context) }
+    }
+
     /// Gives back a StartRun's reserved slot, registering and launching `registering` if given.
     /// Returns the run already registered for the same execution instead, if there is one.
     private func release(registering: (run: RunHandle, requestKey: String?)?) -> RunHandle? {

@@ -259,6 +259,70 @@ import Testing
         }
     }
 
+    @Test func runsGoOnOneStreamPerRunnerAndOrganisationAndUnaryToARunnerWithout() async throws {
+        try await Platform.with(database: "sched_streams") { p in
+            let streaming = StandInRunner()
+            let older = StandInRunner(unaryOnly: true)
+            try await p.register(try await streaming.serve(), id: "a-streaming", capacity: 100)
+            let other = OrganizationID("org-b")!
+            var triggered: [String] = []
+            for org in [Platform.org, other] {
+                let plan = try await p.createPlan(Platform.spec("0 0 1 1 *"), org: org)
+                for _ in 0..<3 {
+                    triggered.append(try #require(try await p.schedule.triggerPlan(.init(planId: plan.id), options: Platform.options(org)).run).id)
+                }
+            }
+            try await p.dispatch()
+            #expect(Set(streaming.started.map(\.requestId)) == Set(triggered))
+            #expect(streaming.calls == 6)
+            #expect(streaming.streams == 2, "one stream per organisation")
+
+            // A runner without StartRuns gets StartRun calls.
+            await streaming.stop()
+            try await p.register(try await older.serve(), id: "b-older", capacity: 100)
+            let plan = try await p.createPlan(Platform.spec("0 0 1 1 *"))
+            var later: [String] = []
+            for _ in 0..<3 {
+                later.append(try #require(try await p.schedule.triggerPlan(.init(planId: plan.id), options: Platform.options()).run).id)
+            }
+            try await p.dispatch()
+            #expect(Set(older.started.map(\.requestId)) == Set(later))
+            #expect(older.streams >= 1)
+            for id in later {
+                let run = try #require(try await p.schedule.getPlanRun(.init(planRunId: id), options: Platform.options()).run)
+                #expect(run.state == .dispatched && run.runnerId == "b-older" && run.executionId == "exe-" + id)
+            }
+            await older.stop()
+        }
+    }
+
+    @Test func runsLeftUnansweredByABrokenStreamAreRetriedOnAnotherRunner() async throws {
+        try await Platform.with(database: "sched_stream_break") { p in
+            let breaking = StandInRunner()
+            let healthy = StandInRunner()
+            // The breaking runner has the most free capacity, so it is tried first.
+            try await p.register(try await breaking.serve(), id: "a-breaking", capacity: 100)
+            try await p.register(try await healthy.serve(), id: "b-healthy", capacity: 50)
+            breaking.breakStreams(after: 2)
+            let plan = try await p.createPlan(Platform.spec("0 0 1 1 *"))
+            var triggered: [String] = []
+            for _ in 0..<5 {
+                triggered.append(try #require(try await p.schedule.triggerPlan(.init(planId: plan.id), options: Platform.options()).run).id)
+            }
+            try await p.dispatch()
+            #expect(breaking.started.count == 2)
+            #expect(healthy.started.count == 3)
+            #expect(Set((breaking.started + healthy.started).map(\.requestId)) == Set(triggered))
+            for id in triggered {
+                let run = try #require(try await p.schedule.getPlanRun(.init(planRunId: id), options: Platform.options()).run)
+                let owner = breaking.started.contains { $0.requestId == id } ? "a-breaking" : "b-healthy"
+                #expect(run.state == .dispatched && run.runnerId == owner)
+            }
+            await breaking.stop()
+            await healthy.stop()
+        }
+    }
+
     @Test func runnerLabelsChooseTheRunner() async throws {
         try await Platform.with(database: "sched_labels") { p in
             let eu = StandInRunner()

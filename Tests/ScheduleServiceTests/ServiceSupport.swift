@@ -27,12 +27,20 @@ final class StandInRunner: RunnersV1.RunnerService, Sendable {
         /// Every StartRun that arrived, repeats included.
         var calls = 0
         var held: [CheckedContinuation<Void, Never>] = []
+        /// StartRuns streams opened (refused ones included).
+        var streams = 0
+        /// A StartRuns stream fails UNAVAILABLE on the request after this many.
+        var streamBreaksAfter: Int?
     }
 
     let state = Mutex(State())
     private let served = Mutex<Served?>(nil)
+    /// Answers StartRuns with UNIMPLEMENTED, as a runner from before it did.
+    let unaryOnly: Bool
 
-    init() {}
+    init(unaryOnly: Bool = false) {
+        self.unaryOnly = unaryOnly
+    }
 
     /// Serves it on a free port; answers `127.0.0.1:port`.
     func serve() async throws -> String {
@@ -44,8 +52,10 @@ final class StandInRunner: RunnersV1.RunnerService, Sendable {
     var started: [RunnersV1.StartRunRequest] { state.withLock { $0.started } }
     var cancelled: [RunnersV1.CancelRunRequest] { state.withLock { $0.cancelled } }
     var calls: Int { state.withLock { $0.calls } }
+    var streams: Int { state.withLock { $0.streams } }
     var heldCount: Int { state.withLock { $0.held.count } }
     func set(_ mode: Mode) { state.withLock { $0.mode = mode } }
+    func breakStreams(after answered: Int?) { state.withLock { $0.streamBreaksAfter = answered } }
 
     /// Lets held StartRuns go on; later ones are accepted at once.
     func release() {
@@ -88,6 +98,24 @@ final class StandInRunner: RunnersV1.RunnerService, Sendable {
             state.started.append(request)
             return .init(run: .init(executionId: execution, experimentId: request.experimentId, planId: request.planId,
                                     planRunId: request.planRunId, state: .running))
+        }
+    }
+
+    func startRuns(_ requests: RPCAsyncSequence<RunnersV1.StartRunRequest>, responses: RPCWriter<RunnersV1.StartRunsResponse>,
+                   context: ServerContext) async throws {
+        let breaksAfter = state.withLock { state in
+            state.streams += 1
+            return state.streamBreaksAfter
+        }
+        guard !unaryOnly else { throw RPCError(.unimplemented, "method not found: StartRuns") }
+        guard let breaksAfter else {
+            return try await StartRunsStream.serve(requests, responses: responses) { try await self.startRun($0, context: context) }
+        }
+        var answered = 0
+        for try await request in requests {
+            guard answered < breaksAfter else { throw RPCError(.unavailable, "the stream broke") }
+            try await responses.write(.init(requestId: request.requestId, result: .started(try await startRun(request, context: context))))
+            answered += 1
         }
     }
 

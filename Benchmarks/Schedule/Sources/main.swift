@@ -1,6 +1,7 @@
 // Dispatch lateness: 10,000 cron plans (`* * * * *`) all due at the same minute boundary, served by
 // one and then two ScheduleService replicas on one Postgres, dispatching over real sockets to a
-// stand-in runner that records when each StartRun arrives. Lateness = arrival - due time.
+// stand-in runner that records when each StartRun arrives (on the StartRuns stream the dispatcher
+// uses, or as a unary call). Lateness = arrival - due time.
 //
 // Peers in the same run: the RPC floor (the same StartRun calls straight from RPC clients) and the
 // streamed floor (the same messages on one stream). Environment: SCHEDULE_BENCH_PLANS (10000),
@@ -38,6 +39,12 @@ final class Recorder: RunnersV1.RunnerService, Sendable {
         calls.add(1, ordering: .relaxed)
         arrivals.withLock { if $0[request.requestId] == nil { $0[request.requestId] = now } }
         return .init(run: .init(executionId: "exe-" + request.requestId, planRunId: request.planRunId, state: .running))
+    }
+
+    /// Each streamed request is recorded as a StartRun call is (the dispatcher streams when it can).
+    func startRuns(_ requests: RPCAsyncSequence<RunnersV1.StartRunRequest>, responses: RPCWriter<RunnersV1.StartRunsResponse>,
+                   context: ServerContext) async throws {
+        try await StartRunsStream.serve(requests, responses: responses) { try await self.startRun($0, context: context) }
     }
 
     func cancelRun(_ request: RunnersV1.CancelRunRequest, context: ServerContext) async throws -> RunnersV1.CancelRunResponse { .init() }

@@ -15,8 +15,9 @@ import ServiceKit
 ///    transaction that moves the plan's cursor — a plan run is recorded durably before anything
 ///    is dispatched, and an occurrence is fired (or recorded skipped) once;
 /// 3. **dispatch**: open plan runs are assigned a runner (labels, free capacity) and claimed,
-///    then StartRun is called with the plan run id as request id, so a retry after a crash is
-///    idempotent on the runner.
+///    then started with the plan run id as request id, so a retry after a crash is idempotent on
+///    the runner: on one StartRuns stream per runner and organisation (RunStarter), or with
+///    StartRun calls on a runner without StartRuns.
 struct Dispatcher: Sendable {
     let database: PostgresClient
     let clock: any ScheduleClock
@@ -219,7 +220,7 @@ struct Dispatcher: Sendable {
         var free: Int
     }
 
-    private struct Assignment: Sendable {
+    struct Assignment: Sendable {
         let org: OrganizationID
         let runID: String
         let runnerID: String
@@ -345,10 +346,10 @@ struct Dispatcher: Sendable {
         }
     }
 
-    private typealias Answer = (assignment: Assignment, result: Result<String, RPCError>)
+    typealias Answer = (assignment: Assignment, result: Result<String, RPCError>)
 
     /// Fires due plans and claims open runs batch by batch, and starts each claimed run when it is
-    /// due, at most `startConcurrency` StartRun calls in flight; then records what the runners
+    /// due, on one StartRuns stream per runner and organisation; then records what the runners
     /// answered.
     ///
     /// Fires, claims and calls share one task group: the next batch is fired while the last one is
@@ -360,23 +361,21 @@ struct Dispatcher: Sendable {
         enum Event: Sendable {
             case fired(Result<Int, any Error>)
             case claimed(Result<(taken: Int, batch: [Assignment]), any Error>)
-            case answered(Answer)
+            case started([Answer])
         }
+        struct Lane: Hashable { let address: String; let org: OrganizationID }
         var outcome = Outcome()
         var fired = 0
         var failure: (any Error)?
         let answers = await withTaskGroup(of: Event.self) { group -> [Answer] in
             var answers: [Answer] = []
-            var waiting: [Assignment] = []
-            var next = 0  // the first of `waiting` not yet started (claims arrive ordered by due time)
-            var inFlight = 0
+            var lanes: [Lane: StartQueue] = [:]
             var claimedRuns = 0
+            var firing = false
             var claiming = false
             var claimAgain = false  // a batch was fired while a claim ran
-            // Resolved once per pass, not per call: the client and the options of each runner and org.
-            var runners: [String: RunnersV1.RunnerClient?] = [:]
-            var options: [OrganizationID: CallOptions] = [:]
             func fireBatch() {
+                firing = true
                 group.addTask {
                     do { return .fired(.success(try await fireDue(now: now))) } catch { return .fired(.failure(error)) }
                 }
@@ -387,36 +386,29 @@ struct Dispatcher: Sendable {
                     do { return .claimed(.success(try await claimOpen(now: now))) } catch { return .claimed(.failure(error)) }
                 }
             }
-            func call(_ assignment: Assignment) {
-                let runner = runners[assignment.address] ?? {
-                    let client = connections.runner(at: assignment.address)
-                    runners[assignment.address] = client
-                    return client
-                }()
-                let callOptions = options[assignment.org] ?? {
-                    let made = CallOptions.on(behalfOf: assignment.org, timeout: configuration.callTimeout)
-                    options[assignment.org] = made
-                    return made
-                }()
-                group.addTask {
-                    // Claimed within the lookahead: started when due, never before.
-                    let early = assignment.notBefore - clock.now().micros
-                    if early > 0 { try? await Task.sleep(for: .microseconds(early)) }
-                    guard let runner else {
-                        return .answered((assignment, .failure(RPCError(.unavailable, "runner address '\(assignment.address)' is not host:port"))))
-                    }
-                    do {
-                        let response = try await runner.startRun(assignment.request, options: callOptions)
-                        return .answered((assignment, .success(response.run?.executionId ?? "")))
-                    } catch {
-                        return .answered((assignment, .failure(RPCError(from: error))))
-                    }
+            /// Hands a claimed run to its lane's starter, opening the lane on its first run.
+            func start(_ assignment: Assignment) {
+                let lane = Lane(address: assignment.address, org: assignment.org)
+                if let queue = lanes[lane] {
+                    queue.add(assignment)
+                    return
                 }
+                let queue = StartQueue()
+                queue.add(assignment)
+                lanes[lane] = queue
+                // The runs of the pass are claimed until the lookahead plus two calls' time after its
+                // start (claimOpen): the stream may last as long, at least one call's time.
+                let left = now.micros + configuration.lookahead.micros + 2 * configuration.callTimeout.micros - clock.now().micros
+                let starter = RunStarter(runner: connections.runner(at: lane.address), address: lane.address, organization: lane.org,
+                                         streamTimeout: .microseconds(max(left, configuration.callTimeout.micros)),
+                                         clock: clock, configuration: configuration, logger: logger)
+                group.addTask { .started(await starter.start(queue)) }
             }
             if fire { fireBatch() } else { claim() }
             while let event = await group.next() {
                 switch event {
                 case .fired(.success(let count)):
+                    firing = false
                     fired += count
                     if count == configuration.batchSize, failure == nil { fireBatch() }
                     if claiming { claimAgain = true } else if failure == nil { claim() }
@@ -424,24 +416,20 @@ struct Dispatcher: Sendable {
                     claiming = false
                     claimedRuns += batch.count
                     outcome.queued += taken - batch.count
-                    waiting += batch
+                    batch.forEach(start)
                     // Queued runs that found no runner come back in every batch: go on only on progress.
                     let more = taken == configuration.batchSize && !batch.isEmpty && claimedRuns < Self.maximumClaimed
                     if (more || claimAgain), failure == nil { claim() }
                     claimAgain = false
                 case .fired(.failure(let error)), .claimed(.failure(let error)):
                     // Nothing more is fired or claimed; what is claimed is still started and recorded.
-                    if case .claimed = event { claiming = false }
+                    if case .claimed = event { claiming = false } else { firing = false }
                     failure = failure ?? error
-                case .answered(let answer):
-                    answers.append(answer)
-                    inFlight -= 1
+                case .started(let lane):
+                    answers += lane
                 }
-                while inFlight < configuration.startConcurrency, next < waiting.count {
-                    call(waiting[next])
-                    next += 1
-                    inFlight += 1
-                }
+                // Nothing more will be claimed in this pass: each stream half-closes after its last run.
+                if !firing, !claiming { lanes.values.forEach { $0.finish() } }
             }
             return answers
         }

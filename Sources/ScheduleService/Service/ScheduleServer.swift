@@ -26,7 +26,7 @@ public struct ScheduleServiceConfiguration: Sendable {
     public var lookahead: Duration = .seconds(5)
     /// Plans or plan runs one transaction takes.
     public var batchSize = 500
-    /// StartRun calls in flight at once per dispatcher.
+    /// StartRun calls in flight at once per runner and organisation, for runners without StartRuns.
     public var startConcurrency = 64
     /// StartRun and CancelRun deadline.
     public var callTimeout: Duration = .seconds(10)

@@ -124,6 +124,51 @@ extension RunnersV1 {
 }
 
 extension RunnersV1 {
+    /// Why a StartRuns request was not started: the status unary StartRun would have ended with.
+    public struct StartRunError: Hashable, Sendable {
+        /// A gRPC status code (RESOURCE_EXHAUSTED at capacity, UNAVAILABLE when draining,
+        /// INVALID_ARGUMENT, NOT_FOUND, ...), as StartRun gives them.
+        public var code: Int32 = 0
+        public var message: String = ""
+
+        public init() {}
+
+        public init(
+            code: Int32 = 0,
+            message: String = ""
+        ) {
+            self.code = code
+            self.message = message
+        }
+    }
+}
+
+extension RunnersV1 {
+    /// The answer to one StartRuns request.
+    public struct StartRunsResponse: Hashable, Sendable {
+        /// The request_id of the request answered (answers may come in any order).
+        public var requestId: String = ""
+        public var result: Result? = nil
+
+        /// The field set in oneof `result`.
+        public enum Result: Hashable, Sendable {
+            case started(RunnersV1.StartRunResponse)
+            case error(RunnersV1.StartRunError)
+        }
+
+        public init() {}
+
+        public init(
+            requestId: String = "",
+            result: Result? = nil
+        ) {
+            self.requestId = requestId
+            self.result = result
+        }
+    }
+}
+
+extension RunnersV1 {
     public struct CancelRunRequest: Hashable, Sendable {
         public var executionId: String = ""
         /// Stop without playing rollbacks (SIGUSR2-style); rollbacks are played by default.
@@ -246,9 +291,10 @@ extension RunnersV1 {
     /// The methods of `faultline.runners.v1.RunnerService`.
     public enum RunnerMethods {
         public static let startRun = MethodDescriptor(service: "faultline.runners.v1.RunnerService", method: "StartRun")
+        public static let startRuns = MethodDescriptor(service: "faultline.runners.v1.RunnerService", method: "StartRuns")
         public static let cancelRun = MethodDescriptor(service: "faultline.runners.v1.RunnerService", method: "CancelRun")
         public static let listRuns = MethodDescriptor(service: "faultline.runners.v1.RunnerService", method: "ListRuns")
-        public static let all: [MethodDescriptor] = [startRun, cancelRun, listRuns]
+        public static let all: [MethodDescriptor] = [startRun, startRuns, cancelRun, listRuns]
     }
 
     /// Runs experiments with Chaos Toolkit. Pause, resume and terminate requests reach a run through
@@ -257,6 +303,18 @@ extension RunnersV1 {
     /// The server side of `faultline.runners.v1.RunnerService`: implement one requirement per RPC; `methods` is provided.
     public protocol RunnerService: RPCService {
         func startRun(_ request: RunnersV1.StartRunRequest, context: ServerContext) async throws -> RunnersV1.StartRunResponse
+        /// StartRun for many runs on one stream: each request is decided exactly as StartRun decides it
+        /// (capacity, draining, idempotency on request_id, also for a request_id repeated within the
+        /// stream) and answered as soon as it is decided, so answers may come out of order and are
+        /// matched by request_id, which is required here (a request without it is answered
+        /// INVALID_ARGUMENT with an empty request_id). One stream is one organisation: the call's
+        /// metadata, as for StartRun. The stream ends once the client half-closed and every request is
+        /// answered; a request that cannot be decoded ends it with INVALID_ARGUMENT after the requests
+        /// before it are answered. A request left unanswered when a stream breaks may or may not have
+        /// started: repeat it (on a stream or with StartRun) with the same request_id. StartRun stays
+        /// for single calls; a runner that answers StartRuns with UNIMPLEMENTED (an older runner) gets
+        /// StartRun calls.
+        func startRuns(_ requests: RPCAsyncSequence<RunnersV1.StartRunRequest>, responses: RPCWriter<RunnersV1.StartRunsResponse>, context: ServerContext) async throws
         func cancelRun(_ request: RunnersV1.CancelRunRequest, context: ServerContext) async throws -> RunnersV1.CancelRunResponse
         func listRuns(_ request: RunnersV1.ListRunsRequest, context: ServerContext) async throws -> RunnersV1.ListRunsResponse
     }
@@ -276,6 +334,25 @@ extension RunnersV1 {
             try await caller.unary(RunnersV1.RunnerMethods.startRun, request, options: options)
         }
 
+        /// StartRun for many runs on one stream: each request is decided exactly as StartRun decides it
+        /// (capacity, draining, idempotency on request_id, also for a request_id repeated within the
+        /// stream) and answered as soon as it is decided, so answers may come out of order and are
+        /// matched by request_id, which is required here (a request without it is answered
+        /// INVALID_ARGUMENT with an empty request_id). One stream is one organisation: the call's
+        /// metadata, as for StartRun. The stream ends once the client half-closed and every request is
+        /// answered; a request that cannot be decoded ends it with INVALID_ARGUMENT after the requests
+        /// before it are answered. A request left unanswered when a stream breaks may or may not have
+        /// started: repeat it (on a stream or with StartRun) with the same request_id. StartRun stays
+        /// for single calls; a runner that answers StartRuns with UNIMPLEMENTED (an older runner) gets
+        /// StartRun calls.
+        public func startRuns<Result: Sendable>(
+            options: CallOptions = CallOptions(),
+            requests: @escaping @Sendable (RPCWriter<RunnersV1.StartRunRequest>) async throws -> Void,
+            responses: @escaping @Sendable (RPCAsyncSequence<RunnersV1.StartRunsResponse>) async throws -> Result
+        ) async throws -> Result {
+            try await caller.bidirectional(RunnersV1.RunnerMethods.startRuns, options: options, requests: requests, responses: responses)
+        }
+
         public func cancelRun(_ request: RunnersV1.CancelRunRequest, options: CallOptions = CallOptions()) async throws -> RunnersV1.CancelRunResponse {
             try await caller.unary(RunnersV1.RunnerMethods.cancelRun, request, options: options)
         }
@@ -291,6 +368,9 @@ extension RunnersV1.RunnerService {
         [
             .unary(RunnersV1.RunnerMethods.startRun) { (request: RunnersV1.StartRunRequest, context) async throws -> RunnersV1.StartRunResponse in
                 try await self.startRun(request, context: context)
+            },
+            .bidirectional(RunnersV1.RunnerMethods.startRuns) { (requests: RPCAsyncSequence<RunnersV1.StartRunRequest>, responses: RPCWriter<RunnersV1.StartRunsResponse>, context) in
+                try await self.startRuns(requests, responses: responses, context: context)
             },
             .unary(RunnersV1.RunnerMethods.cancelRun) { (request: RunnersV1.CancelRunRequest, context) async throws -> RunnersV1.CancelRunResponse in
                 try await self.cancelRun(request, context: context)
@@ -473,6 +553,106 @@ extension RunnersV1.StartRunResponse: ProtoMessage {
     /// Every pointer is stored as soon as it is allocated, so a throw leaves `c` freeable.
     private func fill(_ c: UnsafeMutablePointer<Faultline__Runners__V1__StartRunResponse>) throws(RPCError) {
         if let v = self.run { c.pointee.run = try v.makeC() }
+    }
+}
+
+extension RunnersV1.StartRunError: ProtoMessage {
+    public static let protoName = "faultline.runners.v1.StartRunError"
+
+    public static var descriptor: UnsafePointer<ProtobufCMessageDescriptor> {
+        flpc_faultline__runners__v1__start_run_error__descriptor()
+    }
+
+    public init(unpacked message: UnsafePointer<ProtobufCMessage>) throws(RPCError) {
+        try ProtoC.checkDescriptor(message, Self.self)
+        try self.init(c: UnsafeRawPointer(message).assumingMemoryBound(to: Faultline__Runners__V1__StartRunError.self))
+    }
+
+    public func makeUnpacked() throws(RPCError) -> UnsafeMutablePointer<ProtobufCMessage> {
+        UnsafeMutableRawPointer(try makeC()).assumingMemoryBound(to: ProtobufCMessage.self)
+    }
+
+    init(c pointer: UnsafePointer<Faultline__Runners__V1__StartRunError>) throws(RPCError) {
+        self.init()
+        let c = pointer.pointee
+        self.code = c.code
+        self.message = try ProtoC.string(c.message, field: "faultline.runners.v1.StartRunError.message")
+    }
+
+    /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
+    func makeC() throws(RPCError) -> UnsafeMutablePointer<Faultline__Runners__V1__StartRunError> {
+        let c: UnsafeMutablePointer<Faultline__Runners__V1__StartRunError> = try ProtoC.message { faultline__runners__v1__start_run_error__init($0) }
+        do throws(RPCError) {
+            try fill(c)
+        } catch {
+            ProtoC.free(c)
+            throw error
+        }
+        return c
+    }
+
+    /// Every pointer is stored as soon as it is allocated, so a throw leaves `c` freeable.
+    private func fill(_ c: UnsafeMutablePointer<Faultline__Runners__V1__StartRunError>) throws(RPCError) {
+        c.pointee.code = self.code
+        if !self.message.isEmpty { c.pointee.message = try ProtoC.cString(self.message, field: "faultline.runners.v1.StartRunError.message") }
+    }
+}
+
+extension RunnersV1.StartRunsResponse: ProtoMessage {
+    public static let protoName = "faultline.runners.v1.StartRunsResponse"
+
+    public static var descriptor: UnsafePointer<ProtobufCMessageDescriptor> {
+        flpc_faultline__runners__v1__start_runs_response__descriptor()
+    }
+
+    public init(unpacked message: UnsafePointer<ProtobufCMessage>) throws(RPCError) {
+        try ProtoC.checkDescriptor(message, Self.self)
+        try self.init(c: UnsafeRawPointer(message).assumingMemoryBound(to: Faultline__Runners__V1__StartRunsResponse.self))
+    }
+
+    public func makeUnpacked() throws(RPCError) -> UnsafeMutablePointer<ProtobufCMessage> {
+        UnsafeMutableRawPointer(try makeC()).assumingMemoryBound(to: ProtobufCMessage.self)
+    }
+
+    init(c pointer: UnsafePointer<Faultline__Runners__V1__StartRunsResponse>) throws(RPCError) {
+        self.init()
+        let c = pointer.pointee
+        self.requestId = try ProtoC.string(c.request_id, field: "faultline.runners.v1.StartRunsResponse.request_id")
+        switch c.result_case.rawValue {
+        case 2:
+            if let p = c.started { self.result = .started(try RunnersV1.StartRunResponse(c: p)) }
+        case 3:
+            if let p = c.error { self.result = .error(try RunnersV1.StartRunError(c: p)) }
+        default:
+            self.result = nil  // not set, or a field this version does not know
+        }
+    }
+
+    /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
+    func makeC() throws(RPCError) -> UnsafeMutablePointer<Faultline__Runners__V1__StartRunsResponse> {
+        let c: UnsafeMutablePointer<Faultline__Runners__V1__StartRunsResponse> = try ProtoC.message { faultline__runners__v1__start_runs_response__init($0) }
+        do throws(RPCError) {
+            try fill(c)
+        } catch {
+            ProtoC.free(c)
+            throw error
+        }
+        return c
+    }
+
+    /// Every pointer is stored as soon as it is allocated, so a throw leaves `c` freeable.
+    private func fill(_ c: UnsafeMutablePointer<Faultline__Runners__V1__StartRunsResponse>) throws(RPCError) {
+        if !self.requestId.isEmpty { c.pointee.request_id = try ProtoC.cString(self.requestId, field: "faultline.runners.v1.StartRunsResponse.request_id") }
+        switch self.result {
+        case nil:
+            break
+        case .started(let v)?:
+            c.pointee.started = try v.makeC()
+            c.pointee.result_case = .init(rawValue: 2)
+        case .error(let v)?:
+            c.pointee.error = try v.makeC()
+            c.pointee.result_case = .init(rawValue: 3)
+        }
     }
 }
 

@@ -142,6 +142,96 @@ void   faultline__runners__v1__start_run_response__free_unpacked
   assert(message->base.descriptor == &faultline__runners__v1__start_run_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   faultline__runners__v1__start_run_error__init
+                     (Faultline__Runners__V1__StartRunError         *message)
+{
+  static const Faultline__Runners__V1__StartRunError init_value = FAULTLINE__RUNNERS__V1__START_RUN_ERROR__INIT;
+  *message = init_value;
+}
+size_t faultline__runners__v1__start_run_error__get_packed_size
+                     (const Faultline__Runners__V1__StartRunError *message)
+{
+  assert(message->base.descriptor == &faultline__runners__v1__start_run_error__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t faultline__runners__v1__start_run_error__pack
+                     (const Faultline__Runners__V1__StartRunError *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &faultline__runners__v1__start_run_error__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t faultline__runners__v1__start_run_error__pack_to_buffer
+                     (const Faultline__Runners__V1__StartRunError *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &faultline__runners__v1__start_run_error__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Faultline__Runners__V1__StartRunError *
+       faultline__runners__v1__start_run_error__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Faultline__Runners__V1__StartRunError *)
+     protobuf_c_message_unpack (&faultline__runners__v1__start_run_error__descriptor,
+                                allocator, len, data);
+}
+void   faultline__runners__v1__start_run_error__free_unpacked
+                     (Faultline__Runners__V1__StartRunError *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &faultline__runners__v1__start_run_error__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   faultline__runners__v1__start_runs_response__init
+                     (Faultline__Runners__V1__StartRunsResponse         *message)
+{
+  static const Faultline__Runners__V1__StartRunsResponse init_value = FAULTLINE__RUNNERS__V1__START_RUNS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t faultline__runners__v1__start_runs_response__get_packed_size
+                     (const Faultline__Runners__V1__StartRunsResponse *message)
+{
+  assert(message->base.descriptor == &faultline__runners__v1__start_runs_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t faultline__runners__v1__start_runs_response__pack
+                     (const Faultline__Runners__V1__StartRunsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &faultline__runners__v1__start_runs_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t faultline__runners__v1__start_runs_response__pack_to_buffer
+                     (const Faultline__Runners__V1__StartRunsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &faultline__runners__v1__start_runs_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Faultline__Runners__V1__StartRunsResponse *
+       faultline__runners__v1__start_runs_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Faultline__Runners__V1__StartRunsResponse *)
+     protobuf_c_message_unpack (&faultline__runners__v1__start_runs_response__descriptor,
+                                allocator, len, data);
+}
+void   faultline__runners__v1__start_runs_response__free_unpacked
+                     (Faultline__Runners__V1__StartRunsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &faultline__runners__v1__start_runs_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   faultline__runners__v1__cancel_run_request__init
                      (Faultline__Runners__V1__CancelRunRequest         *message)
 {
@@ -709,6 +799,121 @@ const ProtobufCMessageDescriptor faultline__runners__v1__start_run_response__des
   (ProtobufCMessageInit) faultline__runners__v1__start_run_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor faultline__runners__v1__start_run_error__field_descriptors[2] =
+{
+  {
+    "code",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Runners__V1__StartRunError, code),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Runners__V1__StartRunError, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned faultline__runners__v1__start_run_error__field_indices_by_name[] = {
+  0,   /* field[0] = code */
+  1,   /* field[1] = message */
+};
+static const ProtobufCIntRange faultline__runners__v1__start_run_error__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor faultline__runners__v1__start_run_error__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "faultline.runners.v1.StartRunError",
+  "StartRunError",
+  "Faultline__Runners__V1__StartRunError",
+  "faultline.runners.v1",
+  sizeof(Faultline__Runners__V1__StartRunError),
+  2,
+  faultline__runners__v1__start_run_error__field_descriptors,
+  faultline__runners__v1__start_run_error__field_indices_by_name,
+  1,  faultline__runners__v1__start_run_error__number_ranges,
+  (ProtobufCMessageInit) faultline__runners__v1__start_run_error__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor faultline__runners__v1__start_runs_response__field_descriptors[3] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Runners__V1__StartRunsResponse, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "started",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Faultline__Runners__V1__StartRunsResponse, result_case),
+    offsetof(Faultline__Runners__V1__StartRunsResponse, started),
+    &faultline__runners__v1__start_run_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Faultline__Runners__V1__StartRunsResponse, result_case),
+    offsetof(Faultline__Runners__V1__StartRunsResponse, error),
+    &faultline__runners__v1__start_run_error__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned faultline__runners__v1__start_runs_response__field_indices_by_name[] = {
+  2,   /* field[2] = error */
+  0,   /* field[0] = request_id */
+  1,   /* field[1] = started */
+};
+static const ProtobufCIntRange faultline__runners__v1__start_runs_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor faultline__runners__v1__start_runs_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "faultline.runners.v1.StartRunsResponse",
+  "StartRunsResponse",
+  "Faultline__Runners__V1__StartRunsResponse",
+  "faultline.runners.v1",
+  sizeof(Faultline__Runners__V1__StartRunsResponse),
+  3,
+  faultline__runners__v1__start_runs_response__field_descriptors,
+  faultline__runners__v1__start_runs_response__field_indices_by_name,
+  1,  faultline__runners__v1__start_runs_response__number_ranges,
+  (ProtobufCMessageInit) faultline__runners__v1__start_runs_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor faultline__runners__v1__cancel_run_request__field_descriptors[3] =
 {
   {
@@ -960,16 +1165,18 @@ const ProtobufCEnumDescriptor faultline__runners__v1__run_state__descriptor =
   faultline__runners__v1__run_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor faultline__runners__v1__runner_service__method_descriptors[3] =
+static const ProtobufCMethodDescriptor faultline__runners__v1__runner_service__method_descriptors[4] =
 {
   { "StartRun", &faultline__runners__v1__start_run_request__descriptor, &faultline__runners__v1__start_run_response__descriptor },
+  { "StartRuns", &faultline__runners__v1__start_run_request__descriptor, &faultline__runners__v1__start_runs_response__descriptor },
   { "CancelRun", &faultline__runners__v1__cancel_run_request__descriptor, &faultline__runners__v1__cancel_run_response__descriptor },
   { "ListRuns", &faultline__runners__v1__list_runs_request__descriptor, &faultline__runners__v1__list_runs_response__descriptor },
 };
 const unsigned faultline__runners__v1__runner_service__method_indices_by_name[] = {
-  1,        /* CancelRun */
-  2,        /* ListRuns */
-  0         /* StartRun */
+  2,        /* CancelRun */
+  3,        /* ListRuns */
+  0,        /* StartRun */
+  1         /* StartRuns */
 };
 const ProtobufCServiceDescriptor faultline__runners__v1__runner_service__descriptor =
 {
@@ -978,7 +1185,7 @@ const ProtobufCServiceDescriptor faultline__runners__v1__runner_service__descrip
   "RunnerService",
   "Faultline__Runners__V1__RunnerService",
   "faultline.runners.v1",
-  3,
+  4,
   faultline__runners__v1__runner_service__method_descriptors,
   faultline__runners__v1__runner_service__method_indices_by_name
 };
@@ -990,13 +1197,21 @@ void faultline__runners__v1__runner_service__start_run(ProtobufCService *service
   assert(service->descriptor == &faultline__runners__v1__runner_service__descriptor);
   service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void faultline__runners__v1__runner_service__start_runs(ProtobufCService *service,
+                                                        const Faultline__Runners__V1__StartRunRequest *input,
+                                                        Faultline__Runners__V1__StartRunsResponse_Closure closure,
+                                                        void *closure_data)
+{
+  assert(service->descriptor == &faultline__runners__v1__runner_service__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void faultline__runners__v1__runner_service__cancel_run(ProtobufCService *service,
                                                         const Faultline__Runners__V1__CancelRunRequest *input,
                                                         Faultline__Runners__V1__CancelRunResponse_Closure closure,
                                                         void *closure_data)
 {
   assert(service->descriptor == &faultline__runners__v1__runner_service__descriptor);
-  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void faultline__runners__v1__runner_service__list_runs(ProtobufCService *service,
                                                        const Faultline__Runners__V1__ListRunsRequest *input,
@@ -1004,7 +1219,7 @@ void faultline__runners__v1__runner_service__list_runs(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &faultline__runners__v1__runner_service__descriptor);
-  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void faultline__runners__v1__runner_service__init (Faultline__Runners__V1__RunnerService_Service *service,
                                                    Faultline__Runners__V1__RunnerService_ServiceDestroy destroy)

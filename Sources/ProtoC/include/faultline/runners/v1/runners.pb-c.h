@@ -20,6 +20,8 @@ PROTOBUF_C__BEGIN_DECLS
 typedef struct Faultline__Runners__V1__Run Faultline__Runners__V1__Run;
 typedef struct Faultline__Runners__V1__StartRunRequest Faultline__Runners__V1__StartRunRequest;
 typedef struct Faultline__Runners__V1__StartRunResponse Faultline__Runners__V1__StartRunResponse;
+typedef struct Faultline__Runners__V1__StartRunError Faultline__Runners__V1__StartRunError;
+typedef struct Faultline__Runners__V1__StartRunsResponse Faultline__Runners__V1__StartRunsResponse;
 typedef struct Faultline__Runners__V1__CancelRunRequest Faultline__Runners__V1__CancelRunRequest;
 typedef struct Faultline__Runners__V1__CancelRunResponse Faultline__Runners__V1__CancelRunResponse;
 typedef struct Faultline__Runners__V1__ListRunsRequest Faultline__Runners__V1__ListRunsRequest;
@@ -138,6 +140,52 @@ struct  Faultline__Runners__V1__StartRunResponse
     , NULL }
 
 
+/*
+ * Why a StartRuns request was not started: the status unary StartRun would have ended with.
+ */
+struct  Faultline__Runners__V1__StartRunError
+{
+  ProtobufCMessage base;
+  /*
+   * A gRPC status code (RESOURCE_EXHAUSTED at capacity, UNAVAILABLE when draining,
+   * INVALID_ARGUMENT, NOT_FOUND, ...), as StartRun gives them.
+   */
+  int32_t code;
+  char *message;
+};
+#define FAULTLINE__RUNNERS__V1__START_RUN_ERROR__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&faultline__runners__v1__start_run_error__descriptor) \
+    , 0, (char *)protobuf_c_empty_string }
+
+
+typedef enum {
+  FAULTLINE__RUNNERS__V1__START_RUNS_RESPONSE__RESULT__NOT_SET = 0,
+  FAULTLINE__RUNNERS__V1__START_RUNS_RESPONSE__RESULT_STARTED = 2,
+  FAULTLINE__RUNNERS__V1__START_RUNS_RESPONSE__RESULT_ERROR = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FAULTLINE__RUNNERS__V1__START_RUNS_RESPONSE__RESULT__CASE)
+} Faultline__Runners__V1__StartRunsResponse__ResultCase;
+
+/*
+ * The answer to one StartRuns request.
+ */
+struct  Faultline__Runners__V1__StartRunsResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The request_id of the request answered (answers may come in any order).
+   */
+  char *request_id;
+  Faultline__Runners__V1__StartRunsResponse__ResultCase result_case;
+  union {
+    Faultline__Runners__V1__StartRunResponse *started;
+    Faultline__Runners__V1__StartRunError *error;
+  };
+};
+#define FAULTLINE__RUNNERS__V1__START_RUNS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&faultline__runners__v1__start_runs_response__descriptor) \
+    , (char *)protobuf_c_empty_string, FAULTLINE__RUNNERS__V1__START_RUNS_RESPONSE__RESULT__NOT_SET, {0} }
+
+
 struct  Faultline__Runners__V1__CancelRunRequest
 {
   ProtobufCMessage base;
@@ -251,6 +299,44 @@ Faultline__Runners__V1__StartRunResponse *
 void   faultline__runners__v1__start_run_response__free_unpacked
                      (Faultline__Runners__V1__StartRunResponse *message,
                       ProtobufCAllocator *allocator);
+/* Faultline__Runners__V1__StartRunError methods */
+void   faultline__runners__v1__start_run_error__init
+                     (Faultline__Runners__V1__StartRunError         *message);
+size_t faultline__runners__v1__start_run_error__get_packed_size
+                     (const Faultline__Runners__V1__StartRunError   *message);
+size_t faultline__runners__v1__start_run_error__pack
+                     (const Faultline__Runners__V1__StartRunError   *message,
+                      uint8_t             *out);
+size_t faultline__runners__v1__start_run_error__pack_to_buffer
+                     (const Faultline__Runners__V1__StartRunError   *message,
+                      ProtobufCBuffer     *buffer);
+Faultline__Runners__V1__StartRunError *
+       faultline__runners__v1__start_run_error__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   faultline__runners__v1__start_run_error__free_unpacked
+                     (Faultline__Runners__V1__StartRunError *message,
+                      ProtobufCAllocator *allocator);
+/* Faultline__Runners__V1__StartRunsResponse methods */
+void   faultline__runners__v1__start_runs_response__init
+                     (Faultline__Runners__V1__StartRunsResponse         *message);
+size_t faultline__runners__v1__start_runs_response__get_packed_size
+                     (const Faultline__Runners__V1__StartRunsResponse   *message);
+size_t faultline__runners__v1__start_runs_response__pack
+                     (const Faultline__Runners__V1__StartRunsResponse   *message,
+                      uint8_t             *out);
+size_t faultline__runners__v1__start_runs_response__pack_to_buffer
+                     (const Faultline__Runners__V1__StartRunsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Faultline__Runners__V1__StartRunsResponse *
+       faultline__runners__v1__start_runs_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   faultline__runners__v1__start_runs_response__free_unpacked
+                     (Faultline__Runners__V1__StartRunsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Faultline__Runners__V1__CancelRunRequest methods */
 void   faultline__runners__v1__cancel_run_request__init
                      (Faultline__Runners__V1__CancelRunRequest         *message);
@@ -338,6 +424,12 @@ typedef void (*Faultline__Runners__V1__StartRunRequest_Closure)
 typedef void (*Faultline__Runners__V1__StartRunResponse_Closure)
                  (const Faultline__Runners__V1__StartRunResponse *message,
                   void *closure_data);
+typedef void (*Faultline__Runners__V1__StartRunError_Closure)
+                 (const Faultline__Runners__V1__StartRunError *message,
+                  void *closure_data);
+typedef void (*Faultline__Runners__V1__StartRunsResponse_Closure)
+                 (const Faultline__Runners__V1__StartRunsResponse *message,
+                  void *closure_data);
 typedef void (*Faultline__Runners__V1__CancelRunRequest_Closure)
                  (const Faultline__Runners__V1__CancelRunRequest *message,
                   void *closure_data);
@@ -361,6 +453,10 @@ struct Faultline__Runners__V1__RunnerService_Service
                     const Faultline__Runners__V1__StartRunRequest *input,
                     Faultline__Runners__V1__StartRunResponse_Closure closure,
                     void *closure_data);
+  void (*start_runs)(Faultline__Runners__V1__RunnerService_Service *service,
+                     const Faultline__Runners__V1__StartRunRequest *input,
+                     Faultline__Runners__V1__StartRunsResponse_Closure closure,
+                     void *closure_data);
   void (*cancel_run)(Faultline__Runners__V1__RunnerService_Service *service,
                      const Faultline__Runners__V1__CancelRunRequest *input,
                      Faultline__Runners__V1__CancelRunResponse_Closure closure,
@@ -378,12 +474,17 @@ void faultline__runners__v1__runner_service__init (Faultline__Runners__V1__Runne
 #define FAULTLINE__RUNNERS__V1__RUNNER_SERVICE__INIT(function_prefix__) \
     { FAULTLINE__RUNNERS__V1__RUNNER_SERVICE__BASE_INIT,\
       function_prefix__ ## start_run,\
+      function_prefix__ ## start_runs,\
       function_prefix__ ## cancel_run,\
       function_prefix__ ## list_runs  }
 void faultline__runners__v1__runner_service__start_run(ProtobufCService *service,
                                                        const Faultline__Runners__V1__StartRunRequest *input,
                                                        Faultline__Runners__V1__StartRunResponse_Closure closure,
                                                        void *closure_data);
+void faultline__runners__v1__runner_service__start_runs(ProtobufCService *service,
+                                                        const Faultline__Runners__V1__StartRunRequest *input,
+                                                        Faultline__Runners__V1__StartRunsResponse_Closure closure,
+                                                        void *closure_data);
 void faultline__runners__v1__runner_service__cancel_run(ProtobufCService *service,
                                                         const Faultline__Runners__V1__CancelRunRequest *input,
                                                         Faultline__Runners__V1__CancelRunResponse_Closure closure,
@@ -399,6 +500,8 @@ extern const ProtobufCEnumDescriptor    faultline__runners__v1__run_state__descr
 extern const ProtobufCMessageDescriptor faultline__runners__v1__run__descriptor;
 extern const ProtobufCMessageDescriptor faultline__runners__v1__start_run_request__descriptor;
 extern const ProtobufCMessageDescriptor faultline__runners__v1__start_run_response__descriptor;
+extern const ProtobufCMessageDescriptor faultline__runners__v1__start_run_error__descriptor;
+extern const ProtobufCMessageDescriptor faultline__runners__v1__start_runs_response__descriptor;
 extern const ProtobufCMessageDescriptor faultline__runners__v1__cancel_run_request__descriptor;
 extern const ProtobufCMessageDescriptor faultline__runners__v1__cancel_run_response__descriptor;
 extern const ProtobufCMessageDescriptor faultline__runners__v1__list_runs_request__descriptor;
