@@ -165,7 +165,7 @@ import Testing
             let once = try await p.createPlan(Platform.spec("0 * * * *", name: "once") { $0.missedFirePolicy = .runOnce })
             // Down from 10:00:30 to 13:30: 11:00, 12:00 and 13:00 are all more than a minute late.
             p.clock.set(utc("2026-06-01T13:30:00Z"))
-            try await p.heartbeat("r1")
+            _ = try await p.heartbeat("r1")
             try await p.dispatch()
             let skipped = try await p.runs(skip.id)
             #expect(skipped.map(\.state) == [.skipped, .skipped, .skipped])
@@ -178,7 +178,7 @@ import Testing
             #expect(runner.started.map(\.requestId) == [caughtUp[0].id])
             // Both carry on at 14:00.
             p.clock.set(utc("2026-06-01T14:00:00Z"))
-            try await p.heartbeat("r1")
+            _ = try await p.heartbeat("r1")
             try await p.dispatch()
             #expect(try await p.runs(skip.id).map(\.state) == [.dispatched, .skipped, .skipped, .skipped])
             #expect(try await p.runs(once.id).map(\.trigger) == [.schedule, .missed, .schedule, .schedule])
@@ -199,7 +199,7 @@ import Testing
             try await p.register(try await healthy.serve(), id: "healthy")
             // 16 s later: the dying runner's 15 s lease ran out; the healthy one heartbeats.
             p.clock.advance(by: 16)
-            try await p.heartbeat("healthy")
+            _ = try await p.heartbeat("healthy")
             let pass = try await p.dispatch()
             #expect(pass.lostRunners == 1)
             #expect(try await p.schedule.getRunner(.init(runnerId: "dying"), options: Platform.options()).runner?.state == .lost)
@@ -212,7 +212,7 @@ import Testing
             #expect(healthy.started.isEmpty, "the retry waits for its backoff")
 
             p.clock.advance(by: 5)
-            try await p.heartbeat("healthy")
+            _ = try await p.heartbeat("healthy")
             try await p.dispatch()
             #expect(healthy.started.map(\.requestId) == [retry.id])
 

@@ -155,7 +155,7 @@ struct AccessTests {
             #expect(updated.secrets[0].delivery == .init(target: .file(.init(path: "secrets/kube", pathEnvVar: "KUBECONFIG"))))
             #expect(try await h.reveal(environment.id).secrets.map(\.value) == [[0, 1, 2]])
 
-            try await h.service.deleteEnvironment(.init(environmentId: environment.id), context: h.context())
+            _ = try await h.service.deleteEnvironment(.init(environmentId: environment.id), context: h.context())
             await expectRPCError(.notFound) { try await h.service.deleteEnvironment(.init(environmentId: environment.id), context: h.context()) }
             #expect(try await h.database.query("SELECT count(*) FROM secrets.secrets").first!.decode(Int64.self, at: 0) == 0)
         }

@@ -224,7 +224,7 @@ struct IntegrationTests {
             try await create(Self.traces { $0.secretHeaders = [:]; $0.otlpProtocol = .unspecified; $0.endpoint = "https://otel.example.com" },
                              environment: "", name: "traces-without-environment")
             let plain = try await h.service.listIntegrations(.init(), context: h.context()).integrations
-            try await h.service.deleteIntegration(.init(integrationId: try #require(plain.first?.id)), context: h.context())
+            _ = try await h.service.deleteIntegration(.init(integrationId: try #require(plain.first?.id)), context: h.context())
             try await create(Self.preCheck())
             await expectRPCError(.alreadyExists, "same name") { try await create(Self.preCheck()) }
             #expect(try await h.service.listIntegrations(.init(), context: h.context()).integrations.count == 1)
@@ -247,9 +247,9 @@ struct IntegrationTests {
                 try await h.service.updateIntegration(.init(integrationId: id, expectedVersion: 1, name: "x", config: Self.preCheck(),
                                                             environmentId: environment.id), context: h.context())
             }
-            try await h.service.deleteIntegration(.init(integrationId: id), context: h.context())
+            _ = try await h.service.deleteIntegration(.init(integrationId: id), context: h.context())
             await expectRPCError(.notFound) { try await h.service.getIntegration(.init(integrationId: id), context: h.context()) }
-            try await h.service.deleteEnvironment(.init(environmentId: environment.id), context: h.context())
+            _ = try await h.service.deleteEnvironment(.init(environmentId: environment.id), context: h.context())
         }
     }
 }

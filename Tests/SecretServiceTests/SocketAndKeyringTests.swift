@@ -130,8 +130,8 @@ struct SocketAndKeyringTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let rawFile = (directory as NSString).appendingPathComponent("raw.key")
         let textFile = (directory as NSString).appendingPathComponent("text.key")
-        FileManager.default.createFile(atPath: rawFile, contents: Data(raw))
-        FileManager.default.createFile(atPath: textFile, contents: Data((base64 + "\n").utf8))
+        try #require(FileManager.default.createFile(atPath: rawFile, contents: Data(raw)))
+        try #require(FileManager.default.createFile(atPath: textFile, contents: Data((base64 + "\n").utf8)))
         #expect(try MasterKeyring.fromEnvironment(["FAULTLINE_MASTER_KEY_FILE": rawFile]).currentID == fromEnv.currentID)
         #expect(try MasterKeyring.fromEnvironment(["FAULTLINE_MASTER_KEY_FILE": textFile]).currentID == fromEnv.currentID)
 
