@@ -7,14 +7,13 @@ import json
 import time
 import urllib.request
 
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-# Generous: these bound how long a broken run may hang, they measure nothing.
-WAIT = 120
+from test_console_browser import WAIT, wait
+from test_console_browser import sign_in as console_sign_in
 
 
 def shoot(browser, screenshots, name, show=None):
@@ -24,16 +23,8 @@ def shoot(browser, screenshots, name, show=None):
     browser.save_screenshot(str(screenshots / f"plans-{name}.png"))
 
 
-def wait(browser, condition, timeout=WAIT):
-    ignored = (NoSuchElementException, StaleElementReferenceException)
-    return WebDriverWait(browser, timeout, ignored_exceptions=ignored).until(condition)
-
-
 def sign_in(browser, url, token):
-    browser.get(url + "/console/sign-in")
-    wait(browser, EC.presence_of_element_located((By.ID, "token")))
-    browser.find_element(By.ID, "token").send_keys(token)
-    browser.find_element(By.CSS_SELECTOR, "form[action='/console/sign-in'] button").click()
+    console_sign_in(browser, url, token)
     wait(browser, EC.presence_of_element_located((By.ID, "running-now")))
 
 
