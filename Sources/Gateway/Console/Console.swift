@@ -63,17 +63,28 @@ struct Console {
 
     struct Empty: ConsoleForm { var csrf: String? }
 
-    /// Deleting from a console page: write access, this session's form and the confirmation box
-    /// ticked, which the server checks whatever the browser did. Then back to `location`.
-    func confirmedDelete(_ kind: ResourceKind, _ request: Request, _ context: GatewayContext, then location: String,
-                         _ delete: (_ id: String, CallOptions) async throws -> Void) async throws -> Response {
+    /// A button on one resource's page (pause, terminate, trigger…): write access, this session's
+    /// form, then `body` with the resource's id, and back to the page `location(id)` names.
+    func act<Form: ConsoleForm>(on kind: ResourceKind, _ form: Form.Type, _ request: Request, _ context: GatewayContext,
+                                then location: (_ id: String) -> String,
+                                _ body: (_ id: String, Form, CallOptions) async throws -> Void) async throws -> Response {
         _ = try context.require(.write)
         let id = try context.parameters.id(of: kind)
-        guard try await ConsoleForms.read(FieldsForm.self, request, context).checked("confirm") else {
-            throw Problem.badRequest("\(kind.rawValue).delete_unconfirmed", "tick the confirmation to delete the \(kind.rawValue)")
+        let form = try await ConsoleForms.read(Form.self, request, context)
+        try await body(id, form, gateway.callOptions(context))
+        return Response.seeOther(location(id))
+    }
+
+    /// Deleting from a console page: an action whose confirmation box must be ticked, which the
+    /// server checks whatever the browser did.
+    func confirmedDelete(_ kind: ResourceKind, _ request: Request, _ context: GatewayContext, then location: String,
+                         _ delete: (_ id: String, CallOptions) async throws -> Void) async throws -> Response {
+        try await act(on: kind, FieldsForm.self, request, context, then: { _ in location }) { id, form, options in
+            guard form.checked("confirm") else {
+                throw Problem.badRequest("\(kind.rawValue).delete_unconfirmed", "tick the confirmation to delete the \(kind.rawValue)")
+            }
+            try await delete(id, options)
         }
-        try await delete(id, gateway.callOptions(context))
-        return Response.seeOther(location)
     }
 
     private func signIn(_ request: Request, _ context: GatewayContext) async throws -> Response {

@@ -57,11 +57,7 @@ struct ExecutionPages {
 
     private func act(_ request: Request, _ context: GatewayContext,
                      _ body: (String, ActionForm, CallOptions) async throws -> Void) async throws -> Response {
-        _ = try context.require(.write)
-        let id = try context.parameters.id(of: .execution)
-        let form = try await ConsoleForms.read(ActionForm.self, request, context)
-        try await body(id, form, gateway.callOptions(context))
-        return Response.seeOther("/console/executions/\(id)")
+        try await console.act(on: .execution, ActionForm.self, request, context, then: { "/console/executions/\($0)" }, body)
     }
 
     private func show(_ request: Request, _ context: GatewayContext) async throws -> Response {

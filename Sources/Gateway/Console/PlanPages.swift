@@ -68,11 +68,7 @@ struct PlanPages {
 
     private func act(_ request: Request, _ context: GatewayContext, notice: String,
                      _ body: (String, ActionForm, CallOptions) async throws -> Void) async throws -> Response {
-        _ = try context.require(.write)
-        let id = try context.parameters.id(of: .plan)
-        let form = try await ConsoleForms.read(ActionForm.self, request, context)
-        try await body(id, form, gateway.callOptions(context))
-        return Response.seeOther("/console/plans/\(id)?notice=\(notice)")
+        try await console.act(on: .plan, ActionForm.self, request, context, then: { "/console/plans/\($0)?notice=\(notice)" }, body)
     }
 
     // MARK: list
