@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+from http.server import ThreadingHTTPServer
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -357,3 +358,16 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.02)
+
+
+class LocalHTTPServer:
+    """An HTTP server on a free loopback port, serving from a daemon thread until `close`."""
+
+    def __init__(self, handler: type) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
-from runnerside import Chaos, flow_experiment, journal_activities
+from runnerside import Chaos, LocalHTTPServer, flow_experiment, journal_activities
 
 
 @dataclass
@@ -76,12 +75,9 @@ def gateway() -> Iterator[tuple[Gateway, str]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    server = LocalHTTPServer(Handler)
+    yield state, server.url
+    server.close()
 
 
 def test_reports_to_the_gateway(chaos: Chaos, gateway: tuple[Gateway, str]) -> None:
