@@ -182,8 +182,8 @@ def test_environments_and_integrations(running_platform, browser, screenshots):
     browser.find_element(By.ID, "secret_name_0").send_keys("SLACK_TOKEN")
     browser.find_element(By.ID, "secret_value_0").send_keys(SECRET)
     browser.find_element(By.ID, "save-environment").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "form-error")))
-    assert "line 2" in browser.find_element(By.ID, "form-error").text
+    # The page before the submit may show an error too: wait for the new one's text.
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "form-error"), "line 2"))
     assert browser.find_element(By.ID, "secret_value_0").get_attribute("value") == ""  # never sent back
     check_page(browser)
     shoot_full(browser, screenshots, "27-environment-form-error")
@@ -248,15 +248,15 @@ def test_environments_and_integrations(running_platform, browser, screenshots):
     browser.find_element(By.ID, "signing_secret").send_keys("HOOK_KEY")
     browser.find_element(By.ID, "timeout_us").send_keys("a while")
     browser.find_element(By.ID, "save-integration").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "form-error")))
-    assert "seconds" in browser.find_element(By.ID, "form-error").text
+    # The page before the submit may show an error too: wait for the new one's text.
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "form-error"), "seconds"))
     assert browser.find_element(By.ID, "url").get_attribute("value") == "http://hooks.example/chaos"
     check_page(browser)
     browser.find_element(By.ID, "timeout_us").clear()
     browser.find_element(By.ID, "timeout_us").send_keys("5")
     browser.find_element(By.ID, "save-integration").click()  # no environment: the service refuses
-    wait(browser, EC.presence_of_element_located((By.ID, "form-error")))
-    assert "environment" in browser.find_element(By.ID, "form-error").text
+    # The page before the submit may show an error too: wait for the new one's text.
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "form-error"), "environment"))
     Select(browser.find_element(By.ID, "environment_id")).select_by_visible_text("checkout-staging")
     browser.find_element(By.ID, "save-integration").click()
     wait(browser, EC.presence_of_element_located((By.ID, "saved")))
