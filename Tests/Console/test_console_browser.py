@@ -5,7 +5,7 @@ terminate a long run, the overview; a screenshot of every page goes to the scree
 import json
 
 import pytest
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -43,10 +43,22 @@ def shoot(browser, screenshots, name):
     browser.save_screenshot(str(screenshots / f"{name}.png"))
 
 
+def _between_documents(error):
+    # Chromedriver reports an element whose page is being replaced (a form's redirect, the live page's
+    # reload when the run ends) as stale, as missing, or, mid-navigation, as a generic inspector error.
+    return isinstance(error, (NoSuchElementException, StaleElementReferenceException)) or \
+        "does not belong to the document" in str(error)
+
+
 def wait(browser, condition, timeout=WAIT):
-    # A live execution page reloads itself once when the run ends: elements may go stale.
-    ignored = (NoSuchElementException, StaleElementReferenceException)
-    return WebDriverWait(browser, timeout, ignored_exceptions=ignored).until(condition)
+    def settled(b):
+        try:
+            return condition(b)
+        except WebDriverException as error:
+            if _between_documents(error):
+                return False
+            raise
+    return WebDriverWait(browser, timeout).until(settled)
 
 
 def sign_in(browser, url, token):
@@ -56,6 +68,16 @@ def sign_in(browser, url, token):
     field.clear()
     field.send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "form[action='/console/sign-in'] button").click()
+
+
+def wait_until_run_ended(browser):
+    """Until the execution page shows a finished run on a page rendered after the end: a page
+    opened while the run was live marks the end and then reloads itself, for the journal."""
+    def ended(b):
+        timeline = b.find_element(By.ID, "timeline")
+        return timeline.get_attribute("data-live") == "false" and timeline.get_attribute("data-ended") == "true"
+    wait(browser, ended)
+    return browser.find_element(By.ID, "timeline")
 
 
 def run_and_open(browser):
@@ -111,11 +133,8 @@ def test_sign_in_import_run_and_watch(platform, browser, screenshots, tmp_path):
     # Run it and watch the live timeline reach its end (the page reloads once, then replays).
     run_and_open(browser)
     shoot(browser, screenshots, "07-execution-live")
-    wait(browser, lambda b: b.find_element(By.ID, "timeline").get_attribute("data-ended") == "true"
-         and b.find_element(By.ID, "timeline").get_attribute("data-status") not in ("pending", "running", None))
+    timeline = wait_until_run_ended(browser)
     wait(browser, EC.presence_of_element_located((By.ID, "journal")))
-    wait(browser, lambda b: b.find_element(By.ID, "timeline").get_attribute("data-ended") == "true")
-    timeline = browser.find_element(By.ID, "timeline")
     assert timeline.get_attribute("data-status") == "completed", browser.find_element(By.TAG_NAME, "main").text
     rows = timeline.find_elements(By.TAG_NAME, "li")
     labels = [row.text for row in rows]
@@ -175,10 +194,10 @@ def test_pause_and_terminate_a_long_run(platform, browser, screenshots):
 
     browser.get(execution_url)
     browser.find_element(By.ID, "terminate-button").click()
-    wait(browser, lambda b: b.find_element(By.ID, "timeline").get_attribute("data-ended") == "true")
-    status = browser.find_element(By.ID, "timeline").get_attribute("data-status")
+    timeline = wait_until_run_ended(browser)
+    status = timeline.get_attribute("data-status")
     assert status in ("interrupted", "aborted"), status
-    labels = browser.find_element(By.ID, "timeline").text
+    labels = timeline.text
     assert "never-reached" not in labels
     shoot(browser, screenshots, "14-execution-terminated")
 

@@ -12,7 +12,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select
 
-from test_console_browser import WAIT, wait
+from test_console_browser import WAIT, wait, wait_until_run_ended
 from test_console_browser import sign_in as console_sign_in
 
 
@@ -137,11 +137,9 @@ def run_plans(browser, screenshots, url, token, experiment):
     assert "manual" in history, history
     shoot(browser, screenshots, "06-triggered", show="history")
     browser.find_element(By.CSS_SELECTOR, "#history a.execution-link").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "timeline")))
-    wait(browser, lambda b: b.find_element(By.ID, "timeline").get_attribute("data-ended") == "true"
-         and b.find_element(By.ID, "timeline").get_attribute("data-status") not in ("pending", "running", None))
+    timeline = wait_until_run_ended(browser)
     wait(browser, EC.presence_of_element_located((By.ID, "journal")))
-    assert browser.find_element(By.ID, "timeline").get_attribute("data-status") == "completed"
+    assert timeline.get_attribute("data-status") == "completed"
     shoot(browser, screenshots, "07-execution")
 
     browser.get(url + "/console/plans")

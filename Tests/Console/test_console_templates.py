@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select
 
-from test_console_browser import shoot, sign_in, wait
+from test_console_browser import run_and_open, shoot, sign_in, wait, wait_until_run_ended
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -139,13 +139,9 @@ def test_template_to_completed_run(platform, browser, screenshots, health_server
     shoot(browser, screenshots, "templates-05-experiment")
 
     # Run it: the probes reach the server, the victim dies, the run completes.
-    browser.find_element(By.ID, "run-experiment").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "timeline")))
-    wait(browser, lambda b: b.find_element(By.ID, "timeline").get_attribute("data-ended") == "true"
-         and b.find_element(By.ID, "timeline").get_attribute("data-status") not in ("pending", "running", None))
+    run_and_open(browser)
+    timeline = wait_until_run_ended(browser)
     wait(browser, EC.presence_of_element_located((By.ID, "journal")))
-    wait(browser, lambda b: b.find_element(By.ID, "timeline").get_attribute("data-ended") == "true")
-    timeline = browser.find_element(By.ID, "timeline")
     assert timeline.get_attribute("data-status") == "completed", browser.find_element(By.TAG_NAME, "main").text
     rows = timeline.find_elements(By.TAG_NAME, "li")
     assert [row.get_attribute("data-state") for row in rows if "Steady state" in row.text] == ["met", "met"], [r.text for r in rows]
