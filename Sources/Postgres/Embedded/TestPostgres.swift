@@ -64,7 +64,11 @@ public enum TestPostgres {
 
     /// Drops and recreates database `name`, so a suite starts empty even on a reused server.
     public static func freshDatabase(named name: String) async throws -> PostgresConfiguration {
-        try await DatabaseAdmin.create(name, on: try await server(), replacing: true)
+        var configuration = try await DatabaseAdmin.create(name, on: try await server(), replacing: true)
+        // Every suite shares this server and two cores: on a loaded machine a busy pool is slow, not
+        // broken. Tests bound hangs with their own limits; the ones about the timeout set theirs.
+        configuration.checkoutTimeout = .seconds(120)
+        return configuration
     }
 
     /// A client on a fresh database `name`, closed after the body.
