@@ -91,6 +91,8 @@ enum ConsoleAssets {
     .s-active, .s-dispatched { background: var(--run); } .s-paused, .s-queued, .s-skipped { background: var(--warn); } .s-finished, .s-ended { background: var(--ok); }
     .s-cancelled { background: var(--gone); }
     [hidden] { display: none !important; }
+    ul.choices { list-style: none; padding: 0; margin: .25rem 0; display: flex; flex-wrap: wrap; gap: 6px 18px; }
+    ul.choices label { display: inline-flex; align-items: center; gap: 6px; min-height: 44px; }
     dl.plan-facts { grid-template-columns: max-content minmax(0, 1fr); } dl.plan-facts dd { overflow-wrap: anywhere; }
     @media (max-width: 640px) { .days label { min-width: 3.5rem; } dl.plan-facts { grid-template-columns: 1fr; } dl.plan-facts dd { margin-bottom: 6px; } }
     """#
@@ -214,6 +216,71 @@ enum ConsoleAssets {
         }
       }
       localise(document);
+
+      // A plan's history refreshes itself while its page is visible: every 5 s, backing off to a
+      // minute on errors, stopped for good after 10 failures in a row or when the plan is gone.
+      // The page reads the same without it (a Refresh link).
+      var historyStatus = document.getElementById("history-status");
+      var region = document.getElementById("history-region");
+      if (historyStatus && region && window.fetch) {
+        var base = 5000, delay = base, failures = 0, pollTimer = null, inFlight = false, stopped = false, replaced = 0;
+        var live = "Updates itself while this page is open.";
+        function schedule() {
+          if (pollTimer) clearTimeout(pollTimer);
+          pollTimer = stopped || document.hidden ? null : setTimeout(poll, delay);
+        }
+        function stop(text) {
+          stopped = true;
+          if (pollTimer) clearTimeout(pollTimer);
+          pollTimer = null;
+          historyStatus.textContent = text;
+        }
+        function show(html) {
+          // Compared once localised like the page, so an unchanged history leaves the page alone.
+          var next = document.createElement("div");
+          next.innerHTML = html;
+          localise(next);
+          if (next.innerHTML === region.innerHTML) return;
+          region.innerHTML = next.innerHTML;
+          region.setAttribute("data-replaced", String(++replaced));
+        }
+        function poll() {
+          pollTimer = null;
+          inFlight = true;
+          fetch(historyStatus.getAttribute("data-poll"), { credentials: "same-origin", redirect: "error", cache: "no-store" })
+            .then(function (response) {
+              if (response.status === 401 || response.status === 403 || response.status === 404) return null;
+              if (!response.ok) throw new Error("HTTP " + response.status);
+              return response.text();
+            })
+            .then(function (html) {
+              inFlight = false;
+              if (html === null) { stop("Updates stopped: reload the page."); return; }
+              failures = 0;
+              delay = base;
+              show(html);
+              historyStatus.textContent = live;
+              schedule();
+            })
+            .catch(function () {
+              inFlight = false;
+              if (++failures >= 10) { stop("Updates stopped after repeated errors: reload the page."); return; }
+              delay = Math.min(delay * 2, 60000);
+              historyStatus.textContent = "Updating failed; trying again in " + Math.round(delay / 1000) + " s.";
+              schedule();
+            });
+        }
+        document.addEventListener("visibilitychange", function () {
+          if (document.hidden) {
+            if (pollTimer) clearTimeout(pollTimer);
+            pollTimer = null;
+          } else if (!stopped && !pollTimer && !inFlight) {
+            poll();
+          }
+        });
+        historyStatus.textContent = live;
+        schedule();
+      }
 
       var form = document.getElementById("plan-form");
       if (!form) return;
