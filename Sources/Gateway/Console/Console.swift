@@ -254,6 +254,16 @@ enum ConsoleForms {
 }
 
 extension Request {
+    /// The values of a query parameter a GET form sent, decoded as forms encode them (`+` is a
+    /// space; Hummingbird's `queryParameters` keeps it a plus); undecodable values are dropped.
+    func formQuery(_ name: String) -> [String] {
+        (uri.query ?? "").split(separator: "&").compactMap { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts[0].replacingOccurrences(of: "+", with: " ").removingPercentEncoding == name else { return nil }
+            return parts.count == 1 ? "" : parts[1].replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+        }
+    }
+
     /// Whether the browser reached the gateway over HTTPS (directly or through a TLS proxy).
     var isSecure: Bool {
         head.scheme == "https" || headers[HTTPField.Name("x-forwarded-proto")!]?.lowercased() == "https"

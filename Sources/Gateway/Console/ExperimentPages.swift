@@ -42,7 +42,7 @@ struct ExperimentPages {
         var list = ExperimentsV1.ListExperimentsRequest()
         list.pageSize = 50
         list.pageToken = request.string("page_token") ?? ""
-        let query = request.string("q") ?? ""
+        let query = request.formQuery("q").first ?? ""
         let filter = TagFilter(request)
         let tags = filter.tags
         list.titleQuery = query

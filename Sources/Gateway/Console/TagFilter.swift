@@ -14,9 +14,9 @@ struct TagFilter {
     let problem: String?
 
     init(_ request: Request) {
-        let parameters = request.uri.queryParameters
-        let typed = parameters.getAll("tags").flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
-        self.init(parameters.getAll("tag") + typed)
+        // `tag=` as links and older URLs have it; `tags=` as the form sends it.
+        let typed = request.formQuery("tags").flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        self.init(request.uri.queryParameters.getAll("tag") + typed)
     }
 
     init(_ given: [String]) {
