@@ -353,7 +353,7 @@ struct PlanConsoleTests {
             #expect(new.text.contains("&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt; &amp; &#39;quotes&#39;") && !new.text.contains("<script>alert"))
             #expect(!new.text.contains(foreign) && !new.text.contains(foreignName))
 
-            func post(_ path: String = "/console/plans", _ extra: [String: String]) async throws -> Harness.Reply {
+            func post(to path: String = "/console/plans", _ extra: [String: String]) async throws -> Harness.Reply {
                 try await h.form(path, Self.form(experiment, extra: extra).merging(["csrf": csrf]) { $1 }, cookie: cookie)
             }
             // Another organisation's, an unknown and a malformed id: refused at the field, with the own choice kept.
@@ -379,22 +379,22 @@ struct PlanConsoleTests {
 
             let edit = try await h.page("/console/plans/\(id)/edit", cookie: cookie)
             #expect(edit.text.contains("id=\"integration_\(gate)\" checked>") && edit.text.contains("id=\"integration_\(hostile)\" checked>"))
-            #expect(try await post("/console/plans/\(id)/edit", ["integration_\(gate)": "on"]).status == 303)
+            #expect(try await post(to: "/console/plans/\(id)/edit", ["integration_\(gate)": "on"]).status == 303)
             #expect(try await chosen(id) == [gate])
 
             // Deleted since: the plan says so, and its edit form keeps it ticked until unticked.
             #expect(try await h.call(.delete, "/api/v1/integrations/\(gate)", token: h.token()).status == 204)
             #expect(try await h.page("/console/plans/\(id)", cookie: cookie).text.contains("<li><code>\(gate)</code> <span class=\"muted\">(not found)</span></li>"))
             #expect(try await h.page("/console/plans/\(id)/edit", cookie: cookie).text.contains("id=\"integration_\(gate)\" checked> <code>\(gate)</code>"))
-            #expect(try await post("/console/plans/\(id)/edit", ["integration_\(gate)": "on"]).status == 400)
+            #expect(try await post(to: "/console/plans/\(id)/edit", ["integration_\(gate)": "on"]).status == 400)
 
             // Without the session's CSRF token nothing is saved.
             let forged = try await h.form("/console/plans/\(id)/edit", Self.form(experiment, extra: ["integration_\(hostile)": "on"]), cookie: cookie)
             #expect(forged.status == 403 && forged.text.contains("console.csrf"))
             #expect(try await chosen(id) == [gate])
             // Organisation b sees none of a's integrations on its own form.
-            let other = try await h.signIn(h.token("b", .owner))
-            let theirs = try await h.page("/console/plans/new", cookie: other)
+            let otherOrg = try await h.signIn(h.token("b", .owner))
+            let theirs = try await h.page("/console/plans/new", cookie: otherOrg)
             #expect(theirs.text.contains("id=\"integration_\(foreign)\"") && !theirs.text.contains(hostile) && !theirs.text.contains("pwned"))
         }
     }
