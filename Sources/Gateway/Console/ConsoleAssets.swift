@@ -92,7 +92,7 @@ enum ConsoleAssets {
     .s-cancelled { background: var(--gone); }
     [hidden] { display: none !important; }
     ul.choices { list-style: none; padding: 0; margin: .25rem 0; display: flex; flex-wrap: wrap; gap: 6px 18px; }
-    ul.choices label { display: inline-flex; align-items: center; gap: 6px; min-height: 44px; }
+    ul.choices li { display: flex; align-items: center; min-height: 44px; }
     dl.plan-facts { grid-template-columns: max-content minmax(0, 1fr); } dl.plan-facts dd { overflow-wrap: anywhere; }
     @media (max-width: 640px) { .days label { min-width: 3.5rem; } dl.plan-facts { grid-template-columns: 1fr; } dl.plan-facts dd { margin-bottom: 6px; } }
     """#
