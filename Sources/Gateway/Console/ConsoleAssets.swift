@@ -25,7 +25,7 @@ enum ConsoleAssets {
     label { display: block; font-weight: 600; margin: .75rem 0 .25rem; }
     input[type=text], input[type=password], input[type=search], select, textarea { font: inherit; padding: 6px 8px; border: 1px solid #6e7781; border-radius: 4px; width: 100%; max-width: 40rem; }
     textarea { font-family: ui-monospace, monospace; font-size: .9rem; max-width: none; min-height: 18rem; }
-    .row { display: flex; flex-wrap: wrap; gap: 12px; align-items: end; } .row > div { flex: 1 1 14rem; }
+    .row { display: flex; flex-wrap: wrap; gap: 12px; align-items: end; } .row > div { flex: 1 1 14rem; } .row > .full { flex-basis: 100%; margin: 0; }
     .tag { display: inline-block; background: #ddf4ff; color: #0a3069; border-radius: 10px; padding: 0 8px; margin: 0 4px 4px 0; font-size: .85rem; text-decoration: none; }
     .status { display: inline-block; border-radius: 4px; padding: 0 6px; font-size: .85rem; font-weight: 600; color: #fff; background: var(--lost); }
     .s-completed { background: var(--ok); } .s-deviated { background: var(--warn); } .s-failed { background: var(--bad); }
