@@ -143,6 +143,8 @@ struct ConsoleTests {
             #expect(try await titles("/console/experiments?tag=web") == ["tagged web and db", "tagged web"])
             #expect(try await titles("/console/experiments?tag=web&tags=db") == ["tagged web and db"])
             #expect(try await titles("/console/experiments?tags=nothing") == [])
+            // A GET form sends spaces as `+`: the title search reads them so too.
+            #expect(try await titles("/console/experiments?q=tagged+web&tags=") == ["tagged web and db", "tagged web"])
             let page = try await h.page("/console/experiments?tags=web,+db", cookie: cookie)
             #expect(page.status == 200)
             #expect(page.text.contains(#"<input type="text" id="tags" name="tags" value="web, db" aria-describedby="tags-hint tags-error""#))

@@ -12,7 +12,7 @@ import NIOCore
 /// GET  /console                                overview: running now, runs per day and mean score (SVG), halt switch
 /// POST /console/halt, POST /console/resume     the organisation's kill switch (HaltSwitch)
 /// GET  /console/sign-in, POST /console/sign-in paste an API token; POST /console/sign-out
-/// GET  /console/experiments[?q=&tag=]          list; /console/experiments/{id}[?revision=N] one
+/// GET  /console/experiments[?q=&tags=a,b&tag=]  list (all the tags); /console/experiments/{id}[?revision=N] one
 /// POST /console/experiments/{id}/run           run now, then the execution page
 /// GET  /console/import, POST /console/import   paste or load JSON/YAML; problems at their lines
 /// GET  /console/templates[/{id}], POST …/{id}   new experiment from a template (TemplatePages)
