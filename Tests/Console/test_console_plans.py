@@ -242,5 +242,12 @@ def test_plan_integrations_by_keyboard(platform, browser, screenshots):
     browser.get(url + f"/console/plans/{plan_id}/edit")
     wait(browser, EC.presence_of_element_located((By.ID, "integration_" + gate)))
     assert browser.find_element(By.ID, "integration_" + gate).is_selected()
+
+    # Signed out while the plan is open: the history stops refreshing and says so, instead of retrying.
+    browser.get(url + f"/console/plans/{plan_id}")
+    wait(browser, lambda b: b.find_element(By.ID, "history-status").text == "Updates itself while this page is open.")
+    browser.delete_cookie("faultline_session")
+    wait(browser, lambda b: b.find_element(By.ID, "history-status").text == "Updates stopped: reload the page.")
+    sign_in(browser, url, token)
     api(url, token, "DELETE", f"/api/v1/plans/{plan_id}")
     api(url, token, "DELETE", f"/api/v1/integrations/{gate}")

@@ -247,9 +247,10 @@ enum ConsoleAssets {
         function poll() {
           pollTimer = null;
           inFlight = true;
-          fetch(historyStatus.getAttribute("data-poll"), { credentials: "same-origin", redirect: "error", cache: "no-store" })
+          fetch(historyStatus.getAttribute("data-poll"), { credentials: "same-origin", redirect: "manual", cache: "no-store" })
             .then(function (response) {
-              if (response.status === 401 || response.status === 403 || response.status === 404) return null;
+              // Signed out (a redirect to the sign-in page), or the plan is gone: retrying cannot help.
+              if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403 || response.status === 404) return null;
               if (!response.ok) throw new Error("HTTP " + response.status);
               return response.text();
             })
