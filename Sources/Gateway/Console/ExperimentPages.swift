@@ -76,9 +76,7 @@ struct ExperimentPages {
         <h1>Experiments</h1>
         <form method="get" action="/console/experiments" role="search" class="row">
         <div><label for="q">Title contains</label><input type="search" id="q" name="q" value="\(query)"></div>
-        <div><label for="tags">Tags</label>
-        <input type="text" id="tags" name="tags" value="\(filter.fieldText)" aria-describedby="tags-hint tags-error"\(filter.problem == nil ? .empty : " aria-invalid=\"true\"" as HTML) autocomplete="off" spellcheck="false">
-        </div>
+        <div><label for="tags">Tags</label><input type="text" id="tags" name="tags" value="\(filter.fieldText)" aria-describedby="tags-hint tags-error"\(filter.problem == nil ? .empty : " aria-invalid=\"true\"" as HTML) autocomplete="off" spellcheck="false"></div>
         <div><button type="submit">Search</button> <a class="button" href="/console/import">Import</a></div>
         <p class="hint full" id="tags-hint">Separate tags with commas. An experiment is listed only when it carries <strong>all</strong> of them.</p>
         <p class="field-error full" id="tags-error" aria-live="polite">\(filter.problem ?? "")</p>
