@@ -129,6 +129,48 @@ def test_experiment_trends_detail_and_journal(running_platform, browser, screens
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart circle.score-point")
 
 
+def test_experiments_filter_by_several_tags(running_platform, browser, screenshots):
+    """Several tags typed into the form's one field, comma-separated: only experiments carrying all
+    of them are listed; each tag in force is a link that removes it; a bad filter is said at the field."""
+    up = running_platform
+    for title, tags in (("tags: checkout and db", ["tagdemo-checkout", "tagdemo-db"]), ("tags: checkout only", ["tagdemo-checkout"]),
+                        ("tags: db only", ["tagdemo-db"])):
+        up.api("POST", "/api/v1/experiments", experiment(title, [process("noop", "true")], tags), expect=201)
+
+    def titles(b):
+        return sorted(row.find_element(By.CSS_SELECTOR, "td a").text
+                      for row in b.find_elements(By.CSS_SELECTOR, "#experiments tbody tr"))
+
+    sign_in(browser, up.url, up.token)
+    wait(browser, EC.presence_of_element_located((By.ID, "running-now")))
+    browser.get(up.url + "/console/experiments")
+    wait(browser, EC.presence_of_element_located((By.ID, "tags")))
+    assert "all" in browser.find_element(By.ID, "tags-hint").text
+    field = browser.find_element(By.ID, "tags")
+    field.send_keys("tagdemo-checkout,  tagdemo-db")
+    field.send_keys(Keys.ENTER)
+    wait(browser, EC.presence_of_element_located((By.ID, "tag-filter")))
+    assert titles(browser) == ["tags: checkout and db"], titles(browser)
+    assert browser.find_element(By.ID, "tags").get_attribute("value") == "tagdemo-checkout, tagdemo-db"
+    check_page(browser)
+    shoot(browser, screenshots, "36-experiments-tags")
+
+    # Removing one tag keeps the other.
+    browser.find_element(By.CSS_SELECTOR, "#tag-filter a[aria-label='Remove the tag tagdemo-db from the filter']").click()
+    wait(browser, lambda b: b.find_element(By.ID, "tags").get_attribute("value") == "tagdemo-checkout")
+    assert titles(browser) == ["tags: checkout and db", "tags: checkout only"], titles(browser)
+    # A URL of the old kind still filters.
+    browser.get(up.url + "/console/experiments?tag=tagdemo-db&tag=tagdemo-checkout")
+    wait(browser, EC.presence_of_element_located((By.ID, "tag-filter")))
+    assert titles(browser) == ["tags: checkout and db"], titles(browser)
+
+    browser.get(up.url + "/console/experiments?tags=" + ",".join(f"t{n}" for n in range(51)))
+    wait(browser, lambda b: "at most 50 tags" in b.find_element(By.ID, "tags-error").text)
+    assert browser.find_element(By.ID, "tags").get_attribute("aria-invalid") == "true"
+    assert not browser.find_elements(By.ID, "experiments")
+    shoot(browser, screenshots, "37-experiments-tags-error")
+
+
 def test_halt_switch_by_keyboard(running_platform, browser, screenshots):
     up = running_platform
     sign_in(browser, up.url, up.token)

@@ -124,6 +124,50 @@ struct ConsoleTests {
         }
     }
 
+    @Test("tags filter: several from the form (comma-separated) or the URL (tag=, as before), all of them required; chips remove one; too many or too long said at the field; hostile tags escaped")
+    func tagFilter() async throws {
+        try await Harness.with("console_tags") { h in
+            let both = try await h.importExperiment("tagged web and db", tags: ["web", "db"])
+            let web = try await h.importExperiment("tagged web", tags: ["web"])
+            _ = try await h.importExperiment("tagged db", tags: ["db"])
+            _ = try await h.importExperiment("tagged hostile", tags: [#"<img src=x onerror=alert(1)>"#])
+            let cookie = try await h.signIn(h.token("a", .viewer))
+            func titles(_ path: String) async throws -> Set<String> {
+                let page = try await h.page(path, cookie: cookie)
+                let titles = page.text.components(separatedBy: "\">tagged ").dropFirst().map { "tagged " + $0.prefix { $0 != "<" } }
+                return Set(titles)
+            }
+            // The form's field, with spaces and a repeated tag; and the URLs that worked before.
+            #expect(try await titles("/console/experiments?q=&tags=web%2C+db%2C+%2Cweb") == ["tagged web and db"])
+            #expect(try await titles("/console/experiments?tag=web&tag=db") == ["tagged web and db"])
+            #expect(try await titles("/console/experiments?tag=web") == ["tagged web and db", "tagged web"])
+            #expect(try await titles("/console/experiments?tag=web&tags=db") == ["tagged web and db"])
+            #expect(try await titles("/console/experiments?tags=nothing") == [])
+            // A GET form sends spaces as `+`: the title search reads them so too.
+            #expect(try await titles("/console/experiments?q=tagged+web&tags=") == ["tagged web and db", "tagged web"])
+            let page = try await h.page("/console/experiments?tags=web,+db", cookie: cookie)
+            #expect(page.status == 200)
+            #expect(page.text.contains(#"<input type="text" id="tags" name="tags" value="web, db" aria-describedby="tags-hint tags-error""#))
+            #expect(page.text.contains("carries <strong>all</strong> of them"))
+            #expect(page.text.contains(#"<p id="tag-filter">Tagged with all of: "#))
+            // Removing web keeps db (and the search), as a URL of tag= parameters.
+            #expect(page.text.contains(#"<a class="tag" href="/console/experiments?q=&amp;tag=db" aria-label="Remove the tag web from the filter">web ×</a>"#))
+            #expect(page.text.contains(#"href="/console/experiments?q=" id="clear-tags""#))
+            #expect(page.text.contains("/console/experiments/\(both)") && !page.text.contains("/console/experiments/\(web)\""))
+
+            let many = (0...50).map { "t\($0)" }.joined(separator: ",")
+            for (query, message) in [("tags=\(many)", "at most 50 tags"), ("tag=\(String(repeating: "x", count: 201))", "at most 200 bytes"), ("tag=a%00b", "NUL")] {
+                let refused = try await h.page("/console/experiments?\(query)", cookie: cookie)
+                #expect(refused.status == 400, "\(message)")
+                #expect(refused.text.contains(#"id="tags-error" aria-live="polite">"#) && refused.text.contains(message), "\(message)")
+                #expect(refused.text.contains(#"aria-invalid="true""#) && !refused.text.contains("id=\"experiments\""), "\(message)")
+            }
+            let hostile = try await h.page("/console/experiments?tags=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E", cookie: cookie)
+            #expect(hostile.status == 200 && !hostile.text.contains("<img src=x") && hostile.text.contains("&lt;img src=x onerror=alert(1)&gt; ×"))
+            #expect(try await titles("/console/experiments?tags=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E") == ["tagged hostile"])
+        }
+    }
+
     @Test("organisations: another organisation's experiment and execution are 404 pages showing nothing of them; lists show only one's own")
     func crossOrganisation() async throws {
         try await Harness.with("console_scope") { h in

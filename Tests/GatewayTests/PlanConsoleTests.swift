@@ -325,4 +325,105 @@ struct PlanConsoleTests {
             #expect(try await h.form("/console/plans/\(id)/pause", ["csrf": ConsoleSession.csrfToken(for: viewer)], cookie: viewer).status == 403)
         }
     }
+
+    @Test("integrations: offered by name and kind (escaped), kept on a form error, pre-checked on edit, shown on the plan; unknown, malformed or another organisation's ids refused at the field, naming nothing of theirs")
+    func integrations() async throws {
+        try await Harness.with("plan_integrations") { h in
+            let experiment = try await h.importExperiment()
+            func integration(_ name: String, org: String = "a") async throws -> String {
+                let body = try JSONSerialization.data(withJSONObject: ["name": name, "config": ["http_pre_check": ["probe": ["url": "https://status.example"]]]])
+                let reply = try await h.call(.post, "/api/v1/integrations", token: h.token(org), body: String(decoding: body, as: UTF8.self))
+                return try #require(reply.json["id"] as? String, "\(reply.text)")
+            }
+            func chosen(_ plan: String) async throws -> [String] {
+                ((try await h.call(.get, "/api/v1/plans/\(plan)", token: h.token()).json["spec"] as? [String: Any])?["integration_ids"] as? [String]) ?? []
+            }
+            let cookie = try await h.signIn(h.token("a", .editor))
+            let csrf = ConsoleSession.csrfToken(for: cookie)
+            let none = try await h.page("/console/plans/new", cookie: cookie)
+            #expect(none.text.contains("id=\"no-integrations\"") && none.text.contains("href=\"/console/integrations/new\""), "\(none.text)")
+
+            let hostile = try await integration(Self.hostile)
+            let gate = try await integration("gate")
+            let foreignName = "integration-of-org-b"
+            let foreign = try await integration(foreignName, org: "b")
+            let new = try await h.page("/console/plans/new", cookie: cookie)
+            #expect(new.text.contains("<fieldset id=\"integration_ids\" aria-describedby=\"integration_ids-hint integration_ids-error\"><legend>Integrations</legend>"))
+            #expect(new.text.contains("<input type=\"checkbox\" name=\"integration_\(gate)\" id=\"integration_\(gate)\"> gate <span class=\"muted\">(HTTP pre-check)</span>"))
+            #expect(new.text.contains("&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt; &amp; &#39;quotes&#39;") && !new.text.contains("<script>alert"))
+            #expect(!new.text.contains(foreign) && !new.text.contains(foreignName))
+
+            func post(to path: String = "/console/plans", _ extra: [String: String]) async throws -> Harness.Reply {
+                try await h.form(path, Self.form(experiment, extra: extra).merging(["csrf": csrf]) { $1 }, cookie: cookie)
+            }
+            // Another organisation's, an unknown and a malformed id: refused at the field, with the own choice kept.
+            for bad in [foreign, "int_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa", "<b>x</b>"] {
+                let reply = try await post(["integration_\(gate)": "on", "integration_\(bad)": "on"])
+                #expect(reply.status == 400, "\(bad): \(reply.status)")
+                #expect(reply.text.contains("id=\"integration_ids-error\" aria-live=\"polite\">One chosen integration is not one of your organisation"), "\(bad)")
+                #expect(reply.text.contains("id=\"integration_\(gate)\" checked>"), "\(bad)")
+                #expect(!reply.text.contains(foreignName) && !reply.text.contains("<b>x</b>"), "\(bad)")
+            }
+            // Another field's error keeps the choices too.
+            let other = try await post(["integration_\(gate)": "on", "integration_\(hostile)": "on", "max_retries": "11"])
+            #expect(other.status == 400 && other.text.contains("id=\"integration_\(gate)\" checked>") && other.text.contains("id=\"integration_\(hostile)\" checked>"))
+            #expect((try await h.call(.get, "/api/v1/plans", token: h.token()).json["plans"] as? [Any] ?? []).isEmpty)
+
+            let created = try await post(["integration_\(gate)": "on", "integration_\(hostile)": "on"])
+            #expect(created.status == 303, "\(created.text)")
+            let id = String(try #require(created.headers[.location]).dropFirst("/console/plans/".count).prefix { $0 != "?" })
+            #expect(Set(try await chosen(id)) == [gate, hostile])
+            let shown = try await h.page("/console/plans/\(id)", cookie: cookie)
+            #expect(shown.text.contains("<li><a href=\"/console/integrations/\(gate)\">gate</a> <span class=\"muted\">(HTTP pre-check)</span></li>"))
+            #expect(shown.text.contains("&lt;script&gt;alert(&quot;pwned&quot;)") && !shown.text.contains("<script>alert"))
+
+            let edit = try await h.page("/console/plans/\(id)/edit", cookie: cookie)
+            #expect(edit.text.contains("id=\"integration_\(gate)\" checked>") && edit.text.contains("id=\"integration_\(hostile)\" checked>"))
+            #expect(try await post(to: "/console/plans/\(id)/edit", ["integration_\(gate)": "on"]).status == 303)
+            #expect(try await chosen(id) == [gate])
+
+            // Deleted since: the plan says so, and its edit form keeps it ticked until unticked.
+            #expect(try await h.call(.delete, "/api/v1/integrations/\(gate)", token: h.token()).status == 204)
+            #expect(try await h.page("/console/plans/\(id)", cookie: cookie).text.contains("<li><code>\(gate)</code> <span class=\"muted\">(not found)</span></li>"))
+            #expect(try await h.page("/console/plans/\(id)/edit", cookie: cookie).text.contains("id=\"integration_\(gate)\" checked> <code>\(gate)</code>"))
+            #expect(try await post(to: "/console/plans/\(id)/edit", ["integration_\(gate)": "on"]).status == 400)
+
+            // Without the session's CSRF token nothing is saved.
+            let forged = try await h.form("/console/plans/\(id)/edit", Self.form(experiment, extra: ["integration_\(hostile)": "on"]), cookie: cookie)
+            #expect(forged.status == 403 && forged.text.contains("console.csrf"))
+            #expect(try await chosen(id) == [gate])
+            // Organisation b sees none of a's integrations on its own form.
+            let otherOrg = try await h.signIn(h.token("b", .owner))
+            let theirs = try await h.page("/console/plans/new", cookie: otherOrg)
+            #expect(theirs.text.contains("id=\"integration_\(foreign)\"") && !theirs.text.contains(hostile) && !theirs.text.contains("pwned"))
+        }
+    }
+
+    @Test("history fragment: the plan's runs alone, for the page's script; another organisation's plan or a signed-out caller gets nothing")
+    func historyFragment() async throws {
+        try await Harness.with("plan_history") { h in
+            let experiment = try await h.importExperiment()
+            let cookie = try await h.signIn(h.token("a", .editor))
+            let csrf = ConsoleSession.csrfToken(for: cookie)
+            let created = try await h.form("/console/plans", Self.form(experiment, name: "secret-history-plan").merging(["csrf": csrf]) { $1 }, cookie: cookie)
+            let id = String(try #require(created.headers[.location]).dropFirst("/console/plans/".count).prefix { $0 != "?" })
+            let page = try await h.page("/console/plans/\(id)", cookie: cookie)
+            #expect(page.text.contains("data-poll=\"/console/plans/\(id)/history\"") && page.text.contains("<div id=\"history-region\"><p class=\"muted\" id=\"history-empty\">"))
+            let empty = try await h.page("/console/plans/\(id)/history", cookie: cookie)
+            #expect(empty.status == 200 && empty.text == "<p class=\"muted\" id=\"history-empty\">This plan has not fired yet.</p>")
+            #expect(empty.headers[.cacheControl] == "no-store" && empty.headers[.contentType] == "text/html; charset=utf-8")
+            #expect(try await h.form("/console/plans/\(id)/trigger", ["csrf": csrf, "ignore_windows": "on"], cookie: cookie).status == 303)
+            let fired = try await h.page("/console/plans/\(id)/history", cookie: cookie)
+            #expect(fired.status == 200 && fired.text.hasPrefix("<div class=\"table-wrap\"><table class=\"responsive\" id=\"history\">") && fired.text.contains(">manual<"))
+            #expect(!fired.text.contains("<html") && !fired.text.contains("<nav"))
+
+            let other = try await h.signIn(h.token("b", .owner))
+            for path in ["/console/plans/\(id)/history", "/console/plans/plan_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa/history", "/console/plans/nonsense/history"] {
+                let reply = try await h.page(path, cookie: other)
+                #expect(reply.status == 404 && !reply.text.contains("manual") && !reply.text.contains("secret-history-plan"), "\(path)")
+            }
+            let signedOut = try await h.call(.get, "/console/plans/\(id)/history", token: nil)
+            #expect(signedOut.status == 302 && signedOut.headers[.location] == "/console/sign-in")
+        }
+    }
 }

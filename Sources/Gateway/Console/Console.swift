@@ -12,7 +12,7 @@ import NIOCore
 /// GET  /console                                overview: running now, runs per day and mean score (SVG), halt switch
 /// POST /console/halt, POST /console/resume     the organisation's kill switch (HaltSwitch)
 /// GET  /console/sign-in, POST /console/sign-in paste an API token; POST /console/sign-out
-/// GET  /console/experiments[?q=&tag=]          list; /console/experiments/{id}[?revision=N] one
+/// GET  /console/experiments[?q=&tags=a,b&tag=]  list (all the tags); /console/experiments/{id}[?revision=N] one
 /// POST /console/experiments/{id}/run           run now, then the execution page
 /// GET  /console/import, POST /console/import   paste or load JSON/YAML; problems at their lines
 /// GET  /console/templates[/{id}], POST …/{id}   new experiment from a template (TemplatePages)
@@ -254,6 +254,16 @@ enum ConsoleForms {
 }
 
 extension Request {
+    /// The values of a query parameter a GET form sent, decoded as forms encode them (`+` is a
+    /// space; Hummingbird's `queryParameters` keeps it a plus); undecodable values are dropped.
+    func formQuery(_ name: String) -> [String] {
+        (uri.query ?? "").split(separator: "&").compactMap { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts[0].replacingOccurrences(of: "+", with: " ").removingPercentEncoding == name else { return nil }
+            return parts.count == 1 ? "" : parts[1].replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+        }
+    }
+
     /// Whether the browser reached the gateway over HTTPS (directly or through a TLS proxy).
     var isSecure: Bool {
         head.scheme == "https" || headers[HTTPField.Name("x-forwarded-proto")!]?.lowercased() == "https"

@@ -25,7 +25,7 @@ enum ConsoleAssets {
     label { display: block; font-weight: 600; margin: .75rem 0 .25rem; }
     input[type=text], input[type=password], input[type=search], select, textarea { font: inherit; padding: 6px 8px; border: 1px solid #6e7781; border-radius: 4px; width: 100%; max-width: 40rem; }
     textarea { font-family: ui-monospace, monospace; font-size: .9rem; max-width: none; min-height: 18rem; }
-    .row { display: flex; flex-wrap: wrap; gap: 12px; align-items: end; } .row > div { flex: 1 1 14rem; }
+    .row { display: flex; flex-wrap: wrap; gap: 12px; align-items: end; } .row > div { flex: 1 1 14rem; } .row > .full { flex-basis: 100%; margin: 0; }
     .tag { display: inline-block; background: #ddf4ff; color: #0a3069; border-radius: 10px; padding: 0 8px; margin: 0 4px 4px 0; font-size: .85rem; text-decoration: none; }
     .status { display: inline-block; border-radius: 4px; padding: 0 6px; font-size: .85rem; font-weight: 600; color: #fff; background: var(--lost); }
     .s-completed { background: var(--ok); } .s-deviated { background: var(--warn); } .s-failed { background: var(--bad); }
@@ -91,6 +91,8 @@ enum ConsoleAssets {
     .s-active, .s-dispatched { background: var(--run); } .s-paused, .s-queued, .s-skipped { background: var(--warn); } .s-finished, .s-ended { background: var(--ok); }
     .s-cancelled { background: var(--gone); }
     [hidden] { display: none !important; }
+    ul.choices { list-style: none; padding: 0; margin: .25rem 0; display: flex; flex-wrap: wrap; gap: 6px 18px; }
+    ul.choices li { display: flex; align-items: center; min-height: 44px; }
     dl.plan-facts { grid-template-columns: max-content minmax(0, 1fr); } dl.plan-facts dd { overflow-wrap: anywhere; }
     @media (max-width: 640px) { .days label { min-width: 3.5rem; } dl.plan-facts { grid-template-columns: 1fr; } dl.plan-facts dd { margin-bottom: 6px; } }
     """#
@@ -214,6 +216,72 @@ enum ConsoleAssets {
         }
       }
       localise(document);
+
+      // A plan's history refreshes itself while its page is visible: every 5 s, backing off to a
+      // minute on errors, stopped for good after 10 failures in a row or when the plan is gone.
+      // The page reads the same without it (a Refresh link).
+      var historyStatus = document.getElementById("history-status");
+      var region = document.getElementById("history-region");
+      if (historyStatus && region && window.fetch) {
+        var base = 5000, delay = base, failures = 0, pollTimer = null, inFlight = false, stopped = false, replaced = 0;
+        var live = "Updates itself while this page is open.";
+        function schedule() {
+          if (pollTimer) clearTimeout(pollTimer);
+          pollTimer = stopped || document.hidden ? null : setTimeout(poll, delay);
+        }
+        function stop(text) {
+          stopped = true;
+          if (pollTimer) clearTimeout(pollTimer);
+          pollTimer = null;
+          historyStatus.textContent = text;
+        }
+        function show(html) {
+          // Compared once localised like the page, so an unchanged history leaves the page alone.
+          var next = document.createElement("div");
+          next.innerHTML = html;
+          localise(next);
+          if (next.innerHTML === region.innerHTML) return;
+          region.innerHTML = next.innerHTML;
+          region.setAttribute("data-replaced", String(++replaced));
+        }
+        function poll() {
+          pollTimer = null;
+          inFlight = true;
+          fetch(historyStatus.getAttribute("data-poll"), { credentials: "same-origin", redirect: "manual", cache: "no-store" })
+            .then(function (response) {
+              // Signed out (a redirect to the sign-in page), or the plan is gone: retrying cannot help.
+              if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403 || response.status === 404) return null;
+              if (!response.ok) throw new Error("HTTP " + response.status);
+              return response.text();
+            })
+            .then(function (html) {
+              inFlight = false;
+              if (html === null) { stop("Updates stopped: reload the page."); return; }
+              failures = 0;
+              delay = base;
+              show(html);
+              historyStatus.textContent = live;
+              schedule();
+            })
+            .catch(function () {
+              inFlight = false;
+              if (++failures >= 10) { stop("Updates stopped after repeated errors: reload the page."); return; }
+              delay = Math.min(delay * 2, 60000);
+              historyStatus.textContent = "Updating failed; trying again in " + Math.round(delay / 1000) + " s.";
+              schedule();
+            });
+        }
+        document.addEventListener("visibilitychange", function () {
+          if (document.hidden) {
+            if (pollTimer) clearTimeout(pollTimer);
+            pollTimer = null;
+          } else if (!stopped && !pollTimer && !inFlight) {
+            poll();
+          }
+        });
+        historyStatus.textContent = live;
+        schedule();
+      }
 
       var form = document.getElementById("plan-form");
       if (!form) return;

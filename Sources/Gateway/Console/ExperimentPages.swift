@@ -42,11 +42,13 @@ struct ExperimentPages {
         var list = ExperimentsV1.ListExperimentsRequest()
         list.pageSize = 50
         list.pageToken = request.string("page_token") ?? ""
-        let query = request.string("q") ?? ""
-        let tags = request.uri.queryParameters.getAll("tag").filter { !$0.isEmpty }
+        let query = request.formQuery("q").first ?? ""
+        let filter = TagFilter(request)
+        let tags = filter.tags
         list.titleQuery = query
         list.tags = tags
-        let page = try await client.listExperiments(list, options: gateway.callOptions(context))
+        // A filter the service would refuse lists nothing; its problem is said at the field.
+        let page = filter.problem == nil ? try await client.listExperiments(list, options: gateway.callOptions(context)) : .init()
         let trends = try await RecentScores.load(for: Set(page.experiments.map(\.id)), client: client, options: gateway.callOptions(context))
         let rows = page.experiments.map { e -> HTML in
             let tagLinks = e.tags.map { tag -> HTML in "<a class=\"tag\" href=\"/console/experiments?tag=\(Self.query(tag))\">\(tag)</a>" }
@@ -59,7 +61,7 @@ struct ExperimentPages {
             <td data-label="Updated">\(Pages.time(e.updatedAtUs))</td></tr>
             """
         }
-        let table: HTML = page.experiments.isEmpty
+        let table: HTML = filter.problem != nil ? "<p class=\"muted\">Fix the tags above to list experiments.</p>" : page.experiments.isEmpty
             ? "<p class=\"muted\">No experiments\(query.isEmpty && tags.isEmpty ? "" : " match"). <a href=\"/console/import\">Import one</a>.</p>"
             : """
             <div class="table-wrap"><table class="responsive" id="experiments"><caption class="sr-only">Experiments</caption>
@@ -74,12 +76,16 @@ struct ExperimentPages {
         <h1>Experiments</h1>
         <form method="get" action="/console/experiments" role="search" class="row">
         <div><label for="q">Title contains</label><input type="search" id="q" name="q" value="\(query)"></div>
-        <div><label for="tag">Tag</label><input type="text" id="tag" name="tag" value="\(tags.first ?? "")"></div>
+        <div><label for="tags">Tags</label><input type="text" id="tags" name="tags" value="\(filter.fieldText)" aria-describedby="tags-hint tags-error"\(filter.problem == nil ? .empty : " aria-invalid=\"true\"" as HTML) autocomplete="off" spellcheck="false"></div>
         <div><button type="submit">Search</button> <a class="button" href="/console/import">Import</a></div>
+        <p class="hint full" id="tags-hint">Separate tags with commas. An experiment is listed only when it carries <strong>all</strong> of them.</p>
+        <p class="field-error full" id="tags-error" aria-live="polite">\(filter.problem ?? "")</p>
         </form>
+        \(filter.summary(query: query))
         \(table)\(next)
         """
-        return try console.page(context, title: "Experiments", section: .experiments, body: body, request: request)
+        return try console.page(context, title: "Experiments", section: .experiments, body: body, request: request,
+                                status: filter.problem == nil ? .ok : .badRequest)
     }
 
     private func show(_ request: Request, _ context: GatewayContext) async throws -> Response {

@@ -64,6 +64,7 @@ struct PlanForm: ConsoleForm {
         spec.experimentId = self["experiment_id"]
         if spec.experimentId.isEmpty { parsed.errors["experiment_id"] = "Choose an experiment." }
         spec.environmentId = self["environment_id"]
+        spec.integrationIds = PlanIntegrations.chosen(self)
 
         let zone = timeZone
         let localZone = zone.isEmpty ? TimeZone(identifier: "UTC") : TimeZone(identifier: zone)
@@ -245,6 +246,7 @@ struct PlanForm: ConsoleForm {
         default: ""
         }
         v["runner_labels"] = (spec.runOptions?.runnerLabels ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+        v.merge(PlanIntegrations.formValues(spec.integrationIds)) { a, _ in a }
         self.init(values: v)
     }
 
@@ -277,6 +279,7 @@ struct PlanForm: ConsoleForm {
             ("schedule.cron.expression", "cron_expression"), ("schedule.cron.time_zone", "time_zone"),
             ("schedule.interval", "interval_minutes"), ("schedule.at", "at"), ("schedule", "kind"),
             ("name", "name"), ("description", "description"), ("experiment_id", "experiment_id"), ("environment_id", "environment_id"),
+            ("integration_id", PlanIntegrations.field),
             ("max_in_flight", "max_in_flight"), ("retry.max_retries", "max_retries"), ("retry.backoff_us", "retry_backoff_seconds"),
             ("run_options.max_duration_us", "max_duration_minutes"), ("run_options.runner_labels", "runner_labels"),
             ("run_options", "max_duration_minutes"),

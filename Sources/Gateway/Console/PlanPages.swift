@@ -12,6 +12,7 @@ import Hummingbird
 /// GET  /console/plans, /console/plans/new[?experiment_id=], /console/plans/{id}, /console/plans/{id}/edit
 /// POST /console/plans (create), /console/plans/{id}/edit (update), /console/plans/{id}/pause|resume|trigger|delete
 /// POST /console/plans/preview   the form's fires as JSON, for the live preview (session + CSRF)
+/// GET  /console/plans/{id}/history   the history table alone, which the plan page's script polls
 struct PlanPages {
     let console: Console
     var gateway: Gateway { console.gateway }
@@ -32,6 +33,13 @@ struct PlanPages {
         pages.post("plans") { request, context in try await save(request, context, planID: nil) }
         pages.post("plans/preview") { request, context in try await livePreview(request, context) }
         pages.get("plans/{id}") { request, context in try await show(request, context) }
+        pages.get("plans/{id}/history") { _, context in
+            _ = try context.require(.read)
+            let id = try context.parameters.id(of: .plan), options = try gateway.callOptions(context)
+            // An unknown plan lists no runs, like one that never fired: only the former is a 404.
+            _ = try await schedules().getPlan(.init(planId: id), options: options)
+            return try await historyTable(id, options).response()
+        }
         pages.get("plans/{id}/edit") { request, context in
             _ = try context.require(.write)
             let plan = try await schedules().getPlan(.init(planId: try context.parameters.id(of: .plan)),
@@ -122,16 +130,15 @@ struct PlanPages {
         let options = try gateway.callOptions(context)
         let plan = try await schedules().getPlan(.init(planId: id), options: options).plan ?? .init()
         let spec = plan.spec ?? .init()
-        var history = SchedulesV1.ListPlanRunsRequest()
-        history.planId = id
-        history.pageSize = 25
-        let runs = try await schedules().listPlanRuns(history, options: options).runs
+        let history = try await historyTable(id, options)
         let title = await experimentTitles([spec.experimentId], options)[spec.experimentId] ?? spec.experimentId
         var environment: HTML = "<span class=\"muted\">none</span>"
         if !spec.environmentId.isEmpty {
             let name = try? await gateway.secrets?.getEnvironment(.init(environmentId: spec.environmentId), options: options).environment?.name
             environment = "\(name ?? spec.environmentId) <code>\(spec.environmentId)</code>"
         }
+        // Names are a nicety here: without SecretService the ids still show.
+        let integrations = spec.integrationIds.isEmpty ? PlanIntegrations.empty : (try? await PlanIntegrations.load(gateway, options)) ?? .empty
         let preview = try? await schedules().previewSchedule(Self.previewRequest(plan, count: 5), options: options)
         let zone = Self.zone(of: spec)
 
@@ -159,22 +166,6 @@ struct PlanPages {
         // A paused or finished plan fires no more: its words stay, its fires go.
         let fires: HTML = Self.fireList(plan.state == .active ? preview?.fires.map(\.atUs) ?? [] : [], zone: zone, id: "next-fires",
                                         empty: plan.state == .active ? "No fire to come." : "None while the plan is \(plan.state.apiName).")
-        let runRows = runs.map { run -> HTML in
-            let execution: HTML = run.executionId.isEmpty ? "<span class=\"muted\">—</span>" : """
-                <a class="execution-link" href="/console/executions/\(run.executionId)">\(run.executionId)</a>\
-                \(run.executionState == .unspecified ? .empty : " \(Pages.status(run.executionState.apiName))" as HTML)
-                """
-            return """
-            <tr><td data-label="Due">\(Self.localTime(run.dueAtUs))</td><td data-label="Trigger">\(run.trigger.apiName)</td>
-            <td data-label="State">\(Pages.status(run.state.apiName))\(run.attempt > 1 ? " (attempt \(run.attempt))" as HTML : .empty)</td>
-            <td data-label="Execution">\(execution)</td><td data-label="Reason">\(run.reason)</td></tr>
-            """
-        }
-        let historyTable: HTML = runs.isEmpty ? "<p class=\"muted\" id=\"history-empty\">This plan has not fired yet.</p>" : """
-            <div class="table-wrap"><table class="responsive" id="history"><caption class="sr-only">Runs of this plan, newest first</caption>
-            <thead><tr><th scope="col">Due</th><th scope="col">Trigger</th><th scope="col">State</th><th scope="col">Execution</th><th scope="col">Reason</th></tr></thead>
-            <tbody>\(runRows)</tbody></table></div>
-            """
         let windows = spec.windows.map { w -> HTML in
             let days = w.days.isEmpty ? "every day" : PlanForm.days.filter { w.days.contains($0.day) }.map(\.label).joined(separator: ", ")
             return "<li>\(days) \(PlanForm.clock(w.startMinute))\u{2013}\(PlanForm.clock(w.endMinute)) \(w.timeZone.isEmpty ? "UTC" : w.timeZone)</li>"
@@ -190,6 +181,7 @@ struct PlanPages {
         <dl class="facts plan-facts">
         <dt>Experiment</dt><dd><a href="/console/experiments/\(spec.experimentId)">\(title)</a>\(spec.experimentRevision == 0 ? " (latest revision)" : " (revision \(spec.experimentRevision))")</dd>
         <dt>Environment</dt><dd>\(environment)</dd>
+        <dt>Integrations</dt><dd>\(integrations.facts(spec.integrationIds))</dd>
         <dt>Schedule</dt><dd><span id="schedule-words">\(preview?.description ?? "")</span><br><code>\(Self.rawSchedule(spec.schedule))</code></dd>
         <dt>State</dt><dd id="plan-state">\(Pages.status(plan.state.apiName))</dd>
         <dt>Next fire</dt><dd>\(Self.localTime(plan.nextFireAtUs))</dd>
@@ -206,10 +198,36 @@ struct PlanPages {
         <h2 id="next-fires-heading">Next five fires</h2>
         \(fires)
         <h2 id="history-heading">History</h2>
-        <p><a href="/console/plans/\(id)#history-heading" id="refresh-history">Refresh</a></p>
-        \(historyTable)
+        <p><a href="/console/plans/\(id)#history-heading" id="refresh-history">Refresh</a>
+        <span class="muted" id="history-status" data-poll="/console/plans/\(id)/history"></span></p>
+        <div id="history-region">\(history)</div>
         """
         return try console.page(context, title: "Plan \(spec.name)", section: .plans, body: body, request: request)
+    }
+
+    /// The newest runs of a plan as a table: on its page, and alone (`GET /console/plans/{id}/history`)
+    /// for the page's script to refresh it in place.
+    private func historyTable(_ id: String, _ options: CallOptions) async throws -> HTML {
+        var history = SchedulesV1.ListPlanRunsRequest()
+        history.planId = id
+        history.pageSize = 25
+        let runs = try await schedules().listPlanRuns(history, options: options).runs
+        let runRows = runs.map { run -> HTML in
+            let execution: HTML = run.executionId.isEmpty ? "<span class=\"muted\">—</span>" : """
+                <a class="execution-link" href="/console/executions/\(run.executionId)">\(run.executionId)</a>\
+                \(run.executionState == .unspecified ? .empty : " \(Pages.status(run.executionState.apiName))" as HTML)
+                """
+            return """
+            <tr><td data-label="Due">\(Self.localTime(run.dueAtUs))</td><td data-label="Trigger">\(run.trigger.apiName)</td>
+            <td data-label="State">\(Pages.status(run.state.apiName))\(run.attempt > 1 ? " (attempt \(run.attempt))" as HTML : .empty)</td>
+            <td data-label="Execution">\(execution)</td><td data-label="Reason">\(run.reason)</td></tr>
+            """
+        }
+        return runs.isEmpty ? "<p class=\"muted\" id=\"history-empty\">This plan has not fired yet.</p>" : """
+            <div class="table-wrap"><table class="responsive" id="history"><caption class="sr-only">Runs of this plan, newest first</caption>
+            <thead><tr><th scope="col">Due</th><th scope="col">Trigger</th><th scope="col">State</th><th scope="col">Execution</th><th scope="col">Reason</th></tr></thead>
+            <tbody>\(runRows)</tbody></table></div>
+            """
     }
 
     // MARK: create and edit
@@ -230,9 +248,10 @@ struct PlanPages {
         if let planID {
             current = try await schedules().getPlan(.init(planId: planID), options: options).plan
             // What the form does not show is kept.
-            parsed.spec.integrationIds = current?.spec?.integrationIds ?? []
             parsed.spec.experimentRevision = current?.spec?.experimentRevision ?? 0
         }
+        let integrations = try await PlanIntegrations.load(gateway, options)
+        if let problem = integrations.problem(with: parsed.spec.integrationIds) { errors[PlanIntegrations.field] = problem }
         if errors.isEmpty {
             do {
                 try await ScheduleRoutes(gateway: gateway).checkReferences(of: parsed.spec, options: options)
@@ -248,11 +267,12 @@ struct PlanPages {
             } catch let error as RPCError where error.code == .aborted {
                 errors["form"] = "Someone changed this plan since you opened it; reload the page to edit the latest version."
             } catch let problem as Problem where problem.status == .notFound && problem.code != "plan.not_found" {
-                errors[problem.code.hasPrefix("environment") ? "environment_id" : problem.code.hasPrefix("integration") ? "form" : "experiment_id"] =
+                errors[problem.code.hasPrefix("environment") ? "environment_id" : problem.code.hasPrefix("integration") ? PlanIntegrations.field : "experiment_id"] =
                     "Not found: choose one of your organisation\u{2019}s."
             }
         }
-        return try await formPage(request, context, form: form, plan: current, errors: errors, preview: preview, status: .badRequest)
+        return try await formPage(request, context, form: form, plan: current, errors: errors, preview: preview,
+                                  integrations: integrations, status: .badRequest)
     }
 
     enum PreviewResult {
@@ -298,8 +318,10 @@ struct PlanPages {
     }
 
     private func formPage(_ request: Request, _ context: GatewayContext, form: PlanForm, plan: SchedulesV1.Plan?,
-                          errors: [String: String], preview: PreviewResult?, status: HTTPResponse.Status = .ok) async throws -> Response {
+                          errors: [String: String], preview: PreviewResult?, integrations: PlanIntegrations? = nil,
+                          status: HTTPResponse.Status = .ok) async throws -> Response {
         let options = try gateway.callOptions(context)
+        let integrationChoices: PlanIntegrations = if let integrations { integrations } else { try await PlanIntegrations.load(gateway, options) }
         var experiments = ExperimentsV1.ListExperimentsRequest()
         experiments.pageSize = 200
         let experimentList = try await gateway.experiments.listExperiments(experiments, options: options).experiments
@@ -388,6 +410,7 @@ struct PlanPages {
         <label for="description">Description</label><textarea id="description" name="description" class="short" \(described("description"))>\(form["description"])</textarea>\(error("description"))
         \(select("experiment_id", "Experiment", experimentChoices))
         \(select("environment_id", "Environment", environmentChoices))
+        \(integrationChoices.fieldset(form, errors: errors))
         </fieldset>
         <fieldset id="schedule"><legend>When it runs</legend>
         <div role="radiogroup" aria-label="Schedule kind" \(described("kind"))>\(kind("cron", "On a cron schedule"))\(kind("interval", "Every N minutes"))\(kind("at", "Once, at a time"))\(kind("now", "Once, now"))</div>\(error("kind"))
