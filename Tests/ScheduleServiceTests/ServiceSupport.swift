@@ -164,16 +164,16 @@ struct Platform: Sendable {
     var schedule: SchedulesV1.ScheduleClient { clients[0] }
 
     static func with(database name: String, replicas count: Int = 1, start: Date = utc("2026-06-01T10:00:30Z"),
-                     configure: (inout ScheduleServiceConfiguration) -> Void = { _ in },
+                     configure: (inout ScheduleServiceConfiguration) -> Void = { _ in }, logger: Logger = quietLogger,
                      _ body: (Platform) async throws -> Void) async throws {
         try await TestPostgres.withClient(database: name, maximumConnections: 8) { database in
-            try await with(client: database, replicas: count, start: start, configure: configure, body)
+            try await with(client: database, replicas: count, start: start, configure: configure, logger: logger, body)
         }
     }
 
     /// The same on a client the test made (a Postgres of its own).
     static func with(client database: PostgresClient, replicas count: Int = 1, start: Date = utc("2026-06-01T10:00:30Z"),
-                     configure: (inout ScheduleServiceConfiguration) -> Void = { _ in },
+                     configure: (inout ScheduleServiceConfiguration) -> Void = { _ in }, logger: Logger = quietLogger,
                      _ body: (Platform) async throws -> Void) async throws {
         do {
             try await ScheduleServer.migrations.apply(on: database)
@@ -190,7 +190,7 @@ struct Platform: Sendable {
             var rpcClients: [RPCClient] = []
             for _ in 0..<count {
                 // Each replica gets its own pool, as separate processes would.
-                let replica = ScheduleServer(database: database, runner: RunnerCredential(credential), logger: quietLogger,
+                let replica = ScheduleServer(database: database, runner: RunnerCredential(credential), logger: logger,
                                              clock: clock, configuration: configuration)
                 let endpoint = try await Served.start(replica.services)
                 replicas.append(replica)
