@@ -91,3 +91,92 @@ import TestSupport
         }
     }
 }
+
+/// Runners shared by every organisation (the default) or dedicated to some: dispatch, visibility,
+/// and the organisation lists a runner may register with.
+@Suite(.serialized) struct RunnerTenancyTests {
+    static let other = OrganizationID("org-b")!
+
+    @Test func aDedicatedRunnerNeverGetsAnotherOrganisationsRuns() async throws {
+        try await Platform.with(database: "sched_tenancy_dispatch") { p in
+            let dedicated = StandInRunner()
+            let shared = StandInRunner()
+            // The dedicated runner has the most free capacity: it would win every run on capacity alone.
+            try await p.register(try await dedicated.serve(), id: "a-dedicated", capacity: 100, organizations: [Platform.org.rawValue, "org-c"])
+            try await p.register(try await shared.serve(), id: "b-shared", capacity: 10)
+            let mine = try await RunnerChoiceTests.trigger(p, 3)
+            let theirs = try await RunnerChoiceTests.trigger(p, org: Self.other, 3)
+            try await p.dispatch()
+            #expect(Set(dedicated.started.map(\.requestId)) == Set(mine))
+            #expect(Set(shared.started.map(\.requestId)) == Set(theirs), "a shared runner still takes every organisation's runs")
+
+            // With the shared runner gone, the other organisation's runs wait rather than go to it.
+            _ = try await p.schedule.deregisterRunner(.init(runnerId: "b-shared"), options: Platform.runnerOptions)
+            let waiting = try await RunnerChoiceTests.trigger(p, org: Self.other, 2)
+            try await p.dispatch()
+            #expect(Set(dedicated.started.map(\.requestId)) == Set(mine))
+            for id in waiting {
+                let run = try #require(try await p.schedule.getPlanRun(.init(planRunId: id), options: Platform.options(Self.other)).run)
+                #expect(run.state == .queued && run.reason.contains("for this organisation"), "\(run.reason)")
+            }
+
+            // Registered again as shared (its configuration changed), it takes them.
+            p.clock.advance(by: 1)
+            try await p.register(try await shared.serve(), id: "a-dedicated", capacity: 100)
+            try await p.dispatch()
+            #expect(Set(dedicated.started.map(\.requestId)) == Set(mine))
+            #expect(Set(shared.started.map(\.requestId)) == Set(theirs + waiting))
+            await dedicated.stop()
+            await shared.stop()
+        }
+    }
+
+    @Test func anOrganisationSeesTheSharedRunnersAndItsOwn() async throws {
+        try await Platform.with(database: "sched_tenancy_visibility") { p in
+            let registered = try await p.register("127.0.0.1:9", id: "a-dedicated", organizations: ["org-c", Platform.org.rawValue])
+            #expect(registered.organizations == [Platform.org.rawValue, "org-c"], "sorted")
+            try await p.register("127.0.0.1:9", id: "b-shared")
+            func listed(_ org: OrganizationID) async throws -> [String] {
+                try await p.schedule.listRunners(.init(pageSize: 100, includeGone: true), options: Platform.options(org)).runners.map(\.id)
+            }
+            #expect(try await listed(Platform.org) == ["a-dedicated", "b-shared"])
+            #expect(try await listed(Self.other) == ["b-shared"])
+            // Paged one at a time, the filter holds on every page.
+            let first = try await p.schedule.listRunners(.init(pageSize: 1), options: Platform.options(Self.other))
+            #expect(first.runners.map(\.id) == ["b-shared"] && first.nextPageToken.isEmpty)
+            let own = try await p.schedule.getRunner(.init(runnerId: "a-dedicated"), options: Platform.options())
+            #expect(own.runner?.organizations == [Platform.org.rawValue, "org-c"])
+            await expectRPCError(.notFound, "another organisation's dedicated runner") {
+                try await p.schedule.getRunner(.init(runnerId: "a-dedicated"), options: Platform.options(Self.other))
+            }
+            #expect(try await p.schedule.getRunner(.init(runnerId: "b-shared"), options: Platform.options(Self.other)).runner?.organizations == [])
+        }
+    }
+
+    @Test func malformedOrganisationListsAreRefusedAtRegistration() async throws {
+        try await Platform.with(database: "sched_tenancy_refused") { p in
+            let hostile: [(String, [String])] = [
+                ("an empty id", [""]),
+                ("a space", ["org a"]),
+                ("NUL", ["org\u{0}a"]),
+                ("an escape sequence", ["org\u{1B}[31m"]),
+                ("SQL", ["x' OR '1'='1"]),
+                ("too long", [String(repeating: "o", count: 65)]),
+                ("non-ASCII", ["orgé"]),
+                ("a repeat", ["org-a", "org-a"]),
+                ("too many", (0...RunnerTenancy.maximumOrganizations).map { "org-\($0)" }),
+            ]
+            for (what, organizations) in hostile {
+                let error = await expectRPCError(.invalidArgument, what) {
+                    try await p.schedule.registerRunner(.init(runnerId: "r", name: "r", address: "127.0.0.1:9", capacity: 1,
+                                                              organizations: organizations), options: Platform.runnerOptions)
+                }
+                // NUL is refused by the message decoding already, naming the field too.
+                #expect(error?.message.contains("organizations") == true, "\(what): \(String(describing: error))")
+            }
+            // Nothing was registered.
+            let listed = try await p.schedule.listRunners(.init(pageSize: 10, includeGone: true), options: Platform.options())
+            #expect(listed.runners.isEmpty)
+        }
+    }
+}

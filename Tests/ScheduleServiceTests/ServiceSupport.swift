@@ -217,9 +217,10 @@ struct Platform: Sendable {
     }
 
     @discardableResult
-    func register(_ address: String, id: String, capacity: Int32 = 100, labels: [String: String] = [:]) async throws -> SchedulesV1.Runner {
+    func register(_ address: String, id: String, capacity: Int32 = 100, labels: [String: String] = [:],
+                  organizations: [String] = []) async throws -> SchedulesV1.Runner {
         try #require(try await schedule.registerRunner(
-            .init(runnerId: id, name: id, address: address, labels: labels, capacity: capacity, version: "test"),
+            .init(runnerId: id, name: id, address: address, labels: labels, capacity: capacity, version: "test", organizations: organizations),
             options: Self.runnerOptions).runner)
     }
 

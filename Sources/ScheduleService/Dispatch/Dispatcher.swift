@@ -220,7 +220,11 @@ struct Dispatcher: Sendable {
         var id: String { registration.id }
         let address: String
         let labels: [String: String]
+        /// Empty: shared.
+        let organizations: Set<String>
         var free: Int
+
+        func serves(_ org: OrganizationID) -> Bool { organizations.isEmpty || organizations.contains(org.rawValue) }
     }
 
     struct Assignment: Sendable {
@@ -260,16 +264,16 @@ struct Dispatcher: Sendable {
             let work = try await tx.query("SELECT EXISTS (SELECT 1 FROM schedules.plan_runs WHERE \(isOpen))")
             guard try work.first?.decode(Bool.self, at: 0) == true else { return (0, []) }
             var runners: [LiveRunner] = try await tx.query("""
-                SELECT r.id, r.registered_us, r.address, r.labels::text, r.capacity, r.running,
+                SELECT r.id, r.registered_us, r.address, r.labels::text, r.organizations, r.capacity, r.running,
                     (SELECT count(*) FROM schedules.plan_runs p WHERE p.runner_id = r.id
                         AND (p.state = 3 OR (p.state IN (1, 2) AND p.claim_until_us >= \(now.micros))))
                 FROM schedules.runners r WHERE r.state = 1 AND r.lease_us >= \(now.micros) ORDER BY r.id FOR UPDATE
                 """).map { row in
-                let (id, registered, address, labels, capacity, running, assigned) =
-                    try row.decode((String, Int64, String, String, Int32, Int32, Int64).self)
+                let (id, registered, address, labels, organizations, capacity, running, assigned) =
+                    try row.decode((String, Int64, String, String, [String], Int32, Int32, Int64).self)
                 return LiveRunner(registration: RunnerRegistration(id: id, registeredUs: registered), address: address,
                                   labels: (try? JSONDecoder().decode([String: String].self, from: Data(labels.utf8))) ?? [:],
-                                  free: Int(capacity) - max(Int(running), Int(assigned)))
+                                  organizations: Set(organizations), free: Int(capacity) - max(Int(running), Int(assigned)))
             }
 
             let rows = try await tx.query("""
@@ -324,14 +328,16 @@ struct Dispatcher: Sendable {
                 let required = run.options.runnerLabels
                 // A runner that may already have it (a claim that timed out) keeps it: StartRun is
                 // idempotent there, and only there.
-                let index = runners.firstIndex { $0.id == run.runner && !run.runner.isEmpty }
+                // Only a runner that serves the run's organisation, either way (it may have
+                // registered again, dedicated to others).
+                let index = runners.firstIndex { $0.id == run.runner && !run.runner.isEmpty && $0.serves(run.org) }
                     ?? runners.indices.filter { i in
-                        runners[i].free > 0 && !run.avoid.contains(runners[i].id)
+                        runners[i].free > 0 && runners[i].serves(run.org) && !run.avoid.contains(runners[i].id)
                             && required.allSatisfy { runners[i].labels[$0.key] == $0.value }
                     }.max { runners[$0].free < runners[$1].free }
                 guard let index else {
                     changes.append(Change(id: run.id, state: SchedulesV1.PlanRunState.queued.rawValue,
-                                          reason: "no live runner with matching labels and free capacity"))
+                                          reason: "no live runner for this organisation with matching labels and free capacity"))
                     continue
                 }
                 runners[index].free -= 1
