@@ -153,6 +153,22 @@ import TestSupport
         }
     }
 
+    @Test func haltAsksOnlyTheRunnersThatServeTheOrganisation() async throws {
+        try await Platform.with(database: "sched_tenancy_halt") { p in
+            let dedicated = StandInRunner()
+            let shared = StandInRunner()
+            try await p.register(try await dedicated.serve(), id: "a-dedicated", organizations: [Platform.org.rawValue])
+            try await p.register(try await shared.serve(), id: "b-shared")
+            _ = try await p.schedule.halt(.init(reason: "incident"), options: Platform.options(Self.other))
+            #expect(dedicated.listedFor.isEmpty, "a runner dedicated to another organisation is not asked")
+            #expect(shared.listedFor == [Self.other.rawValue])
+            _ = try await p.schedule.halt(.init(reason: "incident"), options: Platform.options())
+            #expect(dedicated.listedFor == [Platform.org.rawValue])
+            await dedicated.stop()
+            await shared.stop()
+        }
+    }
+
     @Test func malformedOrganisationListsAreRefusedAtRegistration() async throws {
         try await Platform.with(database: "sched_tenancy_refused") { p in
             let hostile: [(String, [String])] = [

@@ -31,6 +31,8 @@ final class StandInRunner: RunnersV1.RunnerService, Sendable {
         var streams = 0
         /// A StartRuns stream fails UNAVAILABLE on the request after this many.
         var streamBreaksAfter: Int?
+        /// The organisations ListRuns was called for.
+        var listedFor: [String] = []
     }
 
     let state = Mutex(State())
@@ -54,6 +56,7 @@ final class StandInRunner: RunnersV1.RunnerService, Sendable {
     var calls: Int { state.withLock { $0.calls } }
     var streams: Int { state.withLock { $0.streams } }
     var heldCount: Int { state.withLock { $0.held.count } }
+    var listedFor: [String] { state.withLock { $0.listedFor } }
     func set(_ mode: Mode) { state.withLock { $0.mode = mode } }
     func breakStreams(after answered: Int?) { state.withLock { $0.streamBreaksAfter = answered } }
 
@@ -125,7 +128,9 @@ final class StandInRunner: RunnersV1.RunnerService, Sendable {
     }
 
     func listRuns(_ request: RunnersV1.ListRunsRequest, context: ServerContext) async throws -> RunnersV1.ListRunsResponse {
-        .init()
+        let organization = try context.organization()
+        state.withLock { $0.listedFor.append(organization.rawValue) }
+        return .init()
     }
 
     func stop() async { await served.withLock { $0 }?.stop() }
