@@ -4,7 +4,7 @@
 /// lists none.
 public enum RunnerTenancy: Sendable, Equatable, CustomStringConvertible {
     case shared
-    /// Never empty.
+    /// Empty only for a stored list that no longer validates: then it serves no one.
     case dedicated(Set<OrganizationID>)
 
     public static let maximumOrganizations = 100

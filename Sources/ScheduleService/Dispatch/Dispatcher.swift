@@ -220,11 +220,8 @@ struct Dispatcher: Sendable {
         var id: String { registration.id }
         let address: String
         let labels: [String: String]
-        /// Empty: shared.
-        let organizations: Set<String>
+        let tenancy: RunnerTenancy
         var free: Int
-
-        func serves(_ org: OrganizationID) -> Bool { organizations.isEmpty || organizations.contains(org.rawValue) }
     }
 
     struct Assignment: Sendable {
@@ -273,7 +270,8 @@ struct Dispatcher: Sendable {
                     try row.decode((String, Int64, String, String, [String], Int32, Int32, Int64).self)
                 return LiveRunner(registration: RunnerRegistration(id: id, registeredUs: registered), address: address,
                                   labels: (try? JSONDecoder().decode([String: String].self, from: Data(labels.utf8))) ?? [:],
-                                  organizations: Set(organizations), free: Int(capacity) - max(Int(running), Int(assigned)))
+                                  // Validated at registration; should a stored list not be, the runner serves no one.
+                                  tenancy: (try? RunnerTenancy(organizations: organizations)) ?? .dedicated([]), free: Int(capacity) - max(Int(running), Int(assigned)))
             }
 
             let rows = try await tx.query("""
@@ -330,9 +328,9 @@ struct Dispatcher: Sendable {
                 // idempotent there, and only there.
                 // Only a runner that serves the run's organisation, either way (it may have
                 // registered again, dedicated to others).
-                let index = runners.firstIndex { $0.id == run.runner && !run.runner.isEmpty && $0.serves(run.org) }
+                let index = runners.firstIndex { $0.id == run.runner && !run.runner.isEmpty && $0.tenancy.serves(run.org) }
                     ?? runners.indices.filter { i in
-                        runners[i].free > 0 && runners[i].serves(run.org) && !run.avoid.contains(runners[i].id)
+                        runners[i].free > 0 && runners[i].tenancy.serves(run.org) && !run.avoid.contains(runners[i].id)
                             && required.allSatisfy { runners[i].labels[$0.key] == $0.value }
                     }.max { runners[$0].free < runners[$1].free }
                 guard let index else {

@@ -71,8 +71,9 @@ final class StartQueue: Sendable {
 
 /// Starts the runs of one StartQueue on their runner, each when due: on one StartRuns stream,
 /// or with unary StartRun calls when the runner answers UNIMPLEMENTED (a runner from before
-/// StartRuns; remembered in `unaryOnly` until it registers again). Every run taken gets an answer, so the dispatcher records each as it would a
-/// unary call's outcome; a stream that breaks leaves its unanswered runs with the stream's error.
+/// StartRuns; remembered in `unaryOnly` until it registers again). Every run taken gets an
+/// answer, so the dispatcher records each as it would a unary call's outcome; a stream that
+/// breaks leaves its unanswered runs with the stream's error.
 struct RunStarter: Sendable {
     /// nil for an address that is not host:port.
     let runner: RunnersV1.RunnerClient?
