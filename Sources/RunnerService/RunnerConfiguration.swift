@@ -1,4 +1,5 @@
 public import Foundation
+public import ServiceKit
 
 /// How a runner runs `chaos`; the `faultline runner` command fills it from the environment.
 public struct RunnerConfiguration: Sendable {
@@ -12,6 +13,9 @@ public struct RunnerConfiguration: Sendable {
     public var capacity: Int = 4
     /// Free-form labels (e.g. `zone=eu`), for ScheduleService to pick a runner.
     public var labels: [String: String] = [:]
+    /// Whose runs it takes: every organisation's (shared), or only the listed ones'. ScheduleService
+    /// dispatches accordingly; StartRun for another organisation is PERMISSION_DENIED.
+    public var tenancy: RunnerTenancy = .shared
     /// When a run does not say; nil = no limit.
     public var defaultMaxDuration: Duration? = nil
     /// Between SIGTERM and SIGKILL when a run is stopped.

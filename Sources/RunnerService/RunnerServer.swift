@@ -100,6 +100,9 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
 
     public func startRun(_ request: RunnersV1.StartRunRequest, context: ServerContext) async throws -> RunnersV1.StartRunResponse {
         let organization = try context.organization()
+        guard configuration.tenancy.serves(organization) else {
+            throw RPCError(.permissionDenied, "this runner is dedicated to other organisations than \(organization)")
+        }
         guard !request.experimentId.isEmpty else { throw RPCError(.invalidArgument, "experiment_id is required") }
         guard request.maxDurationUs >= 0, request.terminationGraceUs >= 0, request.experimentRevision >= 0 else {
             throw RPCError(.invalidArgument, "max_duration_us, termination_grace_us and experiment_revision must not be negative")

@@ -4,7 +4,7 @@ public import Logging
 public import ServiceLifecycle
 import ServiceKit
 
-/// Keeps a runner in ScheduleService's registry: registers it (address, capacity, labels),
+/// Keeps a runner in ScheduleService's registry: registers it (address, capacity, labels, tenancy),
 /// heartbeats with the executions in flight (stopping those ScheduleService names), reports each
 /// run that ends, and deregisters on shutdown. Register it in the service group *before* the
 /// `RunnerServer`: shutdown runs in reverse, so the runner drains (and its last runs are reported)
@@ -60,10 +60,12 @@ public struct SchedulerRegistration: Service {
                 if !registered {
                     let response = try await client.registerRunner(
                         .init(runnerId: id, name: id, address: advertisedAddress, labels: runner.configuration.labels,
-                              capacity: Int32(runner.configuration.capacity), version: version), options: options)
+                              capacity: Int32(runner.configuration.capacity), version: version,
+                              organizations: runner.configuration.tenancy.organizations), options: options)
                     registered = true
                     interval = .microseconds(max(100_000, response.heartbeatIntervalUs))
-                    logger.info("registered with ScheduleService", metadata: ["runner": "\(id)", "address": "\(advertisedAddress)"])
+                    logger.info("registered with ScheduleService", metadata: ["runner": "\(id)", "address": "\(advertisedAddress)",
+                                                                                "tenancy": "\(runner.configuration.tenancy)"])
                 }
                 let response = try await client.heartbeat(
                     .init(runnerId: id, capacity: Int32(runner.configuration.capacity), executionIds: runner.activeRuns().map(\.execution)),

@@ -141,6 +141,16 @@ struct ScheduleRoutesTests {
             #expect(got.json["state"] as? String == "active")
             #expect(got.json["capacity"] as? Int == 4)
             #expect(got.json["labels"] as? [String: String] == ["zone": "a"])
+            #expect(got.json["organizations"] as? [String] == [], "shared")
+            // A runner dedicated to organisation b: b sees it with its organisations, a does not see it.
+            let dedicated = try #require(try await h.scheduleClient.registerRunner(
+                .init(name: "host-2", address: "127.0.0.1:7105", capacity: 1, organizations: [h.organizations["b"]!.rawValue]),
+                options: options).runner?.id)
+            let seenByB = try await h.call(.get, "/api/v1/runners/\(dedicated)", token: h.token("b", .viewer))
+            #expect(seenByB.json["organizations"] as? [String] == [h.organizations["b"]!.rawValue])
+            #expect(try await h.call(.get, "/api/v1/runners/\(dedicated)", token: h.token("a", .viewer)).code == "runner.not_found")
+            let listedForA = try await h.call(.get, "/api/v1/runners", token: h.token("a", .viewer))
+            #expect((listedForA.json["runners"] as? [[String: Any]])?.map { $0["id"] as? String } == [id])
             #expect(try await h.call(.get, "/api/v1/runners/rnr_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa", token: h.token()).code == "runner.not_found")
             #expect(try await h.call(.get, "/api/v1/runners/%20bad%20id", token: h.token()).code == "runner.not_found")
             #expect(try await h.call(.get, "/api/v1/runners?include_gone=maybe", token: h.token()).status == 400)

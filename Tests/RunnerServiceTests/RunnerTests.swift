@@ -267,6 +267,22 @@ struct RunnerTests {
         }
     }
 
+    @Test("a runner dedicated to other organisations refuses StartRun PERMISSION_DENIED; its own organisation gets through")
+    func dedicatedRunner() async throws {
+        for (organizations, served) in [(["org-other"], false), (["org-other", Platform.org.rawValue], true)] {
+            try await Platform.with(database: "runner_dedicated", configure: { $0.tenancy = .dedicated(Set(organizations.compactMap(OrganizationID.init))) }) { platform in
+                do {
+                    _ = try await platform.runner.startRun(.init(experimentId: "missing"), options: Platform.options)
+                    Issue.record("a run for \(Platform.org) was started")
+                } catch let error as RPCError {
+                    // Served: the check passes and the unknown experiment is what fails.
+                    #expect(served ? error.code != .permissionDenied : error.code == .permissionDenied, "\(error)")
+                }
+                #expect(platform.runnerServer.activeRuns().isEmpty)
+            }
+        }
+    }
+
     @Test("drain stops the running runs, waits until each is completed, then refuses new ones")
     func drain() async throws {
         try await Platform.with(database: "runner_drain") { platform in

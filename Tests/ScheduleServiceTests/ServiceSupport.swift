@@ -31,6 +31,8 @@ final class StandInRunner: RunnersV1.RunnerService, Sendable {
         var streams = 0
         /// A StartRuns stream fails UNAVAILABLE on the request after this many.
         var streamBreaksAfter: Int?
+        /// The organisations ListRuns was called for.
+        var listedFor: [String] = []
     }
 
     let state = Mutex(State())
@@ -54,6 +56,7 @@ final class StandInRunner: RunnersV1.RunnerService, Sendable {
     var calls: Int { state.withLock { $0.calls } }
     var streams: Int { state.withLock { $0.streams } }
     var heldCount: Int { state.withLock { $0.held.count } }
+    var listedFor: [String] { state.withLock { $0.listedFor } }
     func set(_ mode: Mode) { state.withLock { $0.mode = mode } }
     func breakStreams(after answered: Int?) { state.withLock { $0.streamBreaksAfter = answered } }
 
@@ -125,7 +128,9 @@ final class StandInRunner: RunnersV1.RunnerService, Sendable {
     }
 
     func listRuns(_ request: RunnersV1.ListRunsRequest, context: ServerContext) async throws -> RunnersV1.ListRunsResponse {
-        .init()
+        let organization = try context.organization()
+        state.withLock { $0.listedFor.append(organization.rawValue) }
+        return .init()
     }
 
     func stop() async { await served.withLock { $0 }?.stop() }
@@ -164,16 +169,16 @@ struct Platform: Sendable {
     var schedule: SchedulesV1.ScheduleClient { clients[0] }
 
     static func with(database name: String, replicas count: Int = 1, start: Date = utc("2026-06-01T10:00:30Z"),
-                     configure: (inout ScheduleServiceConfiguration) -> Void = { _ in },
+                     configure: (inout ScheduleServiceConfiguration) -> Void = { _ in }, logger: Logger = quietLogger,
                      _ body: (Platform) async throws -> Void) async throws {
         try await TestPostgres.withClient(database: name, maximumConnections: 8) { database in
-            try await with(client: database, replicas: count, start: start, configure: configure, body)
+            try await with(client: database, replicas: count, start: start, configure: configure, logger: logger, body)
         }
     }
 
     /// The same on a client the test made (a Postgres of its own).
     static func with(client database: PostgresClient, replicas count: Int = 1, start: Date = utc("2026-06-01T10:00:30Z"),
-                     configure: (inout ScheduleServiceConfiguration) -> Void = { _ in },
+                     configure: (inout ScheduleServiceConfiguration) -> Void = { _ in }, logger: Logger = quietLogger,
                      _ body: (Platform) async throws -> Void) async throws {
         do {
             try await ScheduleServer.migrations.apply(on: database)
@@ -190,7 +195,7 @@ struct Platform: Sendable {
             var rpcClients: [RPCClient] = []
             for _ in 0..<count {
                 // Each replica gets its own pool, as separate processes would.
-                let replica = ScheduleServer(database: database, runner: RunnerCredential(credential), logger: quietLogger,
+                let replica = ScheduleServer(database: database, runner: RunnerCredential(credential), logger: logger,
                                              clock: clock, configuration: configuration)
                 let endpoint = try await Served.start(replica.services)
                 replicas.append(replica)
@@ -217,9 +222,10 @@ struct Platform: Sendable {
     }
 
     @discardableResult
-    func register(_ address: String, id: String, capacity: Int32 = 100, labels: [String: String] = [:]) async throws -> SchedulesV1.Runner {
+    func register(_ address: String, id: String, capacity: Int32 = 100, labels: [String: String] = [:],
+                  organizations: [String] = []) async throws -> SchedulesV1.Runner {
         try #require(try await schedule.registerRunner(
-            .init(runnerId: id, name: id, address: address, labels: labels, capacity: capacity, version: "test"),
+            .init(runnerId: id, name: id, address: address, labels: labels, capacity: capacity, version: "test", organizations: organizations),
             options: Self.runnerOptions).runner)
     }
 

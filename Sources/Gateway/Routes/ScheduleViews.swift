@@ -238,11 +238,13 @@ struct RunnerView: Encodable {
     var registered_at_us: Int64
     var last_heartbeat_at_us: Int64
     var lease_expires_at_us: Int64
+    /// Empty: shared by every organisation.
+    var organizations: [String]
 
     init(_ r: SchedulesV1.Runner) {
         id = r.id; name = r.name; address = r.address; labels = r.labels; capacity = r.capacity; running = r.running
         state = r.state.apiName; version = r.version; registered_at_us = r.registeredAtUs
-        last_heartbeat_at_us = r.lastHeartbeatAtUs; lease_expires_at_us = r.leaseExpiresAtUs
+        last_heartbeat_at_us = r.lastHeartbeatAtUs; lease_expires_at_us = r.leaseExpiresAtUs; organizations = r.organizations
     }
 }
 

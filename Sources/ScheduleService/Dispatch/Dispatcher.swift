@@ -22,6 +22,8 @@ struct Dispatcher: Sendable {
     let database: PostgresClient
     let clock: any ScheduleClock
     let connections: RunnerConnections
+    /// Runners without StartRuns, across passes.
+    let unaryOnly = UnaryOnlyRunners()
     let configuration: ScheduleServiceConfiguration
     let logger: Logger
 
@@ -214,16 +216,19 @@ struct Dispatcher: Sendable {
     }
 
     private struct LiveRunner {
-        let id: String
+        let registration: RunnerRegistration
+        var id: String { registration.id }
         let address: String
         let labels: [String: String]
+        let tenancy: RunnerTenancy
         var free: Int
     }
 
     struct Assignment: Sendable {
         let org: OrganizationID
         let runID: String
-        let runnerID: String
+        let runner: RunnerRegistration
+        var runnerID: String { runner.id }
         let address: String
         let notBefore: Int64
         let request: RunnersV1.StartRunRequest
@@ -256,15 +261,17 @@ struct Dispatcher: Sendable {
             let work = try await tx.query("SELECT EXISTS (SELECT 1 FROM schedules.plan_runs WHERE \(isOpen))")
             guard try work.first?.decode(Bool.self, at: 0) == true else { return (0, []) }
             var runners: [LiveRunner] = try await tx.query("""
-                SELECT r.id, r.address, r.labels::text, r.capacity, r.running,
+                SELECT r.id, r.registered_us, r.address, r.labels::text, r.organizations, r.capacity, r.running,
                     (SELECT count(*) FROM schedules.plan_runs p WHERE p.runner_id = r.id
                         AND (p.state = 3 OR (p.state IN (1, 2) AND p.claim_until_us >= \(now.micros))))
                 FROM schedules.runners r WHERE r.state = 1 AND r.lease_us >= \(now.micros) ORDER BY r.id FOR UPDATE
                 """).map { row in
-                let (id, address, labels, capacity, running, assigned) = try row.decode((String, String, String, Int32, Int32, Int64).self)
-                return LiveRunner(id: id, address: address,
+                let (id, registered, address, labels, organizations, capacity, running, assigned) =
+                    try row.decode((String, Int64, String, String, [String], Int32, Int32, Int64).self)
+                return LiveRunner(registration: RunnerRegistration(id: id, registeredUs: registered), address: address,
                                   labels: (try? JSONDecoder().decode([String: String].self, from: Data(labels.utf8))) ?? [:],
-                                  free: Int(capacity) - max(Int(running), Int(assigned)))
+                                  // Validated at registration; should a stored list not be, the runner serves no one.
+                                  tenancy: (try? RunnerTenancy(organizations: organizations)) ?? .dedicated([]), free: Int(capacity) - max(Int(running), Int(assigned)))
             }
 
             let rows = try await tx.query("""
@@ -319,14 +326,16 @@ struct Dispatcher: Sendable {
                 let required = run.options.runnerLabels
                 // A runner that may already have it (a claim that timed out) keeps it: StartRun is
                 // idempotent there, and only there.
-                let index = runners.firstIndex { $0.id == run.runner && !run.runner.isEmpty }
+                // Only a runner that serves the run's organisation, either way (it may have
+                // registered again, dedicated to others).
+                let index = runners.firstIndex { $0.id == run.runner && !run.runner.isEmpty && $0.tenancy.serves(run.org) }
                     ?? runners.indices.filter { i in
-                        runners[i].free > 0 && !run.avoid.contains(runners[i].id)
+                        runners[i].free > 0 && runners[i].tenancy.serves(run.org) && !run.avoid.contains(runners[i].id)
                             && required.allSatisfy { runners[i].labels[$0.key] == $0.value }
                     }.max { runners[$0].free < runners[$1].free }
                 guard let index else {
                     changes.append(Change(id: run.id, state: SchedulesV1.PlanRunState.queued.rawValue,
-                                          reason: "no live runner with matching labels and free capacity"))
+                                          reason: "no live runner for this organisation with matching labels and free capacity"))
                     continue
                 }
                 runners[index].free -= 1
@@ -334,7 +343,7 @@ struct Dispatcher: Sendable {
                 changes.append(Change(id: run.id, state: SchedulesV1.PlanRunState.pending.rawValue,
                                       runner_id: runners[index].id, claim_until_us: claimUntil))
                 assignments.append(Assignment(
-                    org: run.org, runID: run.id, runnerID: runners[index].id, address: runners[index].address, notBefore: run.notBefore,
+                    org: run.org, runID: run.id, runner: runners[index].registration, address: runners[index].address, notBefore: run.notBefore,
                     request: RunnersV1.StartRunRequest(
                         experimentId: run.experimentID, experimentRevision: run.revision, environmentId: run.environmentID,
                         integrationIds: run.integrationIDs, planId: run.planID, planRunId: run.id,
@@ -363,7 +372,7 @@ struct Dispatcher: Sendable {
             case claimed(Result<(taken: Int, batch: [Assignment]), any Error>)
             case started([Answer])
         }
-        struct Lane: Hashable { let address: String; let org: OrganizationID }
+        struct Lane: Hashable { let runner: RunnerRegistration; let address: String; let org: OrganizationID }
         var outcome = Outcome()
         var fired = 0
         var failure: (any Error)?
@@ -388,7 +397,7 @@ struct Dispatcher: Sendable {
             }
             /// Hands a claimed run to its lane's starter, opening the lane on its first run.
             func start(_ assignment: Assignment) {
-                let lane = Lane(address: assignment.address, org: assignment.org)
+                let lane = Lane(runner: assignment.runner, address: assignment.address, org: assignment.org)
                 if let queue = lanes[lane] {
                     queue.add(assignment)
                     return
@@ -399,9 +408,9 @@ struct Dispatcher: Sendable {
                 // The runs of the pass are claimed until the lookahead plus two calls' time after its
                 // start (claimOpen): the stream may last as long, at least one call's time.
                 let left = now.micros + configuration.lookahead.micros + 2 * configuration.callTimeout.micros - clock.now().micros
-                let starter = RunStarter(runner: connections.runner(at: lane.address), address: lane.address, organization: lane.org,
-                                         streamTimeout: .microseconds(max(left, configuration.callTimeout.micros)),
-                                         clock: clock, configuration: configuration, logger: logger)
+                let starter = RunStarter(runner: connections.runner(at: lane.address), registration: lane.runner, address: lane.address,
+                                         organization: lane.org, streamTimeout: .microseconds(max(left, configuration.callTimeout.micros)),
+                                         unaryOnly: unaryOnly, clock: clock, configuration: configuration, logger: logger)
                 group.addTask { .started(await starter.start(queue)) }
             }
             if fire { fireBatch() } else { claim() }
@@ -462,7 +471,8 @@ struct Dispatcher: Sendable {
             case .failure(let error):
                 outcome.queued += 1
                 outcome.runnerFailures += 1
-                logger.notice("runner did not take a run; trying another", metadata: [
+                // RunStarter logged one line for all of its lane's; here each run, in detail.
+                logger.debug("runner did not take a run; trying another", metadata: [
                     "runner": "\(assignment.runnerID)", "plan_run": "\(assignment.runID)", "grpc.status": "\(error.code)"])
                 retry.append((assignment.runID, assignment.runnerID))
             }

@@ -71,25 +71,39 @@ final class StartQueue: Sendable {
 
 /// Starts the runs of one StartQueue on their runner, each when due: on one StartRuns stream,
 /// or with unary StartRun calls when the runner answers UNIMPLEMENTED (a runner from before
-/// StartRuns). Every run taken gets an answer, so the dispatcher records each as it would a
-/// unary call's outcome; a stream that breaks leaves its unanswered runs with the stream's error.
+/// StartRuns; remembered in `unaryOnly` until it registers again). Every run taken gets an
+/// answer, so the dispatcher records each as it would a unary call's outcome; a stream that
+/// breaks leaves its unanswered runs with the stream's error.
 struct RunStarter: Sendable {
     /// nil for an address that is not host:port.
     let runner: RunnersV1.RunnerClient?
+    let registration: RunnerRegistration
     let address: String
     let organization: OrganizationID
     /// The stream's deadline: it carries the runs of one pass, which are claimed until then.
     let streamTimeout: Duration
+    let unaryOnly: UnaryOnlyRunners
     let clock: any ScheduleClock
     let configuration: ScheduleServiceConfiguration
     let logger: Logger
 
     typealias Outcome = Result<String, RPCError>
 
+    /// Request ids a log line names; the rest are counted.
+    static let loggedRequestIDs = 3
+
     func start(_ queue: StartQueue) async -> [Dispatcher.Answer] {
+        let (answers, streamFailure) = await answers(queue)
+        report(answers, streamFailure: streamFailure)
+        return answers
+    }
+
+    /// Every run of the queue with its outcome, and the error that broke the stream, if one did.
+    private func answers(_ queue: StartQueue) async -> ([Dispatcher.Answer], RPCError?) {
         guard let runner else {
-            return await rest(of: queue) { _ in .failure(RPCError(.unavailable, "runner address '\(address)' is not host:port")) }
+            return (await rest(of: queue) { _ in .failure(RPCError(.unavailable, "runner address '\(address)' is not host:port")) }, nil)
         }
+        if unaryOnly.contains(registration) { return (await unary([], then: queue, runner: runner), nil) }
         // Taken from the queue, in order; answered, by request id.
         let taken = Mutex<[Dispatcher.Assignment]>([])
         let answered = Mutex<[String: Outcome]>([:])
@@ -114,18 +128,34 @@ struct RunStarter: Sendable {
         }
         let (sent, outcomes) = (taken.withLock { $0 }, answered.withLock { $0 })
         if let failure, failure.code == .unimplemented, outcomes.isEmpty {
-            logger.debug("runner has no StartRuns; starting runs one call each", metadata: ["runner": "\(address)"])
-            return await unary(sent, then: queue, runner: runner)
-        }
-        if let failure {
-            logger.notice("StartRuns stream failed", metadata: [
-                "runner": "\(address)", "answered": "\(outcomes.count)", "taken": "\(sent.count)", "grpc.status": "\(failure.code)"])
+            unaryOnly.remember(registration)
+            logger.info("runner has no StartRuns; starting its runs one call each until it registers again",
+                        metadata: ["runner": "\(registration.id)", "address": "\(address)"])
+            return (await unary(sent, then: queue, runner: runner), nil)
         }
         // Without an answer, a run is as a unary call that failed with the stream's error (the
         // runner may have started it: a retry is idempotent by request id).
         let missing = failure ?? RPCError(.internalError, "the runner ended StartRuns without answering this run")
         let answers = sent.map { run in (run, outcomes[run.request.requestId] ?? .failure(missing)) }
-        return answers + (await rest(of: queue) { _ in .failure(missing) })
+        return (answers + (await rest(of: queue) { _ in .failure(missing) }), failure)
+    }
+
+    /// One line for the runs of this lane the runner did not take, however many (a broken stream
+    /// fails all its unanswered runs at once): how many, the first few request ids and the error.
+    /// The dispatcher logs each run at debug level as it records it.
+    private func report(_ answers: [Dispatcher.Answer], streamFailure: RPCError?) {
+        let failed = answers.compactMap { answer -> (id: String, error: RPCError)? in
+            guard case .failure(let error) = answer.result else { return nil }
+            return (answer.assignment.request.requestId, error)
+        }
+        guard let first = failed.first else { return }
+        let error = streamFailure ?? first.error
+        var ids = failed.prefix(Self.loggedRequestIDs).map(\.id).joined(separator: ",")
+        if failed.count > Self.loggedRequestIDs { ids += ",…" }
+        logger.notice(streamFailure == nil ? "runner did not take runs" : "StartRuns stream failed; its unanswered runs were not taken",
+                      metadata: ["runner": "\(registration.id)", "address": "\(address)", "org": "\(organization)",
+                                 "runs": "\(failed.count)", "of": "\(answers.count)", "request_ids": "\(ids)",
+                                 "grpc.status": "\(error.code)", "error": "\(error.message.prefix(300))"])
     }
 
     /// Claimed within the lookahead: started when due, never before.

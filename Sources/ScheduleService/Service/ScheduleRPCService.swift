@@ -139,7 +139,11 @@ struct ScheduleRPCService: SchedulesV1.ScheduleService {
             try Check.labels(request.labels, "labels")
             guard (1...10_000_000).contains(request.capacity) else { throw RPCError(.invalidArgument, "capacity must be between 1 and 10,000,000") }
             try Check.text(request.version, "version", max: 100)
-            let registered = try await runners.register(request, now: clock.now().micros)
+            let tenancy: RunnerTenancy
+            do { tenancy = try RunnerTenancy(organizations: request.organizations) } catch {
+                throw RPCError(.invalidArgument, "organizations: \(error)")
+            }
+            let registered = try await runners.register(request, tenancy: tenancy, now: clock.now().micros)
             return .init(runner: registered, heartbeatIntervalUs: dispatcher.configuration.heartbeatInterval.micros,
                          leaseUs: dispatcher.configuration.lease.micros)
         }
@@ -178,14 +182,14 @@ struct ScheduleRPCService: SchedulesV1.ScheduleService {
     }
 
     func getRunner(_ request: SchedulesV1.GetRunnerRequest, context: ServerContext) async throws -> SchedulesV1.GetRunnerResponse {
-        try await call(context) { _ in
+        try await call(context) { org in
             try Check.runnerID(request.runnerId, "runner_id")
-            return .init(runner: try await runners.require(request.runnerId))
+            return .init(runner: try await runners.require(request.runnerId, visibleTo: org))
         }
     }
 
     func listRunners(_ request: SchedulesV1.ListRunnersRequest, context: ServerContext) async throws -> SchedulesV1.ListRunnersResponse {
-        try await call(context) { _ in try await runners.list(request) }
+        try await call(context) { org in try await runners.list(request, visibleTo: org) }
     }
 
     // MARK: kill switch
@@ -219,7 +223,7 @@ struct ScheduleRPCService: SchedulesV1.ScheduleService {
 
     /// The organisation's active runs on every live runner, as each runner lists them.
     private func directRuns(_ org: OrganizationID, excluding known: Set<String>) async throws -> [Cancellation] {
-        let live = try await database.query("SELECT id, address FROM schedules.runners WHERE state IN (1, 2)")
+        let live = try await database.query("SELECT id, address FROM schedules.runners WHERE state IN (1, 2) AND \(RunnerStore.serves(org))")
             .map { try ($0.decode(String.self, at: 0), $0.decode(String.self, at: 1)) }
         return await withTaskGroup(of: [Cancellation].self) { group in
             for (id, address) in live {

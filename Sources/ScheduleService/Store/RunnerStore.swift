@@ -12,12 +12,17 @@ struct RunnerStore: Sendable {
     let heartbeatInterval: Duration
 
     private static let columns: SQL = """
-        id, name, address, labels::text, capacity, running, state, version, registered_us, heartbeat_us, lease_us
+        id, name, address, labels::text, capacity, running, state, version, registered_us, heartbeat_us, lease_us, organizations
         """
+
+    /// The runners `organization` may see and use: the shared ones and those dedicated to it.
+    static func serves(_ organization: OrganizationID) -> SQL {
+        "(cardinality(organizations) = 0 OR \(organization.rawValue) = ANY(organizations))"
+    }
 
     /// Registers (or re-registers) a runner. A known id means the runner restarted: every run it
     /// still held is lost.
-    func register(_ request: SchedulesV1.RegisterRunnerRequest, now: Int64) async throws -> SchedulesV1.Runner {
+    func register(_ request: SchedulesV1.RegisterRunnerRequest, tenancy: RunnerTenancy, now: Int64) async throws -> SchedulesV1.Runner {
         let id = request.runnerId.isEmpty ? PrefixedID.make(prefix: "rnr", now: now) : request.runnerId
         let labels = try JSONB(encoding: request.labels)
         let leaseUntil = now + lease.micros
@@ -27,12 +32,14 @@ struct RunnerStore: Sendable {
                 try await Self.loseRuns(of: [id], reason: "runner \(id) restarted", now: now, on: tx)
             }
             let rows = try await tx.query("""
-                INSERT INTO schedules.runners (id, name, address, labels, capacity, running, state, version, registered_us, heartbeat_us, lease_us)
+                INSERT INTO schedules.runners (id, name, address, labels, capacity, running, state, version, registered_us, heartbeat_us, lease_us,
+                    organizations)
                 VALUES (\(id), \(request.name), \(request.address), \(labels), \(request.capacity), 0,
-                    \(SchedulesV1.RunnerState.active.rawValue), \(request.version), \(now), \(now), \(leaseUntil))
+                    \(SchedulesV1.RunnerState.active.rawValue), \(request.version), \(now), \(now), \(leaseUntil), \(tenancy.organizations))
                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, address = EXCLUDED.address, labels = EXCLUDED.labels,
                     capacity = EXCLUDED.capacity, running = 0, state = EXCLUDED.state, version = EXCLUDED.version,
-                    registered_us = EXCLUDED.registered_us, heartbeat_us = EXCLUDED.heartbeat_us, lease_us = EXCLUDED.lease_us
+                    registered_us = EXCLUDED.registered_us, heartbeat_us = EXCLUDED.heartbeat_us, lease_us = EXCLUDED.lease_us,
+                    organizations = EXCLUDED.organizations
                 RETURNING \(Self.columns)
                 """)
             return try Self.decode(rows[0])
@@ -75,17 +82,18 @@ struct RunnerStore: Sendable {
         }
     }
 
-    func require(_ id: String) async throws -> SchedulesV1.Runner {
-        let rows = try await database.query("SELECT \(Self.columns) FROM schedules.runners WHERE id = \(id)")
+    /// NOT_FOUND too for a runner dedicated to other organisations.
+    func require(_ id: String, visibleTo organization: OrganizationID) async throws -> SchedulesV1.Runner {
+        let rows = try await database.query("SELECT \(Self.columns) FROM schedules.runners WHERE id = \(id) AND \(Self.serves(organization))")
         guard let row = rows.first else { throw RPCError(.notFound, "no runner '\(id)'") }
         return try Self.decode(row)
     }
 
-    func list(_ request: SchedulesV1.ListRunnersRequest) async throws -> SchedulesV1.ListRunnersResponse {
+    func list(_ request: SchedulesV1.ListRunnersRequest, visibleTo organization: OrganizationID) async throws -> SchedulesV1.ListRunnersResponse {
         let size = try PageSize.resolve(request.pageSize)
         let filters = request.includeGone ? "all" : "live"
         let cursor = try Cursor.decode(request.pageToken, filters: filters)
-        var sql: SQL = "SELECT \(Self.columns) FROM schedules.runners WHERE true"
+        var sql: SQL = "SELECT \(Self.columns) FROM schedules.runners WHERE \(Self.serves(organization))"
         if !request.includeGone { sql += " AND state IN (1, 2)" }
         if let cursor { sql += " AND id > \(cursor.id)" }
         sql += " ORDER BY id LIMIT \(size + 1)"
@@ -157,7 +165,8 @@ struct RunnerStore: Sendable {
             id: id, name: name, address: address,
             labels: (try? JSONDecoder().decode([String: String].self, from: Data(labels.utf8))) ?? [:],
             capacity: capacity, running: running, state: .init(rawValue: state), version: version,
-            registeredAtUs: try row.decode(at: 8), lastHeartbeatAtUs: try row.decode(at: 9), leaseExpiresAtUs: try row.decode(at: 10))
+            registeredAtUs: try row.decode(at: 8), lastHeartbeatAtUs: try row.decode(at: 9), leaseExpiresAtUs: try row.decode(at: 10),
+            organizations: try row.decode(at: 11))
     }
 }
 

@@ -112,5 +112,9 @@ enum ScheduleSchema {
                 PRIMARY KEY (runner_id, execution_id)
             );
             """),
+        Migration(version: 2, name: "runners dedicated to organisations", sql: """
+            -- Empty: a shared runner (every organisation); else the organisations whose runs alone it takes.
+            ALTER TABLE runners ADD COLUMN organizations text[] NOT NULL DEFAULT '{}';
+            """),
     ])
 }

@@ -42,6 +42,9 @@ struct RunnerCommand: AsyncParsableCommand {
     @Option(help: "Labels as k=v,k=v (env FAULTLINE_RUNNER_LABELS).")
     var labels: String?
 
+    @Option(help: "Organisation ids whose runs alone this runner takes, as a,b (env FAULTLINE_RUNNER_ORGANIZATIONS; unset: shared by every organisation).")
+    var organizations: String?
+
     @Option(help: "This runner's id (env FAULTLINE_RUNNER_ID; default the host name).")
     var runnerID: String?
 
@@ -77,6 +80,7 @@ struct RunnerCommand: AsyncParsableCommand {
             guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("labels are k=v,k=v; got '\(pair)'") }
             configuration.labels[String(parts[0])] = String(parts[1])
         }
+        configuration.tenancy = try Self.tenancy(organizations, environment)
         var logger = Logger(label: "faultline.runner")
         let level = setting(logLevel, "FAULTLINE_LOG_LEVEL") ?? "info"
         guard let parsed = Logger.Level(rawValue: level) else { throw ValidationError("unknown log level '\(level)'") }
@@ -113,6 +117,17 @@ struct RunnerCommand: AsyncParsableCommand {
         }
         try await RPCHost(name: "runner", listen: .init(host: listenHost, port: listenPort), logger: logger)
             .run(rpcServices: [runner], background: background + [runner])
+    }
+
+    /// `--organizations`, else FAULTLINE_RUNNER_ORGANIZATIONS: unset is shared; set but empty is
+    /// refused (not read as unset, which would open the runner to every organisation).
+    static func tenancy(_ option: String?, _ environment: [String: String]) throws -> RunnerTenancy {
+        guard let text = option ?? environment["FAULTLINE_RUNNER_ORGANIZATIONS"] else { return .shared }
+        do {
+            return try RunnerTenancy(parsing: text)
+        } catch {
+            throw ValidationError("--organizations / FAULTLINE_RUNNER_ORGANIZATIONS: \(error)")
+        }
     }
 
     /// The runner role's credential for SecretService and ScheduleService: FAULTLINE_RUNNER_CREDENTIAL,

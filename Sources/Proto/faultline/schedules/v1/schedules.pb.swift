@@ -813,6 +813,8 @@ extension SchedulesV1 {
         public var lastHeartbeatAtUs: Int64 = 0
         /// When it is declared lost without another heartbeat.
         public var leaseExpiresAtUs: Int64 = 0
+        /// The organisations it is dedicated to, sorted; empty for a shared runner (every organisation).
+        public var organizations: [String] = []
 
         public init() {}
 
@@ -827,7 +829,8 @@ extension SchedulesV1 {
             version: String = "",
             registeredAtUs: Int64 = 0,
             lastHeartbeatAtUs: Int64 = 0,
-            leaseExpiresAtUs: Int64 = 0
+            leaseExpiresAtUs: Int64 = 0,
+            organizations: [String] = []
         ) {
             self.id = id
             self.name = name
@@ -840,6 +843,7 @@ extension SchedulesV1 {
             self.registeredAtUs = registeredAtUs
             self.lastHeartbeatAtUs = lastHeartbeatAtUs
             self.leaseExpiresAtUs = leaseExpiresAtUs
+            self.organizations = organizations
         }
     }
 }
@@ -854,6 +858,9 @@ extension SchedulesV1 {
         public var labels: [String: String] = [:]
         public var capacity: Int32 = 0
         public var version: String = ""
+        /// Empty: a shared runner, taking runs of every organisation. Otherwise the organisation ids
+        /// (at most 100, no repeats) whose runs alone it takes; INVALID_ARGUMENT for a malformed one.
+        public var organizations: [String] = []
 
         public init() {}
 
@@ -863,7 +870,8 @@ extension SchedulesV1 {
             address: String = "",
             labels: [String: String] = [:],
             capacity: Int32 = 0,
-            version: String = ""
+            version: String = "",
+            organizations: [String] = []
         ) {
             self.runnerId = runnerId
             self.name = name
@@ -871,6 +879,7 @@ extension SchedulesV1 {
             self.labels = labels
             self.capacity = capacity
             self.version = version
+            self.organizations = organizations
         }
     }
 }
@@ -1547,6 +1556,8 @@ extension SchedulesV1 {
         func heartbeat(_ request: SchedulesV1.HeartbeatRequest, context: ServerContext) async throws -> SchedulesV1.HeartbeatResponse
         func deregisterRunner(_ request: SchedulesV1.DeregisterRunnerRequest, context: ServerContext) async throws -> SchedulesV1.DeregisterRunnerResponse
         func reportRunEnded(_ request: SchedulesV1.ReportRunEndedRequest, context: ServerContext) async throws -> SchedulesV1.ReportRunEndedResponse
+        /// The shared runners and those dedicated to the calling organisation; another organisation's
+        /// dedicated runner is NOT_FOUND, and not listed.
         func getRunner(_ request: SchedulesV1.GetRunnerRequest, context: ServerContext) async throws -> SchedulesV1.GetRunnerResponse
         func listRunners(_ request: SchedulesV1.ListRunnersRequest, context: ServerContext) async throws -> SchedulesV1.ListRunnersResponse
         func halt(_ request: SchedulesV1.HaltRequest, context: ServerContext) async throws -> SchedulesV1.HaltResponse
@@ -1631,6 +1642,8 @@ extension SchedulesV1 {
             try await caller.unary(SchedulesV1.ScheduleMethods.reportRunEnded, request, options: options)
         }
 
+        /// The shared runners and those dedicated to the calling organisation; another organisation's
+        /// dedicated runner is NOT_FOUND, and not listed.
         public func getRunner(_ request: SchedulesV1.GetRunnerRequest, options: CallOptions = CallOptions()) async throws -> SchedulesV1.GetRunnerResponse {
             try await caller.unary(SchedulesV1.ScheduleMethods.getRunner, request, options: options)
         }
@@ -3559,6 +3572,12 @@ extension SchedulesV1.Runner: ProtoMessage {
         self.registeredAtUs = c.registered_at_us
         self.lastHeartbeatAtUs = c.last_heartbeat_at_us
         self.leaseExpiresAtUs = c.lease_expires_at_us
+        if c.n_organizations > 0 {
+            self.organizations.reserveCapacity(c.n_organizations)
+            for i in 0..<c.n_organizations {
+                self.organizations.append(try ProtoC.string(c.organizations[i], field: "faultline.schedules.v1.Runner.organizations"))
+            }
+        }
     }
 
     /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
@@ -3597,6 +3616,14 @@ extension SchedulesV1.Runner: ProtoMessage {
         c.pointee.registered_at_us = self.registeredAtUs
         c.pointee.last_heartbeat_at_us = self.lastHeartbeatAtUs
         c.pointee.lease_expires_at_us = self.leaseExpiresAtUs
+        if !self.organizations.isEmpty {
+            c.pointee.organizations = try ProtoC.array(count: self.organizations.count)
+            let items = c.pointee.organizations!
+            for v in self.organizations {
+                items[c.pointee.n_organizations] = try ProtoC.cString(v, field: "faultline.schedules.v1.Runner.organizations")
+                c.pointee.n_organizations += 1
+            }
+        }
     }
 }
 
@@ -3628,6 +3655,12 @@ extension SchedulesV1.RegisterRunnerRequest: ProtoMessage {
         }
         self.capacity = c.capacity
         self.version = try ProtoC.string(c.version, field: "faultline.schedules.v1.RegisterRunnerRequest.version")
+        if c.n_organizations > 0 {
+            self.organizations.reserveCapacity(c.n_organizations)
+            for i in 0..<c.n_organizations {
+                self.organizations.append(try ProtoC.string(c.organizations[i], field: "faultline.schedules.v1.RegisterRunnerRequest.organizations"))
+            }
+        }
     }
 
     /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
@@ -3661,6 +3694,14 @@ extension SchedulesV1.RegisterRunnerRequest: ProtoMessage {
         }
         c.pointee.capacity = self.capacity
         if !self.version.isEmpty { c.pointee.version = try ProtoC.cString(self.version, field: "faultline.schedules.v1.RegisterRunnerRequest.version") }
+        if !self.organizations.isEmpty {
+            c.pointee.organizations = try ProtoC.array(count: self.organizations.count)
+            let items = c.pointee.organizations!
+            for v in self.organizations {
+                items[c.pointee.n_organizations] = try ProtoC.cString(v, field: "faultline.schedules.v1.RegisterRunnerRequest.organizations")
+                c.pointee.n_organizations += 1
+            }
+        }
     }
 }
 

@@ -4799,7 +4799,7 @@ const ProtobufCMessageDescriptor faultline__schedules__v1__runner__labels_entry_
   (ProtobufCMessageInit) faultline__schedules__v1__runner__labels_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__schedules__v1__runner__field_descriptors[11] =
+static const ProtobufCFieldDescriptor faultline__schedules__v1__runner__field_descriptors[12] =
 {
   {
     "id",
@@ -4933,6 +4933,18 @@ static const ProtobufCFieldDescriptor faultline__schedules__v1__runner__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "organizations",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Faultline__Schedules__V1__Runner, n_organizations),
+    offsetof(Faultline__Schedules__V1__Runner, organizations),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__schedules__v1__runner__field_indices_by_name[] = {
   2,   /* field[2] = address */
@@ -4942,6 +4954,7 @@ static const unsigned faultline__schedules__v1__runner__field_indices_by_name[] 
   9,   /* field[9] = last_heartbeat_at_us */
   10,   /* field[10] = lease_expires_at_us */
   1,   /* field[1] = name */
+  11,   /* field[11] = organizations */
   8,   /* field[8] = registered_at_us */
   5,   /* field[5] = running */
   6,   /* field[6] = state */
@@ -4950,7 +4963,7 @@ static const unsigned faultline__schedules__v1__runner__field_indices_by_name[] 
 static const ProtobufCIntRange faultline__schedules__v1__runner__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor faultline__schedules__v1__runner__descriptor =
 {
@@ -4960,7 +4973,7 @@ const ProtobufCMessageDescriptor faultline__schedules__v1__runner__descriptor =
   "Faultline__Schedules__V1__Runner",
   "faultline.schedules.v1",
   sizeof(Faultline__Schedules__V1__Runner),
-  11,
+  12,
   faultline__schedules__v1__runner__field_descriptors,
   faultline__schedules__v1__runner__field_indices_by_name,
   1,  faultline__schedules__v1__runner__number_ranges,
@@ -5018,7 +5031,7 @@ const ProtobufCMessageDescriptor faultline__schedules__v1__register_runner_reque
   (ProtobufCMessageInit) faultline__schedules__v1__register_runner_request__labels_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__schedules__v1__register_runner_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor faultline__schedules__v1__register_runner_request__field_descriptors[7] =
 {
   {
     "runner_id",
@@ -5092,19 +5105,32 @@ static const ProtobufCFieldDescriptor faultline__schedules__v1__register_runner_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "organizations",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Faultline__Schedules__V1__RegisterRunnerRequest, n_organizations),
+    offsetof(Faultline__Schedules__V1__RegisterRunnerRequest, organizations),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__schedules__v1__register_runner_request__field_indices_by_name[] = {
   2,   /* field[2] = address */
   4,   /* field[4] = capacity */
   3,   /* field[3] = labels */
   1,   /* field[1] = name */
+  6,   /* field[6] = organizations */
   0,   /* field[0] = runner_id */
   5,   /* field[5] = version */
 };
 static const ProtobufCIntRange faultline__schedules__v1__register_runner_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor faultline__schedules__v1__register_runner_request__descriptor =
 {
@@ -5114,7 +5140,7 @@ const ProtobufCMessageDescriptor faultline__schedules__v1__register_runner_reque
   "Faultline__Schedules__V1__RegisterRunnerRequest",
   "faultline.schedules.v1",
   sizeof(Faultline__Schedules__V1__RegisterRunnerRequest),
-  6,
+  7,
   faultline__schedules__v1__register_runner_request__field_descriptors,
   faultline__schedules__v1__register_runner_request__field_indices_by_name,
   1,  faultline__schedules__v1__register_runner_request__number_ranges,

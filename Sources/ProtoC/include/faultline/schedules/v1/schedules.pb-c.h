@@ -932,10 +932,15 @@ struct  Faultline__Schedules__V1__Runner
    * When it is declared lost without another heartbeat.
    */
   int64_t lease_expires_at_us;
+  /*
+   * The organisations it is dedicated to, sorted; empty for a shared runner (every organisation).
+   */
+  size_t n_organizations;
+  char **organizations;
 };
 #define FAULTLINE__SCHEDULES__V1__RUNNER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__schedules__v1__runner__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, FAULTLINE__SCHEDULES__V1__RUNNER_STATE__RUNNER_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, FAULTLINE__SCHEDULES__V1__RUNNER_STATE__RUNNER_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL }
 
 
 struct  Faultline__Schedules__V1__RegisterRunnerRequest__LabelsEntry
@@ -963,10 +968,16 @@ struct  Faultline__Schedules__V1__RegisterRunnerRequest
   Faultline__Schedules__V1__RegisterRunnerRequest__LabelsEntry **labels;
   int32_t capacity;
   char *version;
+  /*
+   * Empty: a shared runner, taking runs of every organisation. Otherwise the organisation ids
+   * (at most 100, no repeats) whose runs alone it takes; INVALID_ARGUMENT for a malformed one.
+   */
+  size_t n_organizations;
+  char **organizations;
 };
 #define FAULTLINE__SCHEDULES__V1__REGISTER_RUNNER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__schedules__v1__register_runner_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 struct  Faultline__Schedules__V1__RegisterRunnerResponse
