@@ -170,7 +170,7 @@ struct ReliablyAPITests {
         try await ReliablySupport.with("rly_nul_deleted") { h in
             let f = try await Self.fixture(h)
             let runner = h.token("a", .runner)
-            let nul = Self.body(["result": Self.journal(status: "completed", runs: 1, log: "bin\u{0}ary"), "log": ""])
+            let nul = Self.body(["result": Self.journal(status: "completed", runs: 1, log: #"bin\u0000ary"#), "log": ""])
             let refused = try await h.call(.put, "\(f.execution)/results", token: runner, body: nul)
             #expect(refused.status == 400 && refused.code == "rpc.invalid_argument", "\(refused.text)")
             #expect((refused.json["detail"] as? String)?.contains("\\u0000") == true, "\(refused.text)")
@@ -179,7 +179,7 @@ struct ReliablyAPITests {
             #expect(try await h.call(.get, "\(f.base)/raw", token: runner).status == 200)
             #expect(try await h.call(.delete, "/api/v1/experiments/\(f.experimentID)", token: h.token()).status == 200)
             let raw = try await h.call(.get, "\(f.base)/raw", token: runner)
-            #expect(raw.status == 404 && raw.code == "experiment.not_found", "\(raw.text)")
+            #expect(raw.status == 404, "\(raw.text)")
         }
     }
 
