@@ -12,6 +12,13 @@ import Testing
 struct ServiceRefusalTests {
     static let options = ServiceSocketTests.options()
 
+    /// A RUNNING execution of a new minimal experiment, made over the wire.
+    static func runningExecution(_ client: ExperimentsV1.ExperimentClient) async throws -> ExperimentsV1.Execution {
+        let experiment = try #require(try await client.createExperiment(.init(source: .init(text: ServiceHarness.minimalExperiment)), options: options).experiment)
+        let execution = try #require(try await client.createExecution(.init(experimentId: experiment.id), options: options).execution)
+        return try #require(try await client.startExecution(.init(executionId: execution.id), options: options).execution)
+    }
+
     @Test("a deleted experiment's revisions and score are NOT_FOUND unless include_deleted asks for them; its executions stay")
     func deletedExperiment() async throws {
         try await ServiceSocketTests.withClient(database: "svc_rpc_deleted") { client in
@@ -113,9 +120,7 @@ struct ServiceRefusalTests {
     func nulInJournals() async throws {
         try await ServiceSocketTests.withClient(database: "svc_rpc_nul_journal") { client in
             let o = Self.options
-            let experiment = try #require(try await client.createExperiment(.init(source: .init(text: ServiceHarness.minimalExperiment)), options: o).experiment)
-            let execution = try #require(try await client.createExecution(.init(experimentId: experiment.id), options: o).execution)
-            _ = try await client.startExecution(.init(executionId: execution.id), options: o)
+            let execution = try await Self.runningExecution(client)
             let journal = ServiceExecutionTests.journal()
             let bad = [
                 journal.replacingFirst(#""status": "completed""#, with: #""status": "completed", "output": "bin\u0000ary""#),
@@ -144,9 +149,7 @@ struct ServiceRefusalTests {
     func nulInEventPayloads() async throws {
         try await ServiceSocketTests.withClient(database: "svc_rpc_nul_events") { client in
             let o = Self.options
-            let experiment = try #require(try await client.createExperiment(.init(source: .init(text: ServiceHarness.minimalExperiment)), options: o).experiment)
-            let execution = try #require(try await client.createExecution(.init(experimentId: experiment.id), options: o).execution)
-            _ = try await client.startExecution(.init(executionId: execution.id), options: o)
+            let execution = try await Self.runningExecution(client)
             func report(_ payload: String) async throws -> ExperimentsV1.ReportEventsResponse {
                 var event = ServiceHarness.event(execution.id, 2)
                 event.payloadJson = payload

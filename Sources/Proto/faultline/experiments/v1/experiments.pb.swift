@@ -936,7 +936,8 @@ extension ExperimentsV1 {
     /// runner that stopped heartbeating. Completing an already terminal execution again is a no-op.
     public struct CompleteExecutionRequest: Hashable, Sendable {
         public var executionId: String = ""
-        /// The journal file's JSON text; empty when `chaos` wrote none.
+        /// The journal file's JSON text; empty when `chaos` wrote none. A journal holding `\u0000`
+        /// (U+0000, which Postgres cannot store as jsonb) is refused with INVALID_ARGUMENT.
         public var journalJson: String = ""
         /// The chaos log (`--log-file`) text, invalid UTF-8 replaced with U+FFFD and NUL removed by
         /// the runner. The service keeps at most its configured cap (the end dropped, a truncation
@@ -1165,7 +1166,7 @@ extension ExperimentsV1 {
         /// Set by ExperimentService when stored; ignored on input.
         public var receivedAtUs: Int64 = 0
         /// The event's `payload` as the control reported it: a JSON object text (outputs already
-        /// truncated by the control).
+        /// truncated by the control). `\u0000` in it is refused with INVALID_ARGUMENT, as for journals.
         public var payloadJson: String = ""
         /// The activity the event is about, when any (for filtering and display).
         public var activityName: String = ""
@@ -1934,7 +1935,8 @@ extension ExperimentsV1 {
         /// Checks an experiment text without storing it.
         func validateExperiment(_ request: ExperimentsV1.ValidateExperimentRequest, context: ServerContext) async throws -> ExperimentsV1.ValidateExperimentResponse
         /// Imports an experiment (JSON or YAML) as revision 1. INVALID_ARGUMENT (with a
-        /// `faultline-validation-bin` trailer) when it has errors.
+        /// `faultline-validation-bin` trailer) when it has errors; U+0000 anywhere in its strings or keys
+        /// is one (`document.nul` at its path): Postgres cannot store it.
         func createExperiment(_ request: ExperimentsV1.CreateExperimentRequest, context: ServerContext) async throws -> ExperimentsV1.CreateExperimentResponse
         /// Adds a revision. INVALID_ARGUMENT as for create; ABORTED on a stale `expected_revision`.
         func updateExperiment(_ request: ExperimentsV1.UpdateExperimentRequest, context: ServerContext) async throws -> ExperimentsV1.UpdateExperimentResponse
@@ -1985,7 +1987,8 @@ extension ExperimentsV1 {
         }
 
         /// Imports an experiment (JSON or YAML) as revision 1. INVALID_ARGUMENT (with a
-        /// `faultline-validation-bin` trailer) when it has errors.
+        /// `faultline-validation-bin` trailer) when it has errors; U+0000 anywhere in its strings or keys
+        /// is one (`document.nul` at its path): Postgres cannot store it.
         public func createExperiment(_ request: ExperimentsV1.CreateExperimentRequest, options: CallOptions = CallOptions()) async throws -> ExperimentsV1.CreateExperimentResponse {
             try await caller.unary(ExperimentsV1.ExperimentMethods.createExperiment, request, options: options)
         }

@@ -966,7 +966,8 @@ struct  Faultline__Experiments__V1__CompleteExecutionRequest
   ProtobufCMessage base;
   char *execution_id;
   /*
-   * The journal file's JSON text; empty when `chaos` wrote none.
+   * The journal file's JSON text; empty when `chaos` wrote none. A journal holding `\u0000`
+   * (U+0000, which Postgres cannot store as jsonb) is refused with INVALID_ARGUMENT.
    */
   char *journal_json;
   /*
@@ -1159,7 +1160,7 @@ struct  Faultline__Experiments__V1__ExecutionEvent
   int64_t received_at_us;
   /*
    * The event's `payload` as the control reported it: a JSON object text (outputs already
-   * truncated by the control).
+   * truncated by the control). `\u0000` in it is refused with INVALID_ARGUMENT, as for journals.
    */
   char *payload_json;
   /*
