@@ -67,8 +67,8 @@ public struct Gateway: Sendable {
         ScheduleRoutes(gateway: self).register(on: api)
         ReliablyRoutes(gateway: self).register(on: api)  // Reliably/: existing Reliably clients
         TemplateRoutes(gateway: self).register(on: api)
-        Console(gateway: self).register(on: router)
-        routes.record(router.routes.map { ($0.path, $0.method) })
+        Console(gateway: self).register(on: router, routes: routes)
+        routes.record(router)
         return router
     }
 

@@ -193,6 +193,27 @@ struct ConsoleTests {
         }
     }
 
+    @Test("a deleted experiment: its page and revisions are 404 pages, its runs' pages still show them")
+    func deletedExperiment() async throws {
+        try await Harness.with("console_deleted") { h in
+            let id = try await h.importExperiment("soon deleted")
+            let execution = try await h.createExecution(of: id)
+            let cookie = try await h.signIn(h.token("a", .viewer))
+            #expect(try await h.page("/console/experiments/\(id)", cookie: cookie).status == 200)
+            #expect(try await h.call(.delete, "/api/v1/experiments/\(id)", token: h.token()).status == 200)
+            for path in ["/console/experiments/\(id)", "/console/experiments/\(id)?revision=1"] {
+                let page = try await h.page(path, cookie: cookie)
+                #expect(page.status == 404, "\(path)")
+                #expect(page.headers[.contentType]?.hasPrefix("text/html") == true, "\(path)")
+                #expect(!page.text.contains("soon deleted"), "\(path)")
+            }
+            let run = try await h.page("/console/executions/\(execution)", cookie: cookie)
+            #expect(run.status == 200)
+            #expect(run.text.contains("href=\"/console/experiments/\(id)\""))
+            #expect(!(try await h.page("/console/experiments", cookie: cookie)).text.contains("soon deleted"))
+        }
+    }
+
     @Test("CSRF: form posts without the session's token, with another session's or from another origin are 403 and change nothing")
     func csrf() async throws {
         try await Harness.with("console_csrf") { h in

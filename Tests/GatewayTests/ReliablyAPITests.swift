@@ -165,6 +165,24 @@ struct ReliablyAPITests {
         }
     }
 
+    @Test("a journal holding U+0000 is the service's 400, not a 500; a deleted experiment's raw definition is 404")
+    func unstorableJournalAndDeletedExperiment() async throws {
+        try await ReliablySupport.with("rly_nul_deleted") { h in
+            let f = try await Self.fixture(h)
+            let runner = h.token("a", .runner)
+            let nul = Self.body(["result": Self.journal(status: "completed", runs: 1, log: #"bin\u0000ary"#), "log": ""])
+            let refused = try await h.call(.put, "\(f.execution)/results", token: runner, body: nul)
+            #expect(refused.status == 400 && refused.code == "rpc.invalid_argument", "\(refused.text)")
+            #expect((refused.json["detail"] as? String)?.contains("\\u0000") == true, "\(refused.text)")
+            #expect(try await Self.faultlineExecution(h, f)["ended_at_us"] == nil)
+
+            #expect(try await h.call(.get, "\(f.base)/raw", token: runner).status == 200)
+            #expect(try await h.call(.delete, "/api/v1/experiments/\(f.experimentID)", token: h.token()).status == 200)
+            let raw = try await h.call(.get, "\(f.base)/raw", token: runner)
+            #expect(raw.status == 404, "\(raw.text)")
+        }
+    }
+
     @Test("results carry whole journals and logs past the gateway's own body limit; beyond the Reliably limit it is 413")
     func largeResults() async throws {
         try await ReliablySupport.with("rly_large") { h in

@@ -12,6 +12,8 @@ public struct DocumentError: Error, Sendable, Hashable, CustomStringConvertible 
         public static let invalidUTF8 = Code(rawValue: "document.invalid_utf8")
         public static let notAnObject = Code(rawValue: "document.not_object")
         public static let duplicateKey = Code(rawValue: "document.duplicate_key")
+        /// A string or key holds U+0000 (NUL): valid JSON that Postgres stores neither as jsonb nor as text.
+        public static let nul = Code(rawValue: "document.nul")
         public static let jsonSyntax = Code(rawValue: "json.syntax")
         public static let jsonNumber = Code(rawValue: "json.number")
         public static let jsonString = Code(rawValue: "json.string")

@@ -1,5 +1,6 @@
 /// Where a value sits in a document, printed as a JSONPath: `$.method[2].provider.module`.
-/// Keys that are not plain identifiers use bracket notation: `$['steady-state-hypothesis']`.
+/// Keys that are not plain identifiers use bracket notation: `$['steady-state-hypothesis']`, with
+/// control characters written as JSON escapes (`$['a\u0000b']`).
 public struct JSONPath: Sendable, Hashable, CustomStringConvertible {
     public enum Component: Sendable, Hashable {
         case key(String)
@@ -32,9 +33,15 @@ public struct JSONPath: Sendable, Hashable, CustomStringConvertible {
                 text += ".\(k)"
             case .key(let k):
                 text += "['"
-                for c in k {
+                for c in k.unicodeScalars {
                     if c == "\\" || c == "'" { text += "\\" }
-                    text.append(c)
+                    // Control characters as JSON escapes: a path is shown and sent in messages
+                    // and metadata, where NUL in particular cannot travel.
+                    if c.properties.generalCategory == .control {
+                        text += "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count) + String(c.value, radix: 16)
+                    } else {
+                        text.unicodeScalars.append(c)
+                    }
                 }
                 text += "']"
             }
@@ -63,5 +70,28 @@ extension JSONValue {
             }
         }
         return current
+    }
+}
+
+extension JSONValue {
+    /// The path of the first string or key holding U+0000 (NUL); nil when none does.
+    public func pathOfNUL(from path: JSONPath = .root) -> JSONPath? {
+        switch self {
+        case .string(let text):
+            return text.utf8.contains(0) ? path : nil
+        case .array(let items):
+            for (index, item) in items.enumerated() {
+                if let found = item.pathOfNUL(from: path.index(index)) { return found }
+            }
+            return nil
+        case .object(let members):
+            for (key, value) in members {
+                if key.utf8.contains(0) { return path.key(key) }
+                if let found = value.pathOfNUL(from: path.key(key)) { return found }
+            }
+            return nil
+        case .null, .bool, .number:
+            return nil
+        }
     }
 }

@@ -43,9 +43,21 @@ struct EventIngest {
         guard first == UInt8(ascii: "{"), last == UInt8(ascii: "}") else {
             throw RPCError(.invalidArgument, "\(field) must be a JSON object")
         }
-        guard !text.contains("\\u0000"), !bytes.contains(0) else {
-            throw RPCError(.invalidArgument, "\(field) contains \\u0000, which Postgres cannot store")
+        guard !Self.escapesNUL(bytes) else { throw UnstorableJSON.refusal(of: field) }
+    }
+
+    /// Whether JSON text holds the escape `\u0000` (a `\\u0000` is a backslash and text, and fine).
+    /// Raw control bytes need no check: they are not JSON, which Postgres reports itself.
+    static func escapesNUL(_ bytes: String.UTF8View) -> Bool {
+        var iterator = bytes.makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "\\") else { continue }
+            guard iterator.next() == UInt8(ascii: "u") else { continue }  // skips the escaped byte
+            var digits = 0
+            while digits < 4, iterator.next() == UInt8(ascii: "0") { digits += 1 }
+            if digits == 4 { return true }
         }
+        return false
     }
 
     private static func isSpace(_ byte: UInt8) -> Bool {
@@ -54,7 +66,7 @@ struct EventIngest {
 
     func store(_ batch: [EventStore.Incoming]) async throws -> EventStore.BatchResult {
         do {
-            return try await store.store(org, batch)
+            return try await UnstorableJSON.mapping("an event's payload_json") { try await store.store(org, batch) }
         } catch let error as DatabaseError where error.sqlState?.hasPrefix("22") == true {
             // Data exceptions (a value Postgres cannot take) are the client's; nothing was written.
             throw RPCError(.invalidArgument,

@@ -35,7 +35,7 @@ struct ExperimentRPCService: ExperimentsV1.ExperimentService {
     }
 
     func createExperiment(_ request: ExperimentsV1.CreateExperimentRequest, context: ServerContext) async throws -> ExperimentsV1.CreateExperimentResponse {
-        try await call(context) { org in
+        try await call(context, storing: "the experiment definition") { org in
             try Check.text(request.requestId, "request_id", max: 200)
             let imported = try ImportedExperiment.require(request.source, limits: configuration.documentLimits)
             let (experiment, revision) = try await experiments.create(
@@ -45,7 +45,7 @@ struct ExperimentRPCService: ExperimentsV1.ExperimentService {
     }
 
     func updateExperiment(_ request: ExperimentsV1.UpdateExperimentRequest, context: ServerContext) async throws -> ExperimentsV1.UpdateExperimentResponse {
-        try await call(context) { org in
+        try await call(context, storing: "the experiment definition") { org in
             try ResourceID.validate(request.experimentId, .experiment, field: "experiment_id")
             guard request.expectedRevision >= 0 else { throw RPCError(.invalidArgument, "expected_revision must not be negative") }
             let imported = try ImportedExperiment.require(request.source, limits: configuration.documentLimits)
@@ -85,7 +85,8 @@ struct ExperimentRPCService: ExperimentsV1.ExperimentService {
         try await call(context) { org in
             try ResourceID.validate(request.experimentId, .experiment, field: "experiment_id")
             guard request.revision >= 0 else { throw RPCError(.invalidArgument, "revision must not be negative") }
-            guard let revision = try await experiments.revision(org, request.experimentId, request.revision, includeDefinition: true) else {
+            guard let revision = try await experiments.revision(org, request.experimentId, request.revision, includeDefinition: true,
+                                                                includeDeleted: request.includeDeleted) else {
                 throw RPCError(.notFound, "no such experiment revision")
             }
             return ExperimentsV1.GetExperimentRevisionResponse(revision: revision)
@@ -128,7 +129,7 @@ struct ExperimentRPCService: ExperimentsV1.ExperimentService {
     }
 
     func completeExecution(_ request: ExperimentsV1.CompleteExecutionRequest, context: ServerContext) async throws -> ExperimentsV1.CompleteExecutionResponse {
-        try await call(context) { org in
+        try await call(context, storing: "journal_json") { org in
             try ResourceID.validate(request.executionId, .execution, field: "execution_id")
             try Check.text(request.reason, "reason", max: 4096)
             guard request.endedAtUs >= 0 else { throw RPCError(.invalidArgument, "ended_at_us must not be negative") }
@@ -302,6 +303,7 @@ struct ExperimentRPCService: ExperimentsV1.ExperimentService {
             try ResourceID.validate(request.experimentId, .experiment, field: "experiment_id")
             guard (0...1000).contains(request.window) else { throw RPCError(.invalidArgument, "window must be in 0...1000") }
             let window = request.window == 0 ? 10 : Int(request.window)
+            try await experiments.requireExisting(org, request.experimentId, includeDeleted: request.includeDeleted)
             return ExperimentsV1.GetExperimentScoreResponse(score: try await executions.experimentScore(org, request.experimentId, window: window))
         }
     }
@@ -354,9 +356,11 @@ struct ExperimentRPCService: ExperimentsV1.ExperimentService {
         return execution
     }
 
-    /// Runs a handler body for the calling organisation (ServiceKit maps its failures).
-    private func call<T: Sendable>(_ context: ServerContext, _ body: (OrganizationID) async throws -> T) async throws -> T {
+    /// Runs a handler body for the calling organisation (ServiceKit maps its failures). `json`
+    /// names the JSON a call stores, for the one refusal of it only Postgres makes (`UnstorableJSON`).
+    private func call<T: Sendable>(_ context: ServerContext, storing json: String = "a JSON value",
+                                   _ body: (OrganizationID) async throws -> T) async throws -> T {
         let org = try context.organization()
-        return try await context.mappingFailures { try await body(org) }
+        return try await context.mappingFailures { try await UnstorableJSON.mapping(json) { try await body(org) } }
     }
 }

@@ -40,8 +40,14 @@ struct ImportedExperiment {
             return Reading(problems: [problem("$", .error, error.code.rawValue, error.message + place)])
         }
         let report = ExperimentValidator.validate(document)
-        let problems = report.issues.map {
+        var problems = report.issues.map {
             problem($0.path.description, $0.severity == .error ? .error : .warning, $0.code.rawValue, $0.message)
+        }
+        // `chaos` would take it, but a revision could not be stored: refused here, at its path,
+        // rather than by Postgres as a whole.
+        if let path = document.value.pathOfNUL() {
+            problems.insert(problem(path.description, .error, DocumentError.Code.nul.rawValue,
+                                    "holds U+0000 (NUL), which Faultline cannot store; remove it"), at: 0)
         }
         let definition = document.value
         let imported = ImportedExperiment(
@@ -72,6 +78,8 @@ struct ImportedExperiment {
     }
 
     static func problem(_ path: String, _ severity: ExperimentsV1.Severity, _ code: String, _ message: String) -> ExperimentsV1.ValidationProblem {
-        ExperimentsV1.ValidationProblem(path: path, severity: severity, code: code, message: message)
+        // A message may quote a key holding NUL, which no proto string carries: escaped as in JSON.
+        ExperimentsV1.ValidationProblem(path: path, severity: severity, code: code,
+                                        message: message.split(separator: "\u{0}", omittingEmptySubsequences: false).joined(separator: "\\u0000"))
     }
 }

@@ -198,9 +198,8 @@ struct ExecutionStore {
 
     // MARK: scores and retention
 
+    /// The score over an experiment's newest `window` scored executions (the caller checks the experiment exists).
     func experimentScore(_ org: OrganizationID, _ experimentID: String, window: Int) async throws -> ExperimentsV1.ExperimentScore? {
-        let found = try await database.query("SELECT 1 FROM experiments.experiments WHERE org = \(org.rawValue) AND id = \(experimentID)")
-        guard !found.isEmpty else { throw ExperimentStore.notFound }
         let rows = try await database.query("""
             SELECT score FROM experiments.executions WHERE org = \(org.rawValue) AND experiment_id = \(experimentID) AND score IS NOT NULL
             ORDER BY created_us DESC, id DESC LIMIT \(window)

@@ -50,7 +50,7 @@ struct ExperimentStore {
         }
         let experimentId = existing ?? id
         guard let experiment = try await get(org, experimentId, includeDeleted: true),
-              let revision = try await revision(org, experimentId, 1, includeDefinition: true)
+              let revision = try await revision(org, experimentId, 1, includeDefinition: true, includeDeleted: true)
         else { throw Self.notFound }
         return (experiment, revision)
     }
@@ -78,7 +78,7 @@ struct ExperimentStore {
             return next
         }
         guard let experiment = try await get(org, id, includeDeleted: true),
-              let revision = try await revision(org, id, next, includeDefinition: true)
+              let revision = try await revision(org, id, next, includeDefinition: true, includeDeleted: true)
         else { throw Self.notFound }
         return (experiment, revision)
     }
@@ -136,12 +136,15 @@ struct ExperimentStore {
         return experiment
     }
 
-    func revision(_ org: OrganizationID, _ id: String, _ number: Int64, includeDefinition: Bool) async throws -> ExperimentsV1.ExperimentRevision? {
+    /// Revision `number` (0 = the latest) of an experiment; nil when either is unknown, or the
+    /// experiment was deleted and `includeDeleted` is false.
+    func revision(_ org: OrganizationID, _ id: String, _ number: Int64, includeDefinition: Bool,
+                  includeDeleted: Bool) async throws -> ExperimentsV1.ExperimentRevision? {
         let rows = try await database.query("""
             SELECT \(unescaped: Self.revisionColumns) FROM experiments.revisions r
-            WHERE r.org = \(org.rawValue) AND r.experiment_id = \(id)
-              AND r.revision = CASE WHEN \(number) = 0
-                  THEN (SELECT latest_revision FROM experiments.experiments WHERE org = \(org.rawValue) AND id = \(id)) ELSE \(number) END
+            JOIN experiments.experiments e ON e.org = r.org AND e.id = r.experiment_id
+            WHERE r.org = \(org.rawValue) AND r.experiment_id = \(id) AND (\(includeDeleted) OR e.deleted_us IS NULL)
+              AND r.revision = CASE WHEN \(number) = 0 THEN e.latest_revision ELSE \(number) END
             """)
         return try rows.first.map { try revision($0, includeDefinition: includeDefinition) }
     }
@@ -150,7 +153,7 @@ struct ExperimentStore {
         let size = try PageToken.pageSize(request.pageSize)
         let filters = PageToken.fingerprint(["revisions", request.experimentId])
         let after = try PageToken.decode(request.pageToken, filters: filters)
-        guard try await get(org, request.experimentId, includeDeleted: true) != nil else { throw Self.notFound }
+        try await requireExisting(org, request.experimentId, includeDeleted: request.includeDeleted)
         let rows = try await database.query("""
             SELECT \(unescaped: Self.revisionColumns) FROM experiments.revisions r
             WHERE r.org = \(org.rawValue) AND r.experiment_id = \(request.experimentId) AND r.revision < \(after?.time ?? Int64.max)
@@ -162,6 +165,15 @@ struct ExperimentStore {
             response.nextPageToken = PageToken(time: last.revision, id: "", filters: filters).encoded
         }
         return response
+    }
+
+    /// NOT_FOUND unless the experiment exists (and is not deleted, unless `includeDeleted`): a
+    /// deleted experiment's revisions and score go with it.
+    func requireExisting(_ org: OrganizationID, _ id: String, includeDeleted: Bool) async throws {
+        let found = try await database.query("""
+            SELECT 1 FROM experiments.experiments WHERE org = \(org.rawValue) AND id = \(id) AND (\(includeDeleted) OR deleted_us IS NULL)
+            """)
+        guard !found.isEmpty else { throw Self.notFound }
     }
 
     // MARK: rows

@@ -29,7 +29,7 @@ struct Console {
     var session: ConsoleSession { ConsoleSession(tokens: gateway.tokens) }
     var client: ExperimentsV1.ExperimentClient { gateway.experiments }
 
-    func register(on router: Router<GatewayContext>) {
+    func register(on router: Router<GatewayContext>, routes: RouteTable) {
         router.get("console/assets/console.css") { _, _ in Self.asset(ConsoleAssets.css, type: "text/css; charset=utf-8") }
         router.get("console/assets/console.js") { _, _ in Self.asset(ConsoleAssets.js, type: "text/javascript; charset=utf-8") }
 
@@ -58,7 +58,7 @@ struct Console {
         TemplatePages(console: self).register(on: pages)
         // Last: the router runs it for unmatched paths too (its not-found responder is built with
         // every router middleware), so an unknown console page is an HTML page, not a problem.
-        router.add(middleware: ConsoleNotFoundMiddleware())
+        router.add(middleware: ConsoleNotFoundMiddleware(routes: routes))
     }
 
     struct Empty: ConsoleForm { var csrf: String? }
@@ -193,9 +193,11 @@ struct ConsolePageMiddleware: RouterMiddleware {
 }
 
 /// Any path under `/console` that no route matched: a 404 page (signed in or not, it names
-/// nothing but the path's absence).
+/// nothing but the path's absence), or a 405 page when the path is a page asked with another
+/// method (the edge adds `Allow`).
 struct ConsoleNotFoundMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
+    let routes: RouteTable
 
     func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
         do {
@@ -203,8 +205,10 @@ struct ConsoleNotFoundMiddleware: RouterMiddleware {
         } catch let error as HTTPError where error.status == .notFound || error.status == .methodNotAllowed {
             let path = request.uri.path
             guard path == "/console" || path.hasPrefix("/console/") else { throw error }
-            let problem = Problem(.notFound, code: "console.page_not_found", detail: "there is no such page in the console")
-            return Pages.error(problem, signedIn: request.cookies[ConsoleSession.cookieName] != nil).response(status: .notFound)
+            let problem = routes.methods(for: path).isEmpty
+                ? Problem(.notFound, code: "console.page_not_found", detail: "there is no such page in the console")
+                : .methodNotAllowed(request.method)
+            return Pages.error(problem, signedIn: request.cookies[ConsoleSession.cookieName] != nil).response(status: problem.status)
         }
     }
 }

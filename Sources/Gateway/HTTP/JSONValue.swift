@@ -44,16 +44,6 @@ indirect enum JSONValue: Codable, Sendable, Equatable {
         if case .object(let members) = self { members[key] } else { nil }
     }
 
-    /// Whether a string or member name anywhere in the value holds U+0000.
-    var containsNUL: Bool {
-        switch self {
-        case .string(let value): value.unicodeScalars.contains("\u{0}")
-        case .array(let items): items.contains { $0.containsNUL }
-        case .object(let members): members.contains { $0.key.unicodeScalars.contains("\u{0}") || $0.value.containsNUL }
-        case .null, .bool, .int, .double: false
-        }
-    }
-
     var stringValue: String? {
         if case .string(let value) = self { value } else { nil }
     }

@@ -28,7 +28,7 @@ struct EdgeMiddleware: RouterMiddleware {
             } catch {
                 var problem = Problem(from: error)
                 if problem.code == "route.not_found", !routes.methods(for: request.uri.path).isEmpty {
-                    problem = Problem(.methodNotAllowed, code: "route.method_not_allowed", detail: "\(request.method) is not allowed here")
+                    problem = .methodNotAllowed(request.method)
                 }
                 if problem.status.code >= 500 {
                     context.logger.error("request failed", metadata: ["error": "\(String(reflecting: type(of: error)))", "code": "\(problem.code)"])

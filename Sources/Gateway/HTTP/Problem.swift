@@ -32,6 +32,10 @@ public struct Problem: Error, Sendable {
     static let unauthenticated = Problem(.unauthorized, code: "auth.unauthenticated", detail: "a valid bearer token is required")
     static func forbidden(_ detail: String) -> Problem { Problem(.forbidden, code: "auth.forbidden", detail: detail) }
     static func notFound(_ what: String) -> Problem { Problem(.notFound, code: "\(what).not_found", detail: "no such \(what)") }
+    /// A known path asked with a method it does not answer (the edge adds `Allow`).
+    static func methodNotAllowed(_ method: HTTPRequest.Method) -> Problem {
+        Problem(.methodNotAllowed, code: "route.method_not_allowed", detail: "\(method) is not allowed here")
+    }
 }
 
 extension Problem {

@@ -2,7 +2,6 @@ import FaultlineRPC
 import HTTPTypes
 import Hummingbird
 import ServiceKit
-import Synchronization
 
 /// The kinds of resources the API names by id. Every "no such X" answer, whether the id is
 /// malformed, unknown, or another organisation's, is a 404 with code `<kind>.not_found`.
@@ -66,36 +65,6 @@ struct ResourceErrorMiddleware: RouterMiddleware {
             let segments = request.uri.path.split(separator: "/")
             guard segments.count >= 3, let kind = ResourceKind(collection: segments[2]) else { throw error }
             throw kind.notFound
-        }
-    }
-}
-
-/// Which methods each registered route template answers, so a known path asked with another
-/// method is a 405 with `Allow` (RFC 9110 §15.5.6), not a 404.
-final class RouteTable: Sendable {
-    private let routes = Mutex<[(path: RouterPath, method: HTTPRequest.Method)]>([])
-
-    func record(_ descriptions: [(RouterPath, HTTPRequest.Method)]) {
-        routes.withLock { $0 = descriptions.map { (path: $0.0, method: $0.1) } }
-    }
-
-    /// The methods of the routes matching `path`; empty when none does.
-    func methods(for path: String) -> [HTTPRequest.Method] {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
-        return routes.withLock { routes in
-            let matching = routes.filter {
-                $0.path.components.count == segments.count && zip($0.path.components, segments).allSatisfy({ $0.0 ~= $0.1 })
-            }
-            // The router takes the first path that matches, trying a constant segment before a
-            // parameter (`plans/preview` before `plans/{id}`), whatever the method.
-            func constant(_ path: RouterPath, _ index: Int) -> Bool { path.components[index] == .path(segments[index]) }
-            let taken = matching.map(\.path).min { a, b in
-                guard let index = segments.indices.first(where: { constant(a, $0) != constant(b, $0) }) else { return false }
-                return constant(a, index)
-            }
-            var found: [HTTPRequest.Method] = []
-            for route in matching where route.path == taken && !found.contains(route.method) { found.append(route.method) }
-            return found
         }
     }
 }

@@ -107,10 +107,6 @@ struct ExecutionRoutes {
             guard case .object = body.journal else {
                 throw Problem.badRequest("journal.invalid", "journal must be a Chaos Toolkit journal (a JSON object)")
             }
-            // Postgres jsonb cannot hold U+0000; refused here rather than failing as a 500 there.
-            guard !body.journal.containsNUL else {
-                throw Problem.badRequest("journal.invalid", "journal must not contain U+0000 (NUL) characters")
-            }
             var complete = ExperimentsV1.CompleteExecutionRequest()
             complete.executionId = id
             complete.journalJson = body.journal.text

@@ -58,7 +58,7 @@ struct ExperimentRoutes {
         group.get("experiments/{id}/revisions") { request, context in
             _ = try context.require(.read)
             var list = ExperimentsV1.ListExperimentRevisionsRequest()
-            list.experimentId = try await existing(context)
+            list.experimentId = try context.parameters.id(of: .experiment)
             list.pageSize = Int32(try request.integer("page_size", in: 1...200) ?? 50)
             list.pageToken = request.string("page_token") ?? ""
             let page = try await client.listExperimentRevisions(list, options: gateway.callOptions(context))
@@ -70,21 +70,21 @@ struct ExperimentRoutes {
             guard let number = context.parameters.get("revision").flatMap(Int64.init), number >= 1 else {
                 throw Problem.badRequest("request.parameter.invalid", "revision must be a positive integer")
             }
-            let found = try await client.getExperimentRevision(.init(experimentId: try await existing(context), revision: number),
+            let found = try await client.getExperimentRevision(.init(experimentId: try context.parameters.id(of: .experiment), revision: number),
                                                                options: gateway.callOptions(context))
             return try Response.json(RevisionView(found.revision ?? .init()))
         }
         group.get("experiments/{id}/score") { request, context in
             _ = try context.require(.read)
             let window = Int32(try request.integer("window", in: 1...100) ?? 0)
-            let id = try await existing(context)
+            let id = try context.parameters.id(of: .experiment)
             let found = try await client.getExperimentScore(.init(experimentId: id, window: window), options: gateway.callOptions(context))
             return try Response.json(ScoreView(experiment_id: id, score: found.score.map(ExperimentScoreView.init)))
         }
         group.get("experiments/{id}/export") { request, context in
             _ = try context.require(.read)
             let revision = try request.integer("revision", in: 1...Int64.max) ?? 0
-            let found = try await client.getExperimentRevision(.init(experimentId: try await existing(context), revision: revision),
+            let found = try await client.getExperimentRevision(.init(experimentId: try context.parameters.id(of: .experiment), revision: revision),
                                                                options: gateway.callOptions(context))
             // Byte for byte what was imported (YAML as its lossless JSON): `chaos run` takes it.
             return Response.json(found.revision?.definitionJson ?? "{}")
@@ -115,14 +115,6 @@ struct ExperimentRoutes {
             let created = try await client.createExecution(create, options: gateway.callOptions(context))
             return try Response.json(ExecutionView(created.execution ?? .init()), status: .created)
         }
-    }
-
-    /// The path's experiment id, once the experiment is known not to be deleted: its revisions,
-    /// export and score go with it (the service keeps them for the executions that ran them).
-    private func existing(_ context: GatewayContext) async throws -> String {
-        let id = try context.parameters.id(of: .experiment)
-        _ = try await client.getExperiment(.init(experimentId: id), options: gateway.callOptions(context))
-        return id
     }
 
     /// The experiment text of an import: a raw JSON or YAML body, or the JSON envelope

@@ -381,7 +381,8 @@ extension ExperimentsV1 {
 }
 
 extension ExperimentsV1 {
-    /// Soft delete: the experiment disappears from lists and cannot run; its executions stay.
+    /// Soft delete: the experiment disappears from lists and cannot run; its executions stay. Its
+    /// revisions and score answer NOT_FOUND too, unless asked for with `include_deleted`.
     public struct DeleteExperimentResponse: Hashable, Sendable {
         public var experiment: ExperimentsV1.Experiment? = nil
 
@@ -400,15 +401,19 @@ extension ExperimentsV1 {
         public var experimentId: String = ""
         /// 0 = the latest revision.
         public var revision: Int64 = 0
+        /// Also read a revision of a soft-deleted experiment; without it, NOT_FOUND as for an unknown one.
+        public var includeDeleted: Bool = false
 
         public init() {}
 
         public init(
             experimentId: String = "",
-            revision: Int64 = 0
+            revision: Int64 = 0,
+            includeDeleted: Bool = false
         ) {
             self.experimentId = experimentId
             self.revision = revision
+            self.includeDeleted = includeDeleted
         }
     }
 }
@@ -434,6 +439,8 @@ extension ExperimentsV1 {
         public var pageToken: String = ""
         /// Fill `definition_json` in each revision (off by default: definitions can be large).
         public var includeDefinition: Bool = false
+        /// Also list the revisions of a soft-deleted experiment; without it, NOT_FOUND as for an unknown one.
+        public var includeDeleted: Bool = false
 
         public init() {}
 
@@ -441,12 +448,14 @@ extension ExperimentsV1 {
             experimentId: String = "",
             pageSize: Int32 = 0,
             pageToken: String = "",
-            includeDefinition: Bool = false
+            includeDefinition: Bool = false,
+            includeDeleted: Bool = false
         ) {
             self.experimentId = experimentId
             self.pageSize = pageSize
             self.pageToken = pageToken
             self.includeDefinition = includeDefinition
+            self.includeDeleted = includeDeleted
         }
     }
 }
@@ -927,7 +936,8 @@ extension ExperimentsV1 {
     /// runner that stopped heartbeating. Completing an already terminal execution again is a no-op.
     public struct CompleteExecutionRequest: Hashable, Sendable {
         public var executionId: String = ""
-        /// The journal file's JSON text; empty when `chaos` wrote none.
+        /// The journal file's JSON text; empty when `chaos` wrote none. A journal holding `\u0000`
+        /// (U+0000, which Postgres cannot store as jsonb) is refused with INVALID_ARGUMENT.
         public var journalJson: String = ""
         /// The chaos log (`--log-file`) text, invalid UTF-8 replaced with U+FFFD and NUL removed by
         /// the runner. The service keeps at most its configured cap (the end dropped, a truncation
@@ -1156,7 +1166,7 @@ extension ExperimentsV1 {
         /// Set by ExperimentService when stored; ignored on input.
         public var receivedAtUs: Int64 = 0
         /// The event's `payload` as the control reported it: a JSON object text (outputs already
-        /// truncated by the control).
+        /// truncated by the control). `\u0000` in it is refused with INVALID_ARGUMENT, as for journals.
         public var payloadJson: String = ""
         /// The activity the event is about, when any (for filtering and display).
         public var activityName: String = ""
@@ -1522,15 +1532,19 @@ extension ExperimentsV1 {
         public var experimentId: String = ""
         /// N, the number of recent scored executions; 0 = 10.
         public var window: Int32 = 0
+        /// Also score a soft-deleted experiment; without it, NOT_FOUND as for an unknown one.
+        public var includeDeleted: Bool = false
 
         public init() {}
 
         public init(
             experimentId: String = "",
-            window: Int32 = 0
+            window: Int32 = 0,
+            includeDeleted: Bool = false
         ) {
             self.experimentId = experimentId
             self.window = window
+            self.includeDeleted = includeDeleted
         }
     }
 }
@@ -1921,7 +1935,8 @@ extension ExperimentsV1 {
         /// Checks an experiment text without storing it.
         func validateExperiment(_ request: ExperimentsV1.ValidateExperimentRequest, context: ServerContext) async throws -> ExperimentsV1.ValidateExperimentResponse
         /// Imports an experiment (JSON or YAML) as revision 1. INVALID_ARGUMENT (with a
-        /// `faultline-validation-bin` trailer) when it has errors.
+        /// `faultline-validation-bin` trailer) when it has errors; U+0000 anywhere in its strings or keys
+        /// is one (`document.nul` at its path): Postgres cannot store it.
         func createExperiment(_ request: ExperimentsV1.CreateExperimentRequest, context: ServerContext) async throws -> ExperimentsV1.CreateExperimentResponse
         /// Adds a revision. INVALID_ARGUMENT as for create; ABORTED on a stale `expected_revision`.
         func updateExperiment(_ request: ExperimentsV1.UpdateExperimentRequest, context: ServerContext) async throws -> ExperimentsV1.UpdateExperimentResponse
@@ -1972,7 +1987,8 @@ extension ExperimentsV1 {
         }
 
         /// Imports an experiment (JSON or YAML) as revision 1. INVALID_ARGUMENT (with a
-        /// `faultline-validation-bin` trailer) when it has errors.
+        /// `faultline-validation-bin` trailer) when it has errors; U+0000 anywhere in its strings or keys
+        /// is one (`document.nul` at its path): Postgres cannot store it.
         public func createExperiment(_ request: ExperimentsV1.CreateExperimentRequest, options: CallOptions = CallOptions()) async throws -> ExperimentsV1.CreateExperimentResponse {
             try await caller.unary(ExperimentsV1.ExperimentMethods.createExperiment, request, options: options)
         }
@@ -3037,6 +3053,7 @@ extension ExperimentsV1.GetExperimentRevisionRequest: ProtoMessage {
         let c = pointer.pointee
         self.experimentId = try ProtoC.string(c.experiment_id, field: "faultline.experiments.v1.GetExperimentRevisionRequest.experiment_id")
         self.revision = c.revision
+        self.includeDeleted = c.include_deleted != 0
     }
 
     /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
@@ -3055,6 +3072,7 @@ extension ExperimentsV1.GetExperimentRevisionRequest: ProtoMessage {
     private func fill(_ c: UnsafeMutablePointer<Faultline__Experiments__V1__GetExperimentRevisionRequest>) throws(RPCError) {
         if !self.experimentId.isEmpty { c.pointee.experiment_id = try ProtoC.cString(self.experimentId, field: "faultline.experiments.v1.GetExperimentRevisionRequest.experiment_id") }
         c.pointee.revision = self.revision
+        c.pointee.include_deleted = self.includeDeleted ? 1 : 0
     }
 }
 
@@ -3121,6 +3139,7 @@ extension ExperimentsV1.ListExperimentRevisionsRequest: ProtoMessage {
         self.pageSize = c.page_size
         self.pageToken = try ProtoC.string(c.page_token, field: "faultline.experiments.v1.ListExperimentRevisionsRequest.page_token")
         self.includeDefinition = c.include_definition != 0
+        self.includeDeleted = c.include_deleted != 0
     }
 
     /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
@@ -3141,6 +3160,7 @@ extension ExperimentsV1.ListExperimentRevisionsRequest: ProtoMessage {
         c.pointee.page_size = self.pageSize
         if !self.pageToken.isEmpty { c.pointee.page_token = try ProtoC.cString(self.pageToken, field: "faultline.experiments.v1.ListExperimentRevisionsRequest.page_token") }
         c.pointee.include_definition = self.includeDefinition ? 1 : 0
+        c.pointee.include_deleted = self.includeDeleted ? 1 : 0
     }
 }
 
@@ -5247,6 +5267,7 @@ extension ExperimentsV1.GetExperimentScoreRequest: ProtoMessage {
         let c = pointer.pointee
         self.experimentId = try ProtoC.string(c.experiment_id, field: "faultline.experiments.v1.GetExperimentScoreRequest.experiment_id")
         self.window = c.window
+        self.includeDeleted = c.include_deleted != 0
     }
 
     /// A malloc'd C message; one `protobuf_c_message_free_unpacked(m, nil)` frees it all.
@@ -5265,6 +5286,7 @@ extension ExperimentsV1.GetExperimentScoreRequest: ProtoMessage {
     private func fill(_ c: UnsafeMutablePointer<Faultline__Experiments__V1__GetExperimentScoreRequest>) throws(RPCError) {
         if !self.experimentId.isEmpty { c.pointee.experiment_id = try ProtoC.cString(self.experimentId, field: "faultline.experiments.v1.GetExperimentScoreRequest.experiment_id") }
         c.pointee.window = self.window
+        c.pointee.include_deleted = self.includeDeleted ? 1 : 0
     }
 }
 

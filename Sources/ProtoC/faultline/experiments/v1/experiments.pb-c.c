@@ -4374,7 +4374,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__delete_experiment_r
   (ProtobufCMessageInit) faultline__experiments__v1__delete_experiment_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__get_experiment_revision_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__get_experiment_revision_request__field_descriptors[3] =
 {
   {
     "experiment_id",
@@ -4400,15 +4400,28 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__get_experiment
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "include_deleted",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Experiments__V1__GetExperimentRevisionRequest, include_deleted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__experiments__v1__get_experiment_revision_request__field_indices_by_name[] = {
   0,   /* field[0] = experiment_id */
+  2,   /* field[2] = include_deleted */
   1,   /* field[1] = revision */
 };
 static const ProtobufCIntRange faultline__experiments__v1__get_experiment_revision_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__get_experiment_revision_request__descriptor =
 {
@@ -4418,7 +4431,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__get_experiment_revi
   "Faultline__Experiments__V1__GetExperimentRevisionRequest",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__GetExperimentRevisionRequest),
-  2,
+  3,
   faultline__experiments__v1__get_experiment_revision_request__field_descriptors,
   faultline__experiments__v1__get_experiment_revision_request__field_indices_by_name,
   1,  faultline__experiments__v1__get_experiment_revision_request__number_ranges,
@@ -4463,7 +4476,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__get_experiment_revi
   (ProtobufCMessageInit) faultline__experiments__v1__get_experiment_revision_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__list_experiment_revisions_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__list_experiment_revisions_request__field_descriptors[5] =
 {
   {
     "experiment_id",
@@ -4513,17 +4526,30 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__list_experimen
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "include_deleted",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Experiments__V1__ListExperimentRevisionsRequest, include_deleted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__experiments__v1__list_experiment_revisions_request__field_indices_by_name[] = {
   0,   /* field[0] = experiment_id */
   3,   /* field[3] = include_definition */
+  4,   /* field[4] = include_deleted */
   1,   /* field[1] = page_size */
   2,   /* field[2] = page_token */
 };
 static const ProtobufCIntRange faultline__experiments__v1__list_experiment_revisions_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__list_experiment_revisions_request__descriptor =
 {
@@ -4533,7 +4559,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__list_experiment_rev
   "Faultline__Experiments__V1__ListExperimentRevisionsRequest",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__ListExperimentRevisionsRequest),
-  4,
+  5,
   faultline__experiments__v1__list_experiment_revisions_request__field_descriptors,
   faultline__experiments__v1__list_experiment_revisions_request__field_indices_by_name,
   1,  faultline__experiments__v1__list_experiment_revisions_request__number_ranges,
@@ -7565,7 +7591,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__get_user_state_resp
   (ProtobufCMessageInit) faultline__experiments__v1__get_user_state_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor faultline__experiments__v1__get_experiment_score_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor faultline__experiments__v1__get_experiment_score_request__field_descriptors[3] =
 {
   {
     "experiment_id",
@@ -7591,15 +7617,28 @@ static const ProtobufCFieldDescriptor faultline__experiments__v1__get_experiment
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "include_deleted",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Faultline__Experiments__V1__GetExperimentScoreRequest, include_deleted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned faultline__experiments__v1__get_experiment_score_request__field_indices_by_name[] = {
   0,   /* field[0] = experiment_id */
+  2,   /* field[2] = include_deleted */
   1,   /* field[1] = window */
 };
 static const ProtobufCIntRange faultline__experiments__v1__get_experiment_score_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor faultline__experiments__v1__get_experiment_score_request__descriptor =
 {
@@ -7609,7 +7648,7 @@ const ProtobufCMessageDescriptor faultline__experiments__v1__get_experiment_scor
   "Faultline__Experiments__V1__GetExperimentScoreRequest",
   "faultline.experiments.v1",
   sizeof(Faultline__Experiments__V1__GetExperimentScoreRequest),
-  2,
+  3,
   faultline__experiments__v1__get_experiment_score_request__field_descriptors,
   faultline__experiments__v1__get_experiment_score_request__field_indices_by_name,
   1,  faultline__experiments__v1__get_experiment_score_request__number_ranges,

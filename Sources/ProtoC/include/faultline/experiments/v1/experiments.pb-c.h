@@ -509,7 +509,8 @@ struct  Faultline__Experiments__V1__DeleteExperimentRequest
 
 
 /*
- * Soft delete: the experiment disappears from lists and cannot run; its executions stay.
+ * Soft delete: the experiment disappears from lists and cannot run; its executions stay. Its
+ * revisions and score answer NOT_FOUND too, unless asked for with `include_deleted`.
  */
 struct  Faultline__Experiments__V1__DeleteExperimentResponse
 {
@@ -529,10 +530,14 @@ struct  Faultline__Experiments__V1__GetExperimentRevisionRequest
    * 0 = the latest revision.
    */
   int64_t revision;
+  /*
+   * Also read a revision of a soft-deleted experiment; without it, NOT_FOUND as for an unknown one.
+   */
+  protobuf_c_boolean include_deleted;
 };
 #define FAULTLINE__EXPERIMENTS__V1__GET_EXPERIMENT_REVISION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__get_experiment_revision_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0 }
 
 
 struct  Faultline__Experiments__V1__GetExperimentRevisionResponse
@@ -555,10 +560,14 @@ struct  Faultline__Experiments__V1__ListExperimentRevisionsRequest
    * Fill `definition_json` in each revision (off by default: definitions can be large).
    */
   protobuf_c_boolean include_definition;
+  /*
+   * Also list the revisions of a soft-deleted experiment; without it, NOT_FOUND as for an unknown one.
+   */
+  protobuf_c_boolean include_deleted;
 };
 #define FAULTLINE__EXPERIMENTS__V1__LIST_EXPERIMENT_REVISIONS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__list_experiment_revisions_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*
@@ -957,7 +966,8 @@ struct  Faultline__Experiments__V1__CompleteExecutionRequest
   ProtobufCMessage base;
   char *execution_id;
   /*
-   * The journal file's JSON text; empty when `chaos` wrote none.
+   * The journal file's JSON text; empty when `chaos` wrote none. A journal holding `\u0000`
+   * (U+0000, which Postgres cannot store as jsonb) is refused with INVALID_ARGUMENT.
    */
   char *journal_json;
   /*
@@ -1150,7 +1160,7 @@ struct  Faultline__Experiments__V1__ExecutionEvent
   int64_t received_at_us;
   /*
    * The event's `payload` as the control reported it: a JSON object text (outputs already
-   * truncated by the control).
+   * truncated by the control). `\u0000` in it is refused with INVALID_ARGUMENT, as for journals.
    */
   char *payload_json;
   /*
@@ -1446,10 +1456,14 @@ struct  Faultline__Experiments__V1__GetExperimentScoreRequest
    * N, the number of recent scored executions; 0 = 10.
    */
   int32_t window;
+  /*
+   * Also score a soft-deleted experiment; without it, NOT_FOUND as for an unknown one.
+   */
+  protobuf_c_boolean include_deleted;
 };
 #define FAULTLINE__EXPERIMENTS__V1__GET_EXPERIMENT_SCORE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&faultline__experiments__v1__get_experiment_score_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0 }
 
 
 struct  Faultline__Experiments__V1__GetExperimentScoreResponse
