@@ -40,16 +40,10 @@ public final class PostgresClient: Sendable, Service {
 
     // MARK: leases
 
-    /// Lends a connection for the body's duration. A connection that broke is reopened at the next
-    /// checkout; a transaction the body left open is rolled back.
+    /// Lends a connection for the body's duration. A connection that broke is reopened by its next
+    /// statement; a transaction the body left open is rolled back.
     public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         let connection = try await checkout()
-        do {
-            try await connection.prepareForUse()
-        } catch {
-            await release(connection)
-            throw error
-        }
         do {
             let result = try await body(connection)
             await release(connection)
