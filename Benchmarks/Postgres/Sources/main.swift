@@ -16,6 +16,7 @@ struct Options {
     var perRowRuns = 1
     var queries = 20_000
     var queryRuns = 3
+    var preparedStatements = PostgresConfiguration(user: "", database: "").preparedStatements
 
     init(_ arguments: [String]) {
         var i = 0
@@ -27,8 +28,9 @@ struct Options {
             case ("--per-row-runs", let v?): perRowRuns = v
             case ("--queries", let v?): queries = v
             case ("--query-runs", let v?): queryRuns = v
+            case ("--prepared-statements", let v?): preparedStatements = v
             default:
-                FileHandle.standardError.write(Data("usage: PostgresBenchmark [--rows N] [--runs N] [--per-row-runs N] [--queries N] [--query-runs N]\n".utf8))
+                FileHandle.standardError.write(Data("usage: PostgresBenchmark [--rows N] [--runs N] [--per-row-runs N] [--queries N] [--query-runs N] [--prepared-statements N]\n".utf8))
                 exit(2)
             }
             i += 2
@@ -167,6 +169,7 @@ if let configured = try PostgresConfiguration.fromEnvironment() {
 
 var configuration = server
 configuration.maximumConnections = 2
+configuration.preparedStatements = options.preparedStatements
 let client = PostgresClient(configuration: configuration)
 try await client.execute("DROP TABLE IF EXISTS events")
 try await client.execute("""
@@ -184,7 +187,7 @@ if geteuid() == 0 { chmod(file, 0o644) }
 func truncate() async throws { try await client.execute("TRUNCATE events") }
 func fmt(_ x: Double) -> String { String(format: "%10.0f", x) }
 
-print("server: \(server)  rows: \(options.rows)  runs: \(options.runs)")
+print("server: \(server)  rows: \(options.rows)  runs: \(options.runs)  prepared statements: \(options.preparedStatements)")
 var perRowRates: [Double] = []
 for _ in 0..<options.perRowRuns {
     try await truncate()
