@@ -15,6 +15,14 @@ import Synchronization
 /// ```
 /// As a `Service`, `run()` waits for graceful shutdown and then closes the pool; without a
 /// service group, call `close()`.
+///
+/// Each connection prepares a statement the first time it sees its text (and parameter types)
+/// and executes it by name afterwards, so Postgres parses and plans it once per connection
+/// (`PostgresConfiguration.preparedStatements`, least recently used out). Texts over 8 KiB, and new
+/// texts inside a transaction once the cache is full, run unnamed. A statement whose result type a
+/// migration changed (`SELECT *` after `ADD COLUMN`) is prepared again and retried outside a
+/// transaction; inside one the error (SQLSTATE 0A000) aborts it and is thrown, and the next
+/// attempt succeeds.
 public final class PostgresClient: Sendable, Service {
     public let configuration: PostgresConfiguration
     private typealias Waiter = CheckedContinuation<PostgresConnection, any Error>
