@@ -106,6 +106,12 @@ import FaultlineRPC
             }
             let balances = try await client.query("SELECT balance FROM accounts ORDER BY id").map { try $0.decode(Int.self, at: 0) }
             #expect(balances == [100, 0])
+            // So is a failed one whose error the body swallowed: the next lease is not stuck in it.
+            try await client.withConnection { connection in
+                try await connection.execute("BEGIN")
+                _ = try? await connection.execute("INSERT INTO accounts VALUES (1, 1)")
+            }
+            #expect(try await client.query("SELECT count(*) FROM accounts")[0].decode(Int.self, at: 0) == 2)
         }
     }
 

@@ -14,6 +14,9 @@ struct Options {
     var rows = 100_000
     var runs = 5
     var perRowRuns = 1
+    var queries = 20_000
+    var queryRuns = 3
+    var preparedStatements = PostgresConfiguration(user: "", database: "").preparedStatements
 
     init(_ arguments: [String]) {
         var i = 0
@@ -23,8 +26,11 @@ struct Options {
             case ("--rows", let v?): rows = v
             case ("--runs", let v?): runs = v
             case ("--per-row-runs", let v?): perRowRuns = v
+            case ("--queries", let v?): queries = v
+            case ("--query-runs", let v?): queryRuns = v
+            case ("--prepared-statements", let v?): preparedStatements = v
             default:
-                FileHandle.standardError.write(Data("usage: PostgresBenchmark [--rows N] [--runs N] [--per-row-runs N]\n".utf8))
+                FileHandle.standardError.write(Data("usage: PostgresBenchmark [--rows N] [--runs N] [--per-row-runs N] [--queries N] [--query-runs N] [--prepared-statements N]\n".utf8))
                 exit(2)
             }
             i += 2
@@ -106,6 +112,28 @@ func batch(_ events: [Event], _ client: PostgresClient) async throws -> Double {
     return Double(events.count) / seconds(elapsed)
 }
 
+/// Point lookups by primary key, each through `client.query` (a pool checkout and one statement):
+/// the per-query cost services pay, from `tasks` concurrent callers.
+func pointQueries(_ events: [Event], count: Int, tasks: Int, _ client: PostgresClient) async throws -> Double {
+    let clock = ContinuousClock()
+    let elapsed = try await clock.measure {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for t in 0..<tasks {
+                group.addTask {
+                    for i in stride(from: t, to: count, by: tasks) {
+                        let e = events[(i &* 7919) % events.count]
+                        let rows = try await client.query(
+                            "SELECT type, payload, at FROM events WHERE execution_id = \(e.executionID) AND seq = \(e.sequence)")
+                        precondition(rows.count == 1)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+    return Double(count) / seconds(elapsed)
+}
+
 func psqlCopy(_ count: Int, file: String, _ configuration: PostgresConfiguration) throws -> Double {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -141,6 +169,7 @@ if let configured = try PostgresConfiguration.fromEnvironment() {
 
 var configuration = server
 configuration.maximumConnections = 2
+configuration.preparedStatements = options.preparedStatements
 let client = PostgresClient(configuration: configuration)
 try await client.execute("DROP TABLE IF EXISTS events")
 try await client.execute("""
@@ -158,7 +187,7 @@ if geteuid() == 0 { chmod(file, 0o644) }
 func truncate() async throws { try await client.execute("TRUNCATE events") }
 func fmt(_ x: Double) -> String { String(format: "%10.0f", x) }
 
-print("server: \(server)  rows: \(options.rows)  runs: \(options.runs)")
+print("server: \(server)  rows: \(options.rows)  runs: \(options.runs)  prepared statements: \(options.preparedStatements)")
 var perRowRates: [Double] = []
 for _ in 0..<options.perRowRuns {
     try await truncate()
@@ -180,12 +209,22 @@ for run in 0..<options.runs {
 }
 let stored = try await client.query("SELECT count(*) FROM events")[0].decode(Int.self, at: 0)
 precondition(stored == options.rows)
+var serialQueryRates: [Double] = [], concurrentQueryRates: [Double] = []
+for run in 0..<options.queryRuns where options.queries > 0 {
+    serialQueryRates.append(try await pointQueries(events, count: options.queries, tasks: 1, client))
+    concurrentQueryRates.append(try await pointQueries(events, count: options.queries, tasks: 8, client))
+    print("run \(run + 1): point query \(fmt(serialQueryRates.last!)) q/s (1 task)   \(fmt(concurrentQueryRates.last!)) q/s (8 tasks)")
+}
 
 print("")
 print("one INSERT per row     \(fmt(median(perRowRates))) rows/s (median of \(perRowRates.count))")
 print("batch (COPY FROM STDIN)\(fmt(median(batchRates))) rows/s (median of \(batchRates.count))")
 print("psql \\copy (ceiling)   \(fmt(median(ceilingRates))) rows/s (median of \(ceilingRates.count))")
 print("ratio batch/ceiling     \(String(format: "%.2f", median(ratios))) (median of per-run ratios; target >= 0.70)")
+if !serialQueryRates.isEmpty {
+    print("point query, 1 task    \(fmt(median(serialQueryRates))) queries/s (median of \(serialQueryRates.count))")
+    print("point query, 8 tasks   \(fmt(median(concurrentQueryRates))) queries/s (median of \(concurrentQueryRates.count), pool of 2)")
+}
 
 try await client.execute("DROP TABLE events")
 await client.close()

@@ -15,6 +15,14 @@ import Synchronization
 /// ```
 /// As a `Service`, `run()` waits for graceful shutdown and then closes the pool; without a
 /// service group, call `close()`.
+///
+/// Each connection prepares a statement the first time it sees its text (and parameter types)
+/// and executes it by name afterwards, so Postgres parses and plans it once per connection
+/// (`PostgresConfiguration.preparedStatements`, least recently used out). Texts over 8 KiB, and new
+/// texts inside a transaction once the cache is full, run unnamed. A statement whose result type a
+/// migration changed (`SELECT *` after `ADD COLUMN`) is prepared again and retried outside a
+/// transaction; inside one the error (SQLSTATE 0A000) aborts it and is thrown, and the next
+/// attempt succeeds.
 public final class PostgresClient: Sendable, Service {
     public let configuration: PostgresConfiguration
     private typealias Waiter = CheckedContinuation<PostgresConnection, any Error>
@@ -40,16 +48,10 @@ public final class PostgresClient: Sendable, Service {
 
     // MARK: leases
 
-    /// Lends a connection for the body's duration. A connection that broke is reopened at the next
-    /// checkout; a transaction the body left open is rolled back.
+    /// Lends a connection for the body's duration. A connection that broke is reopened by its next
+    /// statement; a transaction the body left open is rolled back.
     public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         let connection = try await checkout()
-        do {
-            try await connection.prepareForUse()
-        } catch {
-            await release(connection)
-            throw error
-        }
         do {
             let result = try await body(connection)
             await release(connection)

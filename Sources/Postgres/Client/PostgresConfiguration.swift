@@ -18,6 +18,9 @@ public struct PostgresConfiguration: Sendable, CustomStringConvertible {
     public var checkoutTimeout: Duration = .seconds(10)
     /// `SET statement_timeout` on every connection; nil keeps the server's setting.
     public var statementTimeout: Duration?
+    /// Statements each connection keeps prepared (least recently used out); 0 sends every
+    /// statement unnamed, to be parsed and planned on each execution.
+    public var preparedStatements: Int = 256
     /// libpq's `connect_timeout` (whole seconds, at least 2 as libpq requires).
     public var connectTimeout: Duration = .seconds(5)
     public var logger: Logger = Logger(label: "faultline.postgres")

@@ -11,6 +11,7 @@ private enum Diag {
     static let tableName = Int32(UInt8(ascii: "t"))
     static let columnName = Int32(UInt8(ascii: "c"))
     static let constraintName = Int32(UInt8(ascii: "n"))
+    static let sourceFunction = Int32(UInt8(ascii: "R"))
 }
 
 struct QueryResult: Sendable {
@@ -24,20 +25,29 @@ final class LibPQConnection {
     private var raw: OpaquePointer?
     let configuration: PostgresConfiguration
     let cancelHandle = CancelHandle()
+    /// Statements prepared on the current session; a new session starts empty.
+    private var statements: StatementCache
     private var logger: Logger { configuration.logger }
 
     init(configuration: PostgresConfiguration) {
         self.configuration = configuration
+        self.statements = StatementCache(capacity: configuration.preparedStatements)
     }
 
     deinit { close() }
 
     var isConnected: Bool { raw.map { PQstatus($0) == CONNECTION_OK } ?? false }
 
+    var cachedStatementCount: Int { statements.count }
+
+    /// Inside a transaction (or in an unknown state): `resetAfterUse` has something to do.
+    var isInTransaction: Bool { raw.map { PQtransactionStatus($0) != PQTRANS_IDLE } ?? false }
+
     func close() {
         cancelHandle.remove()
         if let raw { PQfinish(raw) }
         raw = nil
+        statements.removeAll()
     }
 
     // MARK: connecting
@@ -104,38 +114,83 @@ final class LibPQConnection {
 
     // MARK: statements
 
+    /// Runs one statement. A cacheable one is prepared under a name the first time this session
+    /// sees it, and executed by name afterwards, so the server parses and plans it once.
     func execute(_ sql: SQL, cancellation: QueryCancellation?) throws(DatabaseError) -> QueryResult {
         guard let raw, PQstatus(raw) == CONNECTION_OK else {
             throw DatabaseError(.connectionLost, reason: "the connection is closed")
         }
         let (text, binds) = sql.render()
-        guard binds.count <= Int(UInt16.max) else {
-            throw DatabaseError(.invalidParameter, reason: "\(binds.count) parameters; at most 65535 are allowed")
+        let parameters = try Parameters(binds)
+        let key = StatementCache.Key(text: text, types: parameters.types)
+        guard statements.capacity > 0, StatementCache.isCacheable(key) else {
+            return try roundTrip(cancellation) { raw in parameters.send(raw, text: text) }
         }
-        // Text-format values are NUL-terminated C strings: a NUL inside one would cut it short.
-        var storage: [UInt8] = []
-        var offsets: [Int?] = []
-        for (i, bind) in binds.enumerated() {
-            guard let bytes = bind.bytes else { offsets.append(nil); continue }
-            guard !bytes.contains(0) else {
-                throw DatabaseError(.invalidParameter, reason: "parameter $\(i + 1) contains a NUL byte, which Postgres text cannot hold")
+        if let name = statements.lookup(key) {
+            // Outside a transaction the failed statement was rolled back whole, so it may run again.
+            let mayRetry = PQtransactionStatus(raw) == PQTRANS_IDLE
+            do throws(DatabaseError) {
+                return try roundTrip(cancellation) { raw in parameters.send(raw, statement: name) }
+            } catch {
+                guard Self.invalidatesStatement(error) else { throw error }
+                // The server dropped or outgrew the statement (a migration changed what
+                // `SELECT *` returns; `DEALLOCATE ALL`): forget it, and prepare it afresh once.
+                _ = statements.remove(key)
+                if error.sqlState == "0A000" { statements.markStale(name) }  // the server still holds it
+                guard mayRetry, self.raw != nil else { throw error }
             }
-            offsets.append(storage.count)
-            storage.append(contentsOf: bytes)
-            storage.append(0)
         }
-        let types = binds.map { Oid($0.type.oid) }
-        let sent: Int32 = storage.withUnsafeBufferPointer { buffer in
-            let base = UnsafeRawPointer(buffer.baseAddress).map { $0.assumingMemoryBound(to: CChar.self) }
-            let values: [UnsafePointer<CChar>?] = offsets.map { offset in offset.flatMap { base?.advanced(by: $0) } }
-            return values.withUnsafeBufferPointer { values in
-                types.withUnsafeBufferPointer { types in
-                    PQsendQueryParams(raw, text, Int32(binds.count), types.baseAddress, values.baseAddress, nil, nil, 0)
+        guard let name = try prepare(key, cancellation) else {
+            return try roundTrip(cancellation) { raw in parameters.send(raw, text: text) }
+        }
+        return try roundTrip(cancellation) { raw in parameters.send(raw, statement: name) }
+    }
+
+    /// Prepares `key` under a new name and records it; nil when it should run unnamed this time.
+    /// A statement the server refused is not recorded.
+    private func prepare(_ key: StatementCache.Key, _ cancellation: QueryCancellation?) throws(DatabaseError) -> String? {
+        guard let raw else { throw DatabaseError(.connectionLost, reason: "the connection is closed") }
+        switch PQtransactionStatus(raw) {
+        case PQTRANS_IDLE:
+            // `DEALLOCATE` of a name the server forgot fails; outside a transaction that harms nothing.
+            if statements.isFull, let evicted = statements.evictLeastRecent() { statements.markStale(evicted) }
+            let stale = statements.takeStale()
+            if !stale.isEmpty {
+                do throws(DatabaseError) {
+                    try executeScript(stale.map { "DEALLOCATE " + SQL.quoteIdentifier($0) + ";" }.joined(separator: " "))
+                } catch {
+                    if error.code != .server { throw error }
                 }
             }
+        case PQTRANS_INTRANS:
+            // A failing `DEALLOCATE` would abort the caller's transaction: no eviction in here.
+            if statements.isFull { return nil }
+        default:
+            return nil  // a failed transaction refuses to parse anything but its end
         }
-        guard sent == 1 else { throw connectionError("cannot send the statement") }
+        let name = statements.makeName()
+        _ = try roundTrip(cancellation) { raw in
+            PQsendPrepare(raw, name, key.text, Int32(key.types.count), key.types)
+        }
+        statements.insert(key, name: name)
+        return name
+    }
 
+    /// "cached plan must not change result type" and "prepared statement does not exist", told
+    /// apart by the reporting routine from the same SQLSTATEs raised by the statement itself.
+    private static func invalidatesStatement(_ error: DatabaseError) -> Bool {
+        guard error.code == .server else { return false }
+        switch (error.sqlState, error.sourceFunction) {
+        case ("0A000", "RevalidateCachedQuery"), ("26000", "FetchPreparedStatement"): return true
+        default: return false
+        }
+    }
+
+    /// Sends one request and reads its results; cancelling the caller cancels it on the server.
+    private func roundTrip(_ cancellation: QueryCancellation?,
+                           _ send: (OpaquePointer) -> Int32) throws(DatabaseError) -> QueryResult {
+        guard let raw else { throw DatabaseError(.connectionLost, reason: "the connection is closed") }
+        guard send(raw) == 1 else { throw connectionError("cannot send the statement") }
         let generation = cancelHandle.begin()
         cancellation?.attach(cancelHandle, generation: generation)
         defer {
@@ -219,6 +274,7 @@ final class LibPQConnection {
         error.tableName = field(Diag.tableName)
         error.columnName = field(Diag.columnName)
         error.constraintName = field(Diag.constraintName)
+        error.sourceFunction = field(Diag.sourceFunction)
         if error.sqlState == nil { error.code = .connectionLost }  // libpq's own errors: the link failed
         return error
     }
@@ -307,6 +363,52 @@ final class LibPQConnection {
         }
         guard PQputCopyEnd(raw, nil) == 1 else { throw connectionError("COPY could not be completed") }
         return try drainResults().affectedRows
+    }
+}
+
+/// A statement's parameters in the form libpq takes: NUL-terminated text values and type OIDs.
+private struct Parameters {
+    let types: [Oid]
+    private let storage: [UInt8]
+    private let offsets: [Int?]
+
+    init(_ binds: [SQL.Bind]) throws(DatabaseError) {
+        guard binds.count <= Int(UInt16.max) else {
+            throw DatabaseError(.invalidParameter, reason: "\(binds.count) parameters; at most 65535 are allowed")
+        }
+        // Text-format values are NUL-terminated C strings: a NUL inside one would cut it short.
+        var storage: [UInt8] = []
+        var offsets: [Int?] = []
+        for (i, bind) in binds.enumerated() {
+            guard let bytes = bind.bytes else { offsets.append(nil); continue }
+            guard !bytes.contains(0) else {
+                throw DatabaseError(.invalidParameter, reason: "parameter $\(i + 1) contains a NUL byte, which Postgres text cannot hold")
+            }
+            offsets.append(storage.count)
+            storage.append(contentsOf: bytes)
+            storage.append(0)
+        }
+        self.types = binds.map { Oid($0.type.oid) }
+        self.storage = storage
+        self.offsets = offsets
+    }
+
+    /// `PQsendQueryParams`: an unnamed statement, parsed and planned for this execution only.
+    func send(_ raw: OpaquePointer, text: String) -> Int32 {
+        withValues { PQsendQueryParams(raw, text, Int32(types.count), types, $0, nil, nil, 0) }
+    }
+
+    /// `PQsendQueryPrepared`: a statement this session prepared.
+    func send(_ raw: OpaquePointer, statement name: String) -> Int32 {
+        withValues { PQsendQueryPrepared(raw, name, Int32(types.count), $0, nil, nil, 0) }
+    }
+
+    private func withValues(_ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> Int32) -> Int32 {
+        storage.withUnsafeBufferPointer { buffer in
+            let base = UnsafeRawPointer(buffer.baseAddress).map { $0.assumingMemoryBound(to: CChar.self) }
+            let values: [UnsafePointer<CChar>?] = offsets.map { offset in offset.flatMap { base?.advanced(by: $0) } }
+            return values.withUnsafeBufferPointer { body($0.baseAddress) }
+        }
     }
 }
 

@@ -1,9 +1,14 @@
+import Synchronization
+
 /// One database connection, isolated to a thread of its own: libpq blocks there and nowhere else.
 ///
 /// Lent out by `PostgresClient.withConnection`/`withTransaction`; do not keep it past the body.
 public actor PostgresConnection {
     private let executor = DedicatedThreadExecutor()
     private let core: LibPQConnection
+    /// Whether the session was left inside a transaction, so the pool can skip the hop to this
+    /// thread on release when there is nothing to roll back (nearly always).
+    private nonisolated let leftInTransaction = Atomic<Bool>(false)
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
@@ -36,6 +41,7 @@ public actor PostgresConnection {
                        _ write: (inout CopyWriter) throws -> Void) throws -> Int {
         let target = (schema.map { SQL.quoteIdentifier($0) + "." } ?? "") + SQL.quoteIdentifier(table)
         let columnList = columns.map(SQL.quoteIdentifier).joined(separator: ", ")
+        defer { noteTransactionState() }
         try core.ensureConnected()
         return try core.copyIn("COPY \(target) (\(columnList)) FROM STDIN", produce: write)
     }
@@ -63,21 +69,38 @@ public actor PostgresConnection {
 
     private func runIsolated(_ sql: SQL, _ cancellation: QueryCancellation) throws -> QueryResult {
         guard !cancellation.isRequested else { throw CancellationError() }
+        defer { noteTransactionState() }
         try core.ensureConnected()
         return try core.execute(sql, cancellation: cancellation)
     }
 
+    private func noteTransactionState() {
+        leftInTransaction.store(core.isInTransaction, ordering: .releasing)
+    }
+
     // MARK: for the pool and migrations
 
-    func prepareForUse() throws(DatabaseError) { try core.ensureConnected() }
+    /// Rolls back what a lease left open. Connecting is left to the first statement, so a lease
+    /// costs no hop to this thread beyond its statements'.
+    nonisolated func resetAfterUse() async {
+        guard leftInTransaction.load(ordering: .acquiring) else { return }
+        await resetIsolated()
+    }
 
-    func resetAfterUse() { core.resetAfterUse() }
+    private func resetIsolated() {
+        defer { noteTransactionState() }
+        core.resetAfterUse()
+    }
 
     /// Simple-protocol script (several statements, no parameters): trusted text only.
     func executeScript(_ script: String) throws(DatabaseError) {
+        defer { noteTransactionState() }
         try core.ensureConnected()
         try core.executeScript(script)
     }
+
+    /// Statements prepared on the current session (for tests).
+    var cachedStatementCount: Int { core.cachedStatementCount }
 
     /// Closes the connection and ends its thread.
     nonisolated func close() async {

@@ -63,6 +63,9 @@ public struct DatabaseError: Error, Sendable, CustomStringConvertible, CustomDeb
     public var columnName: String?
     /// A client-side explanation, written here and free of parameters and passwords.
     public var reason: String?
+    /// `PG_DIAG_SOURCE_FUNCTION`: tells the server's own plan-cache errors from the same SQLSTATE
+    /// raised by a statement.
+    var sourceFunction: String?
 
     public init(_ code: Code, reason: String? = nil, sqlState: String? = nil) {
         self.code = code
