@@ -139,6 +139,31 @@ import FaultlineRPC
         }
     }
 
+    @Test func aConnectionLostInsideATransactionIsNotSilentlyReopenedForTheRestOfIt() async throws {
+        try await TestPostgres.withClient(database: "pg_lost_tx", maximumConnections: 1) { client in
+            try await client.execute("CREATE TABLE ledger (entry text PRIMARY KEY)")
+            let admin = PostgresClient(configuration: client.configuration)
+            let outcome: [DatabaseError?] = try await client.withConnection { connection in
+                try await connection.execute("BEGIN")
+                try await connection.execute("INSERT INTO ledger VALUES ('debit')")
+                let pid = try await connection.query("SELECT pg_backend_pid()")[0].decode(Int32.self, at: 0)
+                try await admin.execute("SELECT pg_terminate_backend(\(pid))")
+                try await eventually("the backend is gone") {
+                    try await admin.query("SELECT count(*) FROM pg_stat_activity WHERE pid = \(pid)")[0].decode(Int.self, at: 0) == 0
+                }
+                // Reconnecting here would commit the credit alone, outside the lost transaction.
+                let credit = await expectDatabaseError { try await connection.execute("INSERT INTO ledger VALUES ('credit')") }
+                let commit = await expectDatabaseError { try await connection.execute("COMMIT") }
+                return [credit, commit]
+            }
+            #expect(outcome.map { $0?.code } == [.connectionLost, .connectionLost])
+            // The pool took the connection back: the next lease reconnects, and nothing of the lost
+            // transaction landed.
+            #expect(try await client.query("SELECT count(*) FROM ledger")[0].decode(Int.self, at: 0) == 0)
+            await admin.close()
+        }
+    }
+
     @Test func concurrentTransactionsAllLand() async throws {
         try await TestPostgres.withClient(database: "pg_concurrent", maximumConnections: 4) { client in
             try await client.execute("CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL)")

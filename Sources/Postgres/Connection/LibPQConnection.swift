@@ -27,6 +27,10 @@ final class LibPQConnection {
     let cancelHandle = CancelHandle()
     /// Statements prepared on the current session; a new session starts empty.
     private var statements: StatementCache
+    /// The session was inside a transaction when last seen healthy. If it is lost then, the
+    /// transaction is gone with it: reconnecting would run the lease's next statements outside
+    /// it, so they fail until the pool takes the connection back (`resetAfterUse()` clears this).
+    private var transactionOpen = false
     private var logger: Logger { configuration.logger }
 
     init(configuration: PostgresConfiguration) {
@@ -42,6 +46,16 @@ final class LibPQConnection {
 
     /// Inside a transaction (or in an unknown state): `resetAfterUse` has something to do.
     var isInTransaction: Bool { raw.map { PQtransactionStatus($0) != PQTRANS_IDLE } ?? false }
+
+    /// The lease left something for `resetAfterUse`: an open transaction, or one lost with its session.
+    var needsReset: Bool { transactionOpen || isInTransaction }
+
+    /// Records whether a healthy session is inside a transaction; a lost one keeps what was seen last.
+    func noteTransactionState() {
+        guard let raw, PQstatus(raw) == CONNECTION_OK else { return }
+        let status = PQtransactionStatus(raw)
+        transactionOpen = status == PQTRANS_INTRANS || status == PQTRANS_INERROR
+    }
 
     func close() {
         cancelHandle.remove()
@@ -93,14 +107,21 @@ final class LibPQConnection {
                 while let notice = PQnotifies(raw) { PQfreemem(notice) }  // not ours to deliver
             }
             if PQstatus(raw) == CONNECTION_OK { return }
+            guard !transactionOpen else { throw Self.transactionLost }
             logger.info("postgres connection went away while idle; reconnecting")
+        } else if transactionOpen {
+            throw Self.transactionLost
         }
         try connect()
     }
 
+    static let transactionLost = DatabaseError(.connectionLost, reason:
+        "the connection was lost inside a transaction, which is gone with it; nothing more runs on this lease")
+
     /// Returns the connection to a clean state after a lease: a transaction the body left open is
     /// rolled back, and a connection in an unknown state is dropped.
     func resetAfterUse() {
+        transactionOpen = false
         guard let raw else { return }
         switch PQtransactionStatus(raw) {
         case PQTRANS_IDLE:

@@ -75,7 +75,8 @@ public actor PostgresConnection {
     }
 
     private func noteTransactionState() {
-        leftInTransaction.store(core.isInTransaction, ordering: .releasing)
+        core.noteTransactionState()
+        leftInTransaction.store(core.needsReset, ordering: .releasing)
     }
 
     // MARK: for the pool and migrations
