@@ -1,0 +1,47 @@
+import FaultlineRPC
+import Logging
+
+/// How the runner delivers what it owes ExperimentService (events, CompleteExecution): retried
+/// with backoff for as long as the service may still take it, given up on a final answer, so
+/// one item the service refuses never blocks a run, the relay or a restart forever.
+enum Delivery {
+    enum Outcome<Value: Sendable>: Sendable {
+        case delivered(Value)
+        /// The service's final answer: the same request would be refused again.
+        case refused(RPCError)
+        /// The calling task was cancelled (the runner stops).
+        case cancelled
+    }
+
+    /// Whether a failure is the service's final answer about the request itself. Everything
+    /// else (unreachable, overloaded, timed out, a conflict or an internal failure that may pass,
+    /// and any error that is no status) is retried.
+    static func isFinal(_ error: any Error) -> RPCError? {
+        guard let error = error as? RPCError else { return nil }
+        switch error.code {
+        case .invalidArgument, .notFound, .alreadyExists, .permissionDenied, .failedPrecondition,
+             .outOfRange, .unimplemented, .unauthenticated:
+            return error
+        default:
+            return nil
+        }
+    }
+
+    /// `body` until it succeeds, fails finally or the task is cancelled; between retryable
+    /// failures, a backoff from 100 ms doubling up to 5 s.
+    static func retrying<Value: Sendable>(_ what: String, logger: Logger, metadata: Logger.Metadata = [:],
+                                          _ body: () async throws -> Value) async -> Outcome<Value> {
+        var delay = Duration.milliseconds(100)
+        while true {
+            do {
+                return .delivered(try await body())
+            } catch {
+                if Task.isCancelled { return .cancelled }
+                if let final = isFinal(error) { return .refused(final) }
+                logger.info("\(what) not delivered yet; retrying", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+}
