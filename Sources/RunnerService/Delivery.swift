@@ -44,4 +44,10 @@ enum Delivery {
             }
         }
     }
+
+    /// The one notice a run (or a replayed spool) gets when `NULEscapes` replaced any escapes.
+    static func noticeReplacedNULs(_ counts: Logger.Metadata, total: Int, logger: Logger) {
+        guard total > 0 else { return }
+        logger.notice("replaced \\u0000 (NUL, which Postgres cannot store) with \\ufffd in what the run reported", metadata: counts)
+    }
 }

@@ -215,10 +215,7 @@ final class EventRelay: Sendable {
         }
         relay.close()
         await relay.deliver()
-        if relay.replacedNULs > 0 {
-            logger.notice("replaced \\u0000 (NUL, which Postgres cannot store) with \\ufffd in what the run reported",
-                          metadata: ["execution": "\(executionID)", "events": "\(relay.replacedNULs)"])
-        }
+        Delivery.noticeReplacedNULs(["execution": "\(executionID)", "events": "\(relay.replacedNULs)"], total: relay.replacedNULs, logger: logger)
         try? FileManager.default.removeItem(at: spoolFile.appendingPathExtension("replay"))
     }
 }

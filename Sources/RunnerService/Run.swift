@@ -367,10 +367,7 @@ final class RunHandle: ControlPeer, Sendable {
         // only; the journal file stays as chaos wrote it.
         let (journal, journalNULs) = NULEscapes.replaced(in: Self.text(runDirectory.appendingPathComponent("journal.json")))
         let eventNULs = relay.replacedNULs
-        if journalNULs + eventNULs > 0 {
-            logger.notice("replaced \\u0000 (NUL, which Postgres cannot store) with \\ufffd in what the run reported",
-                          metadata: ["journal": "\(journalNULs)", "events": "\(eventNULs)"])
-        }
+        Delivery.noticeReplacedNULs(["journal": "\(journalNULs)", "events": "\(eventNULs)"], total: journalNULs + eventNULs, logger: logger)
         var log = Self.text(runDirectory.appendingPathComponent("chaos.log"))
         let output = Self.text(runDirectory.appendingPathComponent("output.txt"))
         if !output.isEmpty { log += (log.isEmpty ? "" : "\n") + "--- chaos stdout/stderr ---\n" + output }
