@@ -27,17 +27,27 @@ enum Delivery {
         }
     }
 
+    /// RESOURCE_EXHAUSTED is either a peer asking to slow down (passes) or a message over a
+    /// size limit (the journal's, the RPC message's: never passes). Retried, but this many in a
+    /// row make it final (about 3 s of backoff).
+    static let exhaustedAttempts = 6
+
     /// `body` until it succeeds, fails finally or the task is cancelled; between retryable
     /// failures, a backoff from 100 ms doubling up to 5 s.
     static func retrying<Value: Sendable>(_ what: String, logger: Logger, metadata: Logger.Metadata = [:],
                                           _ body: () async throws -> Value) async -> Outcome<Value> {
         var delay = Duration.milliseconds(100)
+        var exhausted = 0
         while true {
             do {
                 return .delivered(try await body())
             } catch {
                 if Task.isCancelled { return .cancelled }
                 if let final = isFinal(error) { return .refused(final) }
+                if let error = error as? RPCError {
+                    exhausted = error.code == .resourceExhausted ? exhausted + 1 : 0
+                    if exhausted == exhaustedAttempts { return .refused(error) }
+                }
                 logger.info("\(what) not delivered yet; retrying", metadata: metadata.merging(["error": "\(error)"]) { $1 })
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))

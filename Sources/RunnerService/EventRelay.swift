@@ -119,7 +119,8 @@ final class EventRelay: Sendable {
     }
 
     /// Sends `batch` until delivered; how many of its events ExperimentService refused for good,
-    /// nil when cancelled. INVALID_ARGUMENT is about an event's data: the batch is halved until
+    /// nil when cancelled. INVALID_ARGUMENT (and a RESOURCE_EXHAUSTED that stayed: a size limit)
+    /// is about an event's data or the batch's size: the batch is halved until
     /// the refused events are alone, and those are dropped, so each bad event costs about
     /// log2(batch) calls and every other event is kept (resending a half is safe: delivery is
     /// idempotent on (execution, seq)). Any other final answer (the execution is gone, the
@@ -130,7 +131,7 @@ final class EventRelay: Sendable {
             return 0
         case .cancelled:
             return nil
-        case .refused(let error) where batch.count == 1 || error.code != .invalidArgument:
+        case .refused(let error) where batch.count == 1 || ![.invalidArgument, .resourceExhausted].contains(error.code):
             logger.error("ExperimentService refused events; dropped",
                          metadata: ["seq": "\(batch[batch.startIndex].seq)...\(batch[batch.endIndex - 1].seq)", "count": "\(batch.count)",
                                     "status": "\(error.code)", "message": "\(error.message)"])

@@ -401,7 +401,7 @@ final class RunHandle: ControlPeer, Sendable {
                              metadata: ["status": "\(error.code)", "message": "\(error.message)", "journal": "\(!request.journalJson.isEmpty)"])
                 // The journal is what a run sends that the runner does not control: without it the
                 // execution still ends (from the exit), rather than staying running.
-                guard error.code == .invalidArgument, !request.journalJson.isEmpty else {
+                guard [.invalidArgument, .resourceExhausted].contains(error.code), !request.journalJson.isEmpty else {
                     status.withLock { $0.proto.state = .finished }
                     return true
                 }

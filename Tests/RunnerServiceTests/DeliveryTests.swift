@@ -86,18 +86,21 @@ struct DeliveryTests {
         }
     }
 
-    @Test("CompleteExecution refused for its journal: sent once more without it, then never again")
-    func journalRefused() async throws {
-        try await StandIn.with(answers: [RPCError(.invalidArgument, "journal_json is bad"), RPCError(.invalidArgument, "still bad")]) { standIn in
+    @Test("CompleteExecution refused for its journal (invalid, too large): sent once more without it, then never again", arguments: [
+        ([RPCError(.invalidArgument, "journal_json is bad"), RPCError(.invalidArgument, "still bad")], 2),
+        (Array(repeating: RPCError(.resourceExhausted, "journal_json is bad"), count: Delivery.exhaustedAttempts) + [nil], 1),
+    ])
+    func journalRefused(_ answers: [RPCError?], refusals expected: Int) async throws {
+        try await StandIn.with(answers: answers) { standIn in
             let (handle, directory) = (standIn.handle, standIn.runDirectory)
             try Data(Self.journal("x").utf8).write(to: directory.appendingPathComponent("journal.json"))
             #expect(await handle.complete(runDirectory: directory, exit: .exited(0), reason: "", endedAt: 1))
             let received = standIn.received
-            #expect(received.map(\.journalJson.isEmpty) == [false, true])
+            #expect(received.map(\.journalJson.isEmpty) == Array(repeating: false, count: answers.count - 1) + [true])
             #expect(received.last?.reason.contains("the service refused the journal: journal_json is bad") == true)
             let refusals = standIn.logs.all.filter { $0.contains("refused CompleteExecution") }
-            #expect(refusals.count == 2)
-            #expect(refusals.first?.contains("status=INVALID_ARGUMENT") == true)
+            #expect(refusals.count == expected)
+            #expect(refusals.first?.contains("status=\(answers[0]!.code)") == true)
             #expect(refusals.first?.contains("message=journal_json is bad") == true)
         }
     }
@@ -108,6 +111,8 @@ struct DeliveryTests {
         ([RPCError(.permissionDenied, "not yours")], 1),
         ([RPCError(.unavailable, "down"), RPCError(.deadlineExceeded, "slow"), RPCError(.resourceExhausted, "busy"), nil], 4),
         ([RPCError(.aborted, "conflict"), RPCError(.internalError, "oops"), nil], 3),
+        // Exhausted that many times in a row: a size limit, not a peer asking to slow down.
+        (Array(repeating: RPCError(.resourceExhausted, "too large"), count: Delivery.exhaustedAttempts + 2), Delivery.exhaustedAttempts),
     ])
     func completionRetries(_ answers: [RPCError?], calls: Int) async throws {
         try await StandIn.with(answers: answers) { standIn in
