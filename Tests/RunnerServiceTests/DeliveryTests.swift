@@ -69,6 +69,30 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a restarted runner replays a spool holding \\u0000: stored with U+FFFD, an escaped backslash as it was")
+    func replayedSpool() async throws {
+        try await Platform.with(database: "runner_nul_spool") { platform in
+            let id = try await platform.createExperiment(RunnerTests.experiment(method: "[\(RunnerTests.getcwd)]"))
+            let created = try await platform.experiments.createExecution(.init(experimentId: id), options: Platform.options)
+            let executionID = try #require(created.execution?.id)
+            _ = try await platform.experiments.startExecution(.init(executionId: executionID, runnerId: "runner-test"), options: Platform.options)
+            let state = try StateDirectory(platform.stateDirectory)
+            try state.save(RunRecord(executionID: executionID, organization: Platform.org.rawValue, pid: 0,
+                                     runDirectory: platform.stateDirectory.appendingPathComponent("r/gone").path))
+            let spool = [ControlEvent(seq: 1, type: "loading-before", tsUs: 1, payloadJSON: #"{"out":"a\u0000b"}"#, activityName: ""),
+                         ControlEvent(seq: 2, type: "loading-after", tsUs: 2, payloadJSON: #"{"path":"C:\\u0000"}"#, activityName: "")]
+            try spool.map { try JSONEncoder().encode($0) + Data("\n".utf8) }.reduce(Data(), +).write(to: state.spoolFile(executionID))
+
+            await platform.runnerServer.recoverLeftoverRuns()
+            #expect(try await platform.execution(executionID).state == .lost)
+            let payloads = try await platform.events(executionID).map { event in
+                try JSONSerialization.jsonObject(with: Data(event.payloadJson.utf8)) as? [String: String]
+            }
+            #expect(payloads == [["out": "a\u{FFFD}b"], ["path": #"C:\u0000"#]])
+            #expect(platform.logs.all.contains { $0.contains("replaced \\u0000") && $0.contains("events=1") })
+        }
+    }
+
     static func journal(_ stdout: String) -> String {
         #"{"status": "completed", "deviated": false, "run": [{"status": "succeeded", "output": {"stdout": "\#(stdout)"}}]}"#
     }
