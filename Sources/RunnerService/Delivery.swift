@@ -13,10 +13,10 @@ enum Delivery {
         case cancelled
     }
 
-    /// Whether a failure is the service's final answer about the request itself. Everything
+    /// The failure as the service's final answer about the request itself, if it is one. Everything
     /// else (unreachable, overloaded, timed out, a conflict or an internal failure that may pass,
     /// and any error that is no status) is retried.
-    static func isFinal(_ error: any Error) -> RPCError? {
+    static func finalAnswer(_ error: any Error) -> RPCError? {
         guard let error = error as? RPCError else { return nil }
         switch error.code {
         case .invalidArgument, .notFound, .alreadyExists, .permissionDenied, .failedPrecondition,
@@ -43,7 +43,7 @@ enum Delivery {
                 return .delivered(try await body())
             } catch {
                 if Task.isCancelled { return .cancelled }
-                if let final = isFinal(error) { return .refused(final) }
+                if let final = finalAnswer(error) { return .refused(final) }
                 if let error = error as? RPCError {
                     exhausted = error.code == .resourceExhausted ? exhausted + 1 : 0
                     if exhausted == exhaustedAttempts { return .refused(error) }

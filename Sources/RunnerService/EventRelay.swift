@@ -51,8 +51,6 @@ final class EventRelay: Sendable {
     var waiting: Int64 { state.withLock { Int64($0.pending.count) } }
     var highestSeq: Int64 { state.withLock { $0.highestSeq } }
     var replacedNULs: Int { state.withLock { $0.replacedNULs } }
-    /// Events not relayed: the spool was full, or ExperimentService refused them.
-    var dropped: Int64 { state.withLock { $0.dropped } }
 
     /// From the control socket: drops duplicates (seq ≤ highest accepted), spools the rest.
     func receive(_ event: ControlEvent) {
