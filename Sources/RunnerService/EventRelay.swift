@@ -132,7 +132,7 @@ final class EventRelay: Sendable {
         case .refused(let error) where batch.count == 1 || ![.invalidArgument, .resourceExhausted].contains(error.code):
             logger.error("ExperimentService refused events; dropped",
                          metadata: ["seq": "\(batch[batch.startIndex].seq)...\(batch[batch.endIndex - 1].seq)", "count": "\(batch.count)",
-                                    "status": "\(error.code)", "message": "\(error.message)"])
+                                    "grpc.status": "\(error.code)", "error": "\(error.message)"])
             return batch.count
         case .refused:
             let middle = batch.startIndex + batch.count / 2

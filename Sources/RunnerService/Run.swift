@@ -398,7 +398,7 @@ final class RunHandle: ControlPeer, Sendable {
                 return true
             case .refused(let error):
                 logger.error("ExperimentService refused CompleteExecution; not retrying it",
-                             metadata: ["status": "\(error.code)", "message": "\(error.message)", "journal": "\(!request.journalJson.isEmpty)"])
+                             metadata: ["grpc.status": "\(error.code)", "error": "\(error.message)", "journal": "\(!request.journalJson.isEmpty)"])
                 // The journal is what a run sends that the runner does not control: without it the
                 // execution still ends (from the exit), rather than staying running.
                 guard [.invalidArgument, .resourceExhausted].contains(error.code), !request.journalJson.isEmpty else {

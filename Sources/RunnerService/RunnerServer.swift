@@ -85,7 +85,7 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
             case .refused(let error):
                 // Final (the execution is gone or already ended): asking again would not change it.
                 logger.error("ExperimentService refused to end a leftover run; forgetting it",
-                             metadata: ["execution": "\(record.executionID)", "status": "\(error.code)", "message": "\(error.message)"])
+                             metadata: ["execution": "\(record.executionID)", "grpc.status": "\(error.code)", "error": "\(error.message)"])
             case .cancelled:
                 return  // before ExperimentService heard of it: the record stays for the next start
             }

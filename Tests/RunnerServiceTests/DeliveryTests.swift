@@ -63,7 +63,7 @@ struct DeliveryTests {
             let dropped = platform.logs.all.filter { $0.contains("refused events; dropped") }
             // Each refused event was found and dropped alone, with the service's status.
             #expect(dropped.count == missing.count, "\(dropped)")
-            #expect(dropped.allSatisfy { $0.contains("count=1") && $0.contains("status=INVALID_ARGUMENT") }, "\(dropped)")
+            #expect(dropped.allSatisfy { $0.contains("count=1") && $0.contains("grpc.status=INVALID_ARGUMENT") }, "\(dropped)")
             #expect(Set(dropped.compactMap { line in line.split(separator: " ").first { $0.hasPrefix("seq=") }.map { Int64($0.split(separator: ".").last!)! } }) == missing)
             #expect(try await platform.events(run.executionId).last?.type == "experiment-after")
         }
@@ -124,8 +124,8 @@ struct DeliveryTests {
             #expect(received.last?.reason.contains("the service refused the journal: journal_json is bad") == true)
             let refusals = standIn.logs.all.filter { $0.contains("refused CompleteExecution") }
             #expect(refusals.count == expected)
-            #expect(refusals.first?.contains("status=\(answers[0]!.code)") == true)
-            #expect(refusals.first?.contains("message=journal_json is bad") == true)
+            #expect(refusals.first?.contains("grpc.status=\(answers[0]!.code)") == true)
+            #expect(refusals.first?.contains("error=journal_json is bad") == true)
         }
     }
 
