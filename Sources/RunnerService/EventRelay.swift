@@ -19,6 +19,8 @@ final class EventRelay: Sendable {
         var pendingBytes = 0
         var relayed: Int64 = 0
         var dropped: Int64 = 0
+        /// `\u0000` escapes replaced in the payloads sent (`NULEscapes`).
+        var replacedNULs = 0
         var closed = false
         var wake: CheckedContinuation<Void, Never>?
         /// `linger` waiting for a close, which ends the linger at once.
@@ -48,6 +50,7 @@ final class EventRelay: Sendable {
     var relayed: Int64 { state.withLock { $0.relayed } }
     var waiting: Int64 { state.withLock { Int64($0.pending.count) } }
     var highestSeq: Int64 { state.withLock { $0.highestSeq } }
+    var replacedNULs: Int { state.withLock { $0.replacedNULs } }
 
     /// From the control socket: drops duplicates (seq ≤ highest accepted), spools the rest.
     func receive(_ event: ControlEvent) {
@@ -75,9 +78,9 @@ final class EventRelay: Sendable {
         wake?.resume()
     }
 
-    /// Delivers until closed and drained; retries failures with backoff for as long as it takes.
+    /// Delivers until closed and drained; retries failures with backoff for as long as the
+    /// service may take them (`Delivery`).
     func deliver() async {
-        var delay = Duration.milliseconds(100)
         while true {
             enum Next { case send([ControlEvent]), wait, done }
             let next = state.withLock { state -> Next in
@@ -102,21 +105,39 @@ final class EventRelay: Sendable {
             case .send(let events):
                 batch = events
             }
-            do {
-                try await send(batch)
-                delay = .milliseconds(100)
-                state.withLock { state in
-                    state.pending.removeFirst(batch.count)
-                    state.pendingBytes -= state.pendingSizes.prefix(batch.count).reduce(0, +)
-                    state.pendingSizes.removeFirst(batch.count)
-                    state.relayed += Int64(batch.count)
-                }
-            } catch {
-                if Task.isCancelled { return }
-                logger.info("events not delivered yet; retrying", metadata: ["error": "\(error)", "waiting": "\(batch.count)"])
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
+            guard let refused = await deliver(batch[...]) else { return }
+            state.withLock { state in
+                state.pending.removeFirst(batch.count)
+                state.pendingBytes -= state.pendingSizes.prefix(batch.count).reduce(0, +)
+                state.pendingSizes.removeFirst(batch.count)
+                state.relayed += Int64(batch.count - refused)
+                state.dropped += Int64(refused)
             }
+        }
+    }
+
+    /// Sends `batch` until delivered; how many of its events ExperimentService refused for good,
+    /// nil when cancelled. INVALID_ARGUMENT (and a RESOURCE_EXHAUSTED that stayed: a size limit)
+    /// is about an event's data or the batch's size: the batch is halved until
+    /// the refused events are alone, and those are dropped, so each bad event costs about
+    /// log2(batch) calls and every other event is kept (resending a half is safe: delivery is
+    /// idempotent on (execution, seq)). Any other final answer (the execution is gone, the
+    /// runner may not report it) holds for every event: the batch is dropped whole.
+    private func deliver(_ batch: ArraySlice<ControlEvent>) async -> Int? {
+        switch await Delivery.retrying("events", logger: logger, metadata: ["waiting": "\(batch.count)"], { try await send(batch) }) {
+        case .delivered:
+            return 0
+        case .cancelled:
+            return nil
+        case .refused(let error) where batch.count == 1 || ![.invalidArgument, .resourceExhausted].contains(error.code):
+            logger.error("ExperimentService refused events; dropped",
+                         metadata: ["seq": "\(batch[batch.startIndex].seq)...\(batch[batch.endIndex - 1].seq)", "count": "\(batch.count)",
+                                    "grpc.status": "\(error.code)", "error": "\(error.message)"])
+            return batch.count
+        case .refused:
+            let middle = batch.startIndex + batch.count / 2
+            guard let first = await deliver(batch[..<middle]), let second = await deliver(batch[middle...]) else { return nil }
+            return first + second
         }
     }
 
@@ -165,15 +186,20 @@ final class EventRelay: Sendable {
         try? spool?.close()
     }
 
-    private func send(_ batch: [ControlEvent]) async throws {
+    private func send(_ batch: ArraySlice<ControlEvent>) async throws {
+        var replaced = 0
         let request = ExperimentsV1.ReportEventsRequest(events: batch.map { event in
-            ExperimentsV1.ExecutionEvent(executionId: executionID, sequence: event.seq, type: event.type,
-                                         occurredAtUs: event.tsUs, payloadJson: event.payloadJSON,
-                                         activityName: event.activityName)
+            // Postgres cannot store U+0000 (an activity's output can hold it); the spool keeps it.
+            let payload = NULEscapes.replaced(in: event.payloadJSON)
+            replaced += payload.count
+            return ExperimentsV1.ExecutionEvent(executionId: executionID, sequence: event.seq, type: event.type,
+                                                occurredAtUs: event.tsUs, payloadJson: payload.text,
+                                                activityName: event.activityName)
         })
         _ = try await client.reportEvents(options: .on(behalfOf: organization, timeout: .seconds(10))) { writer in
             try await writer.write(request)
         }
+        state.withLock { $0.replacedNULs += replaced }
     }
 
     /// Replays a spool file left by a previous runner process.
@@ -188,6 +214,7 @@ final class EventRelay: Sendable {
         }
         relay.close()
         await relay.deliver()
+        Delivery.noticeReplacedNULs(["execution": "\(executionID)", "events": "\(relay.replacedNULs)"], total: relay.replacedNULs, logger: logger)
         try? FileManager.default.removeItem(at: spoolFile.appendingPathExtension("replay"))
     }
 }

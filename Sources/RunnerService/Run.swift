@@ -360,9 +360,14 @@ final class RunHandle: ControlPeer, Sendable {
         }
     }
 
-    /// CompleteExecution with the journal and the log, retried until delivered.
-    private func complete(runDirectory: URL, exit: SpawnedProcess.Exit?, reason: String, endedAt: Int64) async -> Bool {
-        let journal = Self.text(runDirectory.appendingPathComponent("journal.json"))
+    /// CompleteExecution with the journal and the log, retried until delivered or refused; false
+    /// when cancelled (the record stays, so the next start ends the run as lost).
+    func complete(runDirectory: URL, exit: SpawnedProcess.Exit?, reason: String, endedAt: Int64) async -> Bool {
+        // Postgres cannot store U+0000, which a probe's output can hold: replaced in what is sent
+        // only; the journal file stays as chaos wrote it.
+        let (journal, journalNULs) = NULEscapes.replaced(in: Self.text(runDirectory.appendingPathComponent("journal.json")))
+        let eventNULs = relay.replacedNULs
+        Delivery.noticeReplacedNULs(["journal": "\(journalNULs)", "events": "\(eventNULs)"], total: journalNULs + eventNULs, logger: logger)
         var log = Self.text(runDirectory.appendingPathComponent("chaos.log"))
         let output = Self.text(runDirectory.appendingPathComponent("output.txt"))
         if !output.isEmpty { log += (log.isEmpty ? "" : "\n") + "--- chaos stdout/stderr ---\n" + output }
@@ -377,21 +382,32 @@ final class RunHandle: ControlPeer, Sendable {
             }
         }
             ?? ExperimentsV1.ProcessExit(exitCode: 127, signal: 0)
-        var delay = Duration.milliseconds(100)
         while true {
-            do {
-                let response = try await client.completeExecution(request, options: .on(behalfOf: organization, timeout: .seconds(30)))
+            let outcome = await Delivery.retrying("CompleteExecution", logger: logger) {
+                try await client.completeExecution(request, options: .on(behalfOf: organization, timeout: .seconds(30)))
+            }
+            switch outcome {
+            case .cancelled:
+                return false
+            case .delivered(let response):
                 status.withLock { status in
                     status.proto.state = .finished
                     status.proto.executionState = response.execution?.state ?? status.proto.executionState
                 }
                 logger.info("run complete", metadata: ["state": "\(response.execution?.state ?? .unspecified)"])
                 return true
-            } catch {
-                if Task.isCancelled { return false }
-                logger.info("CompleteExecution not delivered yet; retrying", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
+            case .refused(let error):
+                logger.error("ExperimentService refused CompleteExecution; not retrying it",
+                             metadata: ["grpc.status": "\(error.code)", "error": "\(error.message)", "journal": "\(!request.journalJson.isEmpty)"])
+                // The journal is what a run sends that the runner does not control: without it the
+                // execution still ends (from the exit), rather than staying running.
+                guard [.invalidArgument, .resourceExhausted].contains(error.code), !request.journalJson.isEmpty else {
+                    status.withLock { $0.proto.state = .finished }
+                    return true
+                }
+                request.journalJson = ""
+                let refusal = "the service refused the journal: \(error.message)"
+                request.reason = String((reason.isEmpty ? refusal : "\(reason); \(refusal)").prefix(1000))
             }
         }
     }

@@ -74,25 +74,23 @@ public final class RunnerServer: RunnersV1.RunnerService, Service, Sendable {
             SpawnedProcess.signalGroup(record.pid, SIGKILL)
             await EventRelay.replay(spoolFile: stateDirectory.spoolFile(record.executionID), executionID: record.executionID,
                                     organization: organization, client: client, logger: logger)
-            var delay = Duration.milliseconds(100)
-            var ended = false
-            while !ended, !Task.isCancelled {
-                do {
-                    _ = try await client.completeExecution(
-                        .init(executionId: record.executionID, reason: "the runner restarted while it ran"),
-                        options: .on(behalfOf: organization, timeout: .seconds(30)))
-                    ended = true
-                } catch {
-                    logger.info("could not end a leftover run yet", metadata: ["execution": "\(record.executionID)", "error": "\(error)"])
-                    try? await Task.sleep(for: delay)
-                    delay = min(delay * 2, .seconds(5))
-                }
+            let outcome = await Delivery.retrying("the end of a leftover run", logger: logger, metadata: ["execution": "\(record.executionID)"]) {
+                try await client.completeExecution(
+                    .init(executionId: record.executionID, reason: "the runner restarted while it ran"),
+                    options: .on(behalfOf: organization, timeout: .seconds(30)))
             }
-            // Stopped before ExperimentService heard of it: keep the record for the next start.
-            guard ended else { return }
+            switch outcome {
+            case .delivered:
+                logger.notice("leftover run ended as lost", metadata: ["execution": "\(record.executionID)"])
+            case .refused(let error):
+                // Final (the execution is gone or already ended): asking again would not change it.
+                logger.error("ExperimentService refused to end a leftover run; forgetting it",
+                             metadata: ["execution": "\(record.executionID)", "grpc.status": "\(error.code)", "error": "\(error.message)"])
+            case .cancelled:
+                return  // before ExperimentService heard of it: the record stays for the next start
+            }
             try? FileManager.default.removeItem(atPath: record.runDirectory)
             stateDirectory.forget(record.executionID)
-            logger.notice("leftover run ended as lost", metadata: ["execution": "\(record.executionID)"])
         }
     }
 

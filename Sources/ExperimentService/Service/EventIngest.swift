@@ -43,21 +43,7 @@ struct EventIngest {
         guard first == UInt8(ascii: "{"), last == UInt8(ascii: "}") else {
             throw RPCError(.invalidArgument, "\(field) must be a JSON object")
         }
-        guard !Self.escapesNUL(bytes) else { throw UnstorableJSON.refusal(of: field) }
-    }
-
-    /// Whether JSON text holds the escape `\u0000` (a `\\u0000` is a backslash and text, and fine).
-    /// Raw control bytes need no check: they are not JSON, which Postgres reports itself.
-    static func escapesNUL(_ bytes: String.UTF8View) -> Bool {
-        var iterator = bytes.makeIterator()
-        while let byte = iterator.next() {
-            guard byte == UInt8(ascii: "\\") else { continue }
-            guard iterator.next() == UInt8(ascii: "u") else { continue }  // skips the escaped byte
-            var digits = 0
-            while digits < 4, iterator.next() == UInt8(ascii: "0") { digits += 1 }
-            if digits == 4 { return true }
-        }
-        return false
+        guard !NULEscapes.occur(in: text) else { throw UnstorableJSON.refusal(of: field) }
     }
 
     private static func isSpace(_ byte: UInt8) -> Bool {

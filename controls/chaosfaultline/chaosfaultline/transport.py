@@ -43,6 +43,20 @@ def encode(message: dict[str, Any]) -> bytes:
     return (text + "\n").encode("utf-8", "replace")
 
 
+def without_nul(value: Any) -> Any:
+    """``value`` with U+0000 (NUL) in its strings and keys replaced by U+FFFD: the Gateway
+    keeps events and journals as Postgres jsonb, which cannot hold U+0000, and refuses the
+    whole message. A probe's output can hold it (``printf 'a\\0b'``). New containers: the
+    live journal chaoslib writes to disk stays as it is."""
+    if isinstance(value, str):
+        return value.replace("\0", "\ufffd")
+    if isinstance(value, dict):
+        return {without_nul(k) if isinstance(k, str) else k: without_nul(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_nul(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class Answer:
     state: State
@@ -436,7 +450,7 @@ class HttpTransport:
         """The decoded JSON answer ({} when empty), or None on any failure."""
         request = urllib.request.Request(
             self._config.url + path,  # type: ignore[operator]
-            data=json.dumps(body, separators=(",", ":"), default=str).encode("utf-8"),
+            data=json.dumps(without_nul(body), separators=(",", ":"), default=lambda o: without_nul(str(o))).encode("utf-8"),
             method="POST",
             headers={
                 "Authorization": f"Bearer {self._config.token}",

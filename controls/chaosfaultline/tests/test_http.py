@@ -110,6 +110,26 @@ def test_reports_to_the_gateway(chaos: Chaos, gateway: tuple[Gateway, str]) -> N
     assert completed["faultline"]["last_seq"] == journal["faultline"]["last_seq"]
 
 
+def test_nul_in_output_reaches_the_gateway_as_replacement_character(chaos: Chaos, gateway: tuple[Gateway, str]) -> None:
+    """Postgres jsonb cannot store U+0000: sent as-is, the Gateway would refuse every batch and
+    the journal, and the run would go unrecorded. The journal on disk keeps the NUL."""
+    state, url = gateway
+    probe = {"type": "probe", "name": "nul", "provider": {"type": "process", "path": "printf", "arguments": ["a\\0b"]}}
+    literal = {"type": "probe", "name": "text", "provider": {"type": "process", "path": "printf", "arguments": ["%s", "x\\u0000"]}}
+    env = {"FAULTLINE_URL": url, "FAULTLINE_TOKEN": "t", "FAULTLINE_EXECUTION_ID": "ex-nul"}
+    done = chaos.run(flow_experiment(chaos, method=[probe, literal]), env=env)
+    assert done.journal is not None and done.journal["status"] == "completed"
+    assert [a["output"]["stdout"] for a in done.journal["run"]] == ["a\0b", "x\\u0000"]
+    assert state.requests and all(r["status"] < 300 for r in state.requests)
+    for request in state.requests:
+        assert "\\x00" not in repr(request["body"])
+    after = {e["payload"]["name"]: e["payload"] for e in state.events() if e["type"] == "activity-after"}
+    outputs = {name: after[name]["output"]["stdout"] for name in ("nul", "text")}
+    assert outputs == {"nul": "a\ufffdb", "text": "x\\u0000"}
+    completed = state.requests[-1]["body"]["journal"]
+    assert [a["output"]["stdout"] for a in completed["run"]] == ["a\ufffdb", "x\\u0000"]
+
+
 def test_creates_the_execution_from_an_experiment_id(chaos: Chaos, gateway: tuple[Gateway, str]) -> None:
     state, url = gateway
     env = {"FAULTLINE_URL": url, "FAULTLINE_TOKEN": "t", "FAULTLINE_EXPERIMENT_ID": "exp-7"}
