@@ -8,6 +8,7 @@
 // ```
 public import FaultlinePostgres
 public import FaultlineRPC
+import Foundation
 public import Logging
 public import ServiceKit
 public import ServiceLifecycle
@@ -33,6 +34,13 @@ public struct ScheduleServiceConfiguration: Sendable {
     /// How long a runner that refused or could not be reached is passed over for a run.
     public var unreachableBackoff: Duration = .seconds(30)
     public var connectTimeout: Duration = .seconds(2)
+    /// SKIPPED plan runs recorded longer ago than this are deleted (a plan's latest run is always
+    /// kept); nil keeps them forever. `FAULTLINE_SCHEDULE_SKIPPED_RETENTION` (`SkippedRetention`).
+    public var skippedRetention: Duration? = .seconds(30 * 86_400)
+    /// Plan runs one prune statement deletes: small, so that no statement holds its locks for long.
+    public var pruneBatchSize = 1_000
+    /// How often the dispatch loop prunes when the last prune found nothing more to delete.
+    public var pruneInterval: Duration = .seconds(60)
 
     public init() {}
 }
@@ -51,7 +59,10 @@ public struct ScheduleServer: Sendable {
         let connections = RunnerConnections(logger: logger, connectTimeout: configuration.connectTimeout)
         let dispatcher = Dispatcher(database: database, clock: clock, connections: connections, configuration: configuration, logger: logger)
         handlers = ScheduleRPCService(database: database, runner: runner, clock: clock, dispatcher: dispatcher, logger: logger)
-        loop = DispatchLoop(dispatcher: dispatcher, logger: logger)
+        let retention = configuration.skippedRetention.map {
+            PlanRunRetention(database: database, age: $0, batchSize: configuration.pruneBatchSize)
+        }
+        loop = DispatchLoop(dispatcher: dispatcher, retention: retention, logger: logger)
     }
 
     public var services: [any RPCService] { [handlers] }
@@ -64,6 +75,13 @@ public struct ScheduleServer: Sendable {
     public func dispatchOnce() async throws -> DispatchPass {
         let pass = try await loop.dispatcher.tick()
         return DispatchPass(lostRunners: pass.lostRunners, fired: pass.fired, dispatched: pass.dispatched, queued: pass.queued, failed: pass.failed)
+    }
+
+    /// One prune batch now, at the clock's time (what the dispatch loop does every `pruneInterval`):
+    /// how many SKIPPED plan runs it deleted; 0 when retention is off.
+    @discardableResult
+    public func pruneOnce() async throws -> Int {
+        try await loop.retention?.pruneBatch(now: loop.dispatcher.clock.now()) ?? 0
     }
 
     /// Closes the connections to runners.
@@ -80,18 +98,29 @@ public struct DispatchPass: Sendable, Equatable {
 }
 
 /// Runs dispatch passes until shutdown: at once again while a pass found work, else after the
-/// poll interval. A failing pass (Postgres down) is logged and retried, never fatal.
+/// poll interval. A failing pass (Postgres down) is logged and retried, never fatal. Between passes
+/// it prunes old SKIPPED plan runs: one batch after a pass, every `pruneInterval`, or after every
+/// pass while batches come back full.
 struct DispatchLoop: Service {
     let dispatcher: Dispatcher
+    let retention: PlanRunRetention?
     let logger: Logger
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             var failures = 0
+            var nextPrune = dispatcher.clock.now()
             while !Task.isCancelled {
                 do {
                     let pass = try await dispatcher.tick()
                     failures = 0
+                    let now = dispatcher.clock.now()
+                    if let retention, now >= nextPrune {
+                        let pruned = try await retention.pruneBatch(now: now)
+                        let interval = pruned < retention.batchSize ? dispatcher.configuration.pruneInterval : .zero
+                        nextPrune = now.addingTimeInterval(TimeInterval(interval.micros) / 1_000_000)
+                        if pruned > 0 { logger.debug("pruned skipped plan runs", metadata: ["count": "\(pruned)"]) }
+                    }
                     if pass.fired > 0 || pass.dispatched > 0 { continue }
                     try? await Task.sleep(for: dispatcher.configuration.pollInterval)
                 } catch {

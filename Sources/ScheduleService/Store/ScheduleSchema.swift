@@ -116,5 +116,9 @@ enum ScheduleSchema {
             -- Empty: a shared runner (every organisation); else the organisations whose runs alone it takes.
             ALTER TABLE runners ADD COLUMN organizations text[] NOT NULL DEFAULT '{}';
             """),
+        Migration(version: 3, name: "retention of skipped plan runs", sql: """
+            -- The retention prune takes the oldest SKIPPED runs first (PlanRunRetention).
+            CREATE INDEX plan_runs_skipped_age ON plan_runs (created_us) WHERE state = 5;
+            """),
     ])
 }

@@ -12,7 +12,9 @@ struct ScheduleServiceCommand: AsyncParsableCommand {
         abstract: "Serve ScheduleService over gRPC and dispatch due plans to runners (schema `schedules`).",
         discussion: """
             Runners register and heartbeat with `authorization: Bearer $FAULTLINE_RUNNER_CREDENTIAL` (unset: no runner \
-            can register, so nothing is dispatched). Any number of replicas may share one database.
+            can register, so nothing is dispatched). Any number of replicas may share one database. \
+            SKIPPED plan runs older than FAULTLINE_SCHEDULE_SKIPPED_RETENTION (30d, 12h; 0 or off: never; default 30d) are \
+            deleted, except each plan's latest run.
             """
     )
 
@@ -23,6 +25,14 @@ struct ScheduleServiceCommand: AsyncParsableCommand {
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let credential = environment["FAULTLINE_RUNNER_CREDENTIAL", default: ""]
+        var configuration = ScheduleServiceConfiguration()
+        if let text = environment[SkippedRetention.variable] {
+            do {
+                configuration.skippedRetention = try SkippedRetention.parse(text)
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
         let host = try options.host(name: "schedule-service", environmentPrefix: "SCHEDULE", defaultPort: Self.defaultPort)
         if credential.isEmpty {
             host.logger.warning("FAULTLINE_RUNNER_CREDENTIAL is not set: no runner can register, so nothing will be dispatched")
@@ -30,7 +40,8 @@ struct ScheduleServiceCommand: AsyncParsableCommand {
         try await host.run(prepare: { database in
             _ = try await ScheduleServer.migrations.apply(on: database)
         }, build: { database in
-            let server = ScheduleServer(database: database, runner: RunnerCredential(credential), logger: host.logger)
+            let server = ScheduleServer(database: database, runner: RunnerCredential(credential), logger: host.logger,
+                                         configuration: configuration)
             return .init(rpcServices: server.services, background: [server.dispatcher])
         })
     }
