@@ -319,7 +319,7 @@ let package = Package(
         .testTarget(
             name: "FaultlineCommandTests",
             dependencies: [
-                "faultline", "ServiceKit",
+                "faultline", "ScheduleService", "ServiceKit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

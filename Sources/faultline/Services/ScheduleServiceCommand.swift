@@ -25,14 +25,7 @@ struct ScheduleServiceCommand: AsyncParsableCommand {
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let credential = environment["FAULTLINE_RUNNER_CREDENTIAL", default: ""]
-        var configuration = ScheduleServiceConfiguration()
-        if let text = environment[SkippedRetention.variable] {
-            do {
-                configuration.skippedRetention = try SkippedRetention.parse(text)
-            } catch {
-                throw ValidationError(error.description)
-            }
-        }
+        let configuration = try Self.configuration(environment)
         let host = try options.host(name: "schedule-service", environmentPrefix: "SCHEDULE", defaultPort: Self.defaultPort)
         if credential.isEmpty {
             host.logger.warning("FAULTLINE_RUNNER_CREDENTIAL is not set: no runner can register, so nothing will be dispatched")
@@ -44,5 +37,18 @@ struct ScheduleServiceCommand: AsyncParsableCommand {
                                          configuration: configuration)
             return .init(rpcServices: server.services, background: [server.dispatcher])
         })
+    }
+
+    /// The settings read from the environment; a malformed one stops the service at startup, named.
+    static func configuration(_ environment: [String: String]) throws -> ScheduleServiceConfiguration {
+        var configuration = ScheduleServiceConfiguration()
+        if let text = environment[SkippedRetention.variable] {
+            do {
+                configuration.skippedRetention = try SkippedRetention.parse(text)
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
+        return configuration
     }
 }
