@@ -178,6 +178,22 @@ import Testing
         }
     }
 
+    /// The loop's timing, by the clock: every interval while there is little to do, at once while
+    /// batches come back full, at once after the clock stepped back.
+    @Test func pruneTimer() {
+        let start = utc("2026-06-01T10:00:00Z")
+        var timer = PruneTimer(interval: .seconds(60), batchSize: 1_000, next: start)
+        #expect(timer.isDue(start))
+        timer.pruned(12, at: start)
+        #expect(!timer.isDue(start.addingTimeInterval(59)))
+        #expect(timer.isDue(start.addingTimeInterval(60)))
+        timer.pruned(1_000, at: start.addingTimeInterval(60))
+        #expect(timer.isDue(start.addingTimeInterval(60)), "a full batch: more is left")
+        timer.pruned(0, at: start.addingTimeInterval(60))
+        #expect(!timer.isDue(start.addingTimeInterval(119)) && !timer.isDue(start.addingTimeInterval(60)))
+        #expect(timer.isDue(start.addingTimeInterval(-1)), "the clock stepped back past the interval")
+    }
+
     @Test(arguments: [
         ("30d", Duration?.some(.seconds(30 * 86_400))), ("1d", .seconds(86_400)), ("12h", .seconds(12 * 3600)), ("1h", .seconds(3600)),
         ("3650d", .seconds(3650 * 86_400)), ("87600h", .seconds(87_600 * 3600)), ("0", nil), ("off", nil),

@@ -109,16 +109,17 @@ struct DispatchLoop: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             var failures = 0
-            var nextPrune = dispatcher.clock.now()
+            var timer = retention.map {
+                PruneTimer(interval: dispatcher.configuration.pruneInterval, batchSize: $0.batchSize, next: dispatcher.clock.now())
+            }
             while !Task.isCancelled {
                 do {
                     let pass = try await dispatcher.tick()
                     failures = 0
                     let now = dispatcher.clock.now()
-                    if let retention, now >= nextPrune {
+                    if let retention, timer?.isDue(now) == true {
                         let pruned = try await retention.pruneBatch(now: now)
-                        let interval = pruned < retention.batchSize ? dispatcher.configuration.pruneInterval : .zero
-                        nextPrune = now.addingTimeInterval(TimeInterval(interval.micros) / 1_000_000)
+                        timer?.pruned(pruned, at: now)
                         if pruned > 0 { logger.debug("pruned skipped plan runs", metadata: ["count": "\(pruned)"]) }
                     }
                     if pass.fired > 0 || pass.dispatched > 0 { continue }

@@ -33,6 +33,23 @@ struct PlanRunRetention: Sendable {
     }
 }
 
+/// When the dispatch loop prunes next: `interval` after a batch that left nothing more to delete,
+/// at once after a full one. A clock that stepped back further than the interval prunes at once
+/// rather than waiting for the old time to come round again.
+struct PruneTimer {
+    let interval: Duration
+    let batchSize: Int
+    private(set) var next: Date
+
+    func isDue(_ now: Date) -> Bool {
+        now >= next || now.micros < next.micros - interval.micros
+    }
+
+    mutating func pruned(_ count: Int, at now: Date) {
+        next = count < batchSize ? Date(micros: now.micros + interval.micros) : now
+    }
+}
+
 /// How long SKIPPED plan runs are kept: `FAULTLINE_SCHEDULE_SKIPPED_RETENTION`.
 public enum SkippedRetention {
     public static let variable = "FAULTLINE_SCHEDULE_SKIPPED_RETENTION"
