@@ -95,6 +95,8 @@ struct ConsoleUnavailableTests {
                          "/console/executions/exe_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa", "/console/plans/new"] {
                 Self.expectUnavailable(try await h.page(path, cookie: cookie), naming: "ExperimentService", path)
             }
+            // The cause is the operator's, in the log.
+            #expect(h.logs.all.contains { $0.contains("console page without its service") && $0.contains("ExperimentService") && $0.contains("cannot reach") })
             // The template catalogue is the gateway's own.
             #expect(try await h.page("/console/templates", cookie: cookie).status == 200)
         }

@@ -1,5 +1,6 @@
 import FaultlineRPC
 import Hummingbird
+import Logging
 
 /// The service a console page depends on, and the one rule for when it cannot be reached: the
 /// page is a 503 naming the service, never the RPC's own message (it names hosts and ports).
@@ -23,9 +24,14 @@ enum ConsoleBackend: String, Sendable {
                 detail: "\(backend?.rawValue ?? "A service this page needs") is unavailable right now, so this page cannot be shown; try again in a moment.")
     }
 
-    /// `body`, with an unreachable service reported as this one's 503.
-    func guarding<T>(_ body: () async throws -> T) async throws -> T {
-        do { return try await body() } catch where Self.unreachable(error) { throw Self.problem(self) }
+    /// `body`, with an unreachable service reported as this one's 503 (its cause logged, not shown).
+    func guarding<T>(_ logger: Logger, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as RPCError where Self.unreachable(error) {
+            logger.warning("console page without its service", metadata: ["service": "\(rawValue)", "grpc.status": "\(error.code)", "error": "\(error)"])
+            throw Self.problem(self)
+        }
     }
 
     /// The group-wide `guarding` for the pages whose main content comes from `backend`.
@@ -34,7 +40,7 @@ enum ConsoleBackend: String, Sendable {
         let backend: ConsoleBackend
 
         func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
-            try await backend.guarding { try await next(request, context) }
+            try await backend.guarding(context.logger) { try await next(request, context) }
         }
     }
 }

@@ -327,7 +327,7 @@ struct PlanPages {
         let integrationChoices: PlanIntegrations = if let integrations { integrations } else { try await PlanIntegrations.load(gateway, options) }
         var experiments = ExperimentsV1.ListExperimentsRequest()
         experiments.pageSize = 200
-        let experimentList = try await ConsoleBackend.experiments.guarding {
+        let experimentList = try await ConsoleBackend.experiments.guarding(context.logger) {
             try await gateway.experiments.listExperiments(experiments, options: options).experiments
         }
         var environments = SecretsV1.ListEnvironmentsRequest()
