@@ -34,7 +34,10 @@ struct Harness: Sendable {
     /// The runner credential SecretService and ScheduleService accept.
     static let runnerCredential = "gateway-test-runner-credential"
 
+    /// `unreachable`: the gateway's client of each of those services points at a port that
+    /// refuses connections (the service itself still runs, for the test's own setup).
     static func with(_ name: String, runners: Bool = false, secrets: Bool = true, schedules: Bool = true,
+                     unreachable: Set<ConsoleBackend> = [],
                      _ body: @Sendable (Harness) async throws -> Void) async throws {
         var logger = Logger(label: "gateway-test")
         logger.logLevel = .critical
@@ -73,15 +76,18 @@ struct Harness: Sendable {
             let port = try await rpc.listeningPort
             let rpcClient = RPCClient(host: "127.0.0.1", port: port, logger: logger)
             let experiments = ExperimentsV1.ExperimentClient(rpcClient)
+            let refusing = try RefusingPort()
+            let nowhere = RPCClient(host: "127.0.0.1", port: refusing.port, logger: logger)
+            func client(_ backend: ConsoleBackend) -> RPCClient { unreachable.contains(backend) ? nowhere : rpcClient }
             var gatewayConfiguration = GatewayConfiguration()
             gatewayConfiguration.port = 0
             gatewayConfiguration.runnerCredential = Self.runnerCredential  // the Reliably routes reveal with it
             gatewayConfiguration.maximumBodyBytes = 256 << 10
             gatewayConfiguration.allowedOrigins = ["https://ui.example"]
-            let gateway = Gateway(configuration: gatewayConfiguration, tokens: tokens, experiments: experiments,
+            let gateway = Gateway(configuration: gatewayConfiguration, tokens: tokens, experiments: ExperimentsV1.ExperimentClient(client(.experiments)),
                                   runners: runners ? RunnersV1.RunnerClient(rpcClient) : nil,
-                                  secrets: secrets ? SecretsV1.SecretClient(rpcClient) : nil,
-                                  schedules: schedules ? SchedulesV1.ScheduleClient(rpcClient) : nil,
+                                  secrets: secrets ? SecretsV1.SecretClient(client(.secrets)) : nil,
+                                  schedules: schedules ? SchedulesV1.ScheduleClient(client(.schedules)) : nil,
                                   dependencies: [("experiment-service", rpcClient)] + (secrets ? [("secret-service", rpcClient)] : [])
                                       + (schedules ? [("schedule-service", rpcClient)] : []),
                                   logger: logs.logger("gateway"))
@@ -93,12 +99,15 @@ struct Harness: Sendable {
                 }
             } catch {
                 await rpcClient.close()
+                await nowhere.close()
                 group.cancelAll()
                 await database.close()
                 throw error
             }
             await rpcClient.close()
+            await nowhere.close()
             await scheduleServer.close()
+            withExtendedLifetime(refusing) {}
             group.cancelAll()
         }
         await database.close()
@@ -175,4 +184,27 @@ enum Fixtures {
               type: process
               path: "true"
         """
+}
+
+/// A loopback TCP port bound but never listening: every connection to it is refused, and no
+/// other process can take the port while this lives.
+final class RefusingPort: Sendable {
+    let port: Int
+    private let descriptor: Int32
+
+    init() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.descriptor = descriptor
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+        }
+        guard descriptor >= 0, bound else { throw HarnessError("cannot bind a refusing port") }
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(descriptor) }
 }

@@ -39,9 +39,13 @@ struct Console {
         }
         open.post("sign-in") { request, context in try await signIn(request, context) }
 
-        let pages = router.group("console").add(middleware: ConsolePageMiddleware(session: session, requiresSession: true))
+        let signedIn = router.group("console").add(middleware: ConsolePageMiddleware(session: session, requiresSession: true))
+        // Each page's main service, so a page whose service is unreachable is a 503 naming it.
+        let pages = signedIn.group().add(middleware: ConsoleBackend.Middleware(backend: .experiments))
+        let secretPages = signedIn.group().add(middleware: ConsoleBackend.Middleware(backend: .secrets))
+        let schedulePages = signedIn.group().add(middleware: ConsoleBackend.Middleware(backend: .schedules))
         pages.get { request, context in try await overview(request, context) }
-        pages.post("sign-out") { request, context in
+        signedIn.post("sign-out") { request, context in
             let principal = try context.require(.read)
             _ = try await ConsoleForms.read(Empty.self, request, context)
             try await session.signOut(principal)
@@ -51,10 +55,10 @@ struct Console {
         }
         ExperimentPages(console: self).register(on: pages)
         ExecutionPages(console: self).register(on: pages)
-        HaltSwitch(console: self).register(on: pages)
-        EnvironmentPages(console: self).register(on: pages)
-        IntegrationPages(console: self).register(on: pages)
-        PlanPages(console: self).register(on: pages)
+        HaltSwitch(console: self).register(on: schedulePages)
+        EnvironmentPages(console: self).register(on: secretPages)
+        IntegrationPages(console: self).register(on: secretPages)
+        PlanPages(console: self).register(on: schedulePages)
         TemplatePages(console: self).register(on: pages)
         // Last: the router runs it for unmatched paths too (its not-found responder is built with
         // every router middleware), so an unknown console page is an HTML page, not a problem.
@@ -183,7 +187,8 @@ struct ConsolePageMiddleware: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            let problem = Problem(from: error)
+            // A page outside every backend group still never shows the RPC's own words.
+            let problem = ConsoleBackend.unreachable(error) ? ConsoleBackend.problem(nil) : Problem(from: error)
             if problem.status.code >= 500 {
                 context.logger.error("console request failed", metadata: ["error": "\(String(reflecting: type(of: error)))", "code": "\(problem.code)"])
             }

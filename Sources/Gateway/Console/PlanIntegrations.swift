@@ -17,14 +17,24 @@ struct PlanIntegrations {
     /// False when the organisation has more than one page: an id missing from `integrations` may
     /// still be its own, and the gateway's reference check decides.
     let complete: Bool
+    /// True when SecretService could not be reached: the form and page still show, with the
+    /// plan's ids as they are and a word on why their names are missing.
+    var unavailable = false
 
     static let empty = PlanIntegrations(integrations: [], complete: true)
+    static let unreachable = PlanIntegrations(integrations: [], complete: false, unavailable: true)
 
     static func load(_ gateway: Gateway, _ options: CallOptions) async throws -> PlanIntegrations {
         guard let secrets = gateway.secrets else { return .empty }
-        let page = try await secrets.listIntegrations(.init(pageSize: pageSize, pageToken: ""), options: options)
-        return PlanIntegrations(integrations: page.integrations, complete: page.nextPageToken.isEmpty)
+        do {
+            let page = try await secrets.listIntegrations(.init(pageSize: pageSize, pageToken: ""), options: options)
+            return PlanIntegrations(integrations: page.integrations, complete: page.nextPageToken.isEmpty)
+        } catch where ConsoleBackend.unreachable(error) {
+            return .unreachable
+        }
     }
+
+    static let unavailableNotice = "The organisation\u{2019}s integrations cannot be loaded right now: SecretService is unavailable."
 
     /// The ids a form chose, in a stable order.
     static func chosen(_ form: PlanForm) -> [String] {
@@ -40,6 +50,13 @@ struct PlanIntegrations {
     /// as unknown, whether it is malformed, deleted or another organisation's.
     func problem(with ids: [String]) -> String? {
         guard ids.count <= Self.maximum else { return "Choose at most \(Self.maximum) integrations." }
+        // Refused, not saved unchecked: the gateway's reference check asks the same SecretService,
+        // so nothing can verify them now, and a plan must not fire with an id nobody checked (a
+        // deleted or another organisation's). The form keeps them ticked, so nothing is lost:
+        // the user saves again when SecretService is back, or unticks them to save the rest.
+        if unavailable, !ids.isEmpty {
+            return "The chosen integrations cannot be checked right now (SecretService is unavailable): save again shortly, or untick them to save without them."
+        }
         let known = Set(integrations.map(\.id))
         let unknown = ids.filter { id in
             guard !known.contains(id) else { return false }
@@ -65,8 +82,11 @@ struct PlanIntegrations {
         }
         let known = Set(integrations.map(\.id))
         var items = integrations.map { i in box(i.id, "\(i.name) <span class=\"muted\">(\(Self.kindTitle(i)))</span>") }
-        items += chosen.filter { !known.contains($0) }.prefix(Self.maximum).map { box($0, "<code>\($0)</code> <span class=\"muted\">(not found)</span>") }
-        let list: HTML = items.isEmpty
+        let missing: HTML = unavailable ? "(not checked)" : "(not found)"
+        items += chosen.filter { !known.contains($0) }.prefix(Self.maximum).map { box($0, "<code>\($0)</code> <span class=\"muted\">\(missing)</span>") }
+        let notice: HTML = unavailable ? "<p class=\"notice\" id=\"integrations-unavailable\" role=\"status\">\(Self.unavailableNotice)</p>" : .empty
+        let list: HTML = unavailable ? "\(notice)\(items.isEmpty ? .empty : "<ul class=\"choices\" id=\"integration-choices\">\(items)</ul>" as HTML)"
+            : items.isEmpty
             ? "<p id=\"no-integrations\">Your organisation has no integrations yet. <a href=\"/console/integrations/new\">Create one</a>, then come back to this form.</p>"
             : "<ul class=\"choices\" id=\"integration-choices\">\(items)</ul>"
         return """
@@ -79,6 +99,10 @@ struct PlanIntegrations {
     /// The plan page's entry: each integration linked with its kind; an id no longer found says so.
     func facts(_ ids: [String]) -> HTML {
         guard !ids.isEmpty else { return "<span class=\"muted\">none</span>" }
+        if unavailable {
+            let items = ids.map { id -> HTML in "<li><code>\(id)</code></li>" }
+            return "<p class=\"muted\" id=\"integrations-unavailable\">Names not shown: \(Self.unavailableNotice)</p><ul id=\"plan-integrations\">\(items)</ul>"
+        }
         let byID = Dictionary(integrations.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let items = ids.map { id -> HTML in
             guard let i = byID[id] else { return "<li><code>\(id)</code> <span class=\"muted\">(not found)</span></li>" }

@@ -137,8 +137,8 @@ struct PlanPages {
             let name = try? await gateway.secrets?.getEnvironment(.init(environmentId: spec.environmentId), options: options).environment?.name
             environment = "\(name ?? spec.environmentId) <code>\(spec.environmentId)</code>"
         }
-        // Names are a nicety here: without SecretService the ids still show.
-        let integrations = spec.integrationIds.isEmpty ? PlanIntegrations.empty : (try? await PlanIntegrations.load(gateway, options)) ?? .empty
+        // Names are a nicety here: without SecretService the ids still show, saying why.
+        let integrations = spec.integrationIds.isEmpty ? PlanIntegrations.empty : (try? await PlanIntegrations.load(gateway, options)) ?? .unreachable
         let preview = try? await schedules().previewSchedule(Self.previewRequest(plan, count: 5), options: options)
         let zone = Self.zone(of: spec)
 
@@ -266,6 +266,9 @@ struct PlanPages {
                 errors[PlanForm.field(of: error.message, parsed: parsed) ?? "form"] = PlanForm.humane(error.message)
             } catch let error as RPCError where error.code == .aborted {
                 errors["form"] = "Someone changed this plan since you opened it; reload the page to edit the latest version."
+            } catch where ConsoleBackend.unreachable(error) {
+                // The reference check (ExperimentService, SecretService) or the save itself: the form stays, with its reason.
+                errors["form"] = "The plan cannot be checked and saved right now (a service is unavailable); your form is kept: save again shortly."
             } catch let problem as Problem where problem.status == .notFound && problem.code != "plan.not_found" {
                 errors[problem.code.hasPrefix("environment") ? "environment_id" : problem.code.hasPrefix("integration") ? PlanIntegrations.field : "experiment_id"] =
                     "Not found: choose one of your organisation\u{2019}s."
@@ -324,7 +327,9 @@ struct PlanPages {
         let integrationChoices: PlanIntegrations = if let integrations { integrations } else { try await PlanIntegrations.load(gateway, options) }
         var experiments = ExperimentsV1.ListExperimentsRequest()
         experiments.pageSize = 200
-        let experimentList = try await gateway.experiments.listExperiments(experiments, options: options).experiments
+        let experimentList = try await ConsoleBackend.experiments.guarding(context.logger) {
+            try await gateway.experiments.listExperiments(experiments, options: options).experiments
+        }
         var environments = SecretsV1.ListEnvironmentsRequest()
         environments.pageSize = 200
         let environmentList = (try? await gateway.secrets?.listEnvironments(environments, options: options).environments) ?? []
@@ -357,7 +362,11 @@ struct PlanPages {
         if !form["experiment_id"].isEmpty, !experimentChoices.contains(where: { $0.0 == form["experiment_id"] }) {
             experimentChoices.append((form["experiment_id"], form["experiment_id"]))
         }
-        let environmentChoices = [("", "None")] + environmentList.map { ($0.id, $0.name) }
+        var environmentChoices = [("", "None")] + environmentList.map { ($0.id, $0.name) }
+        // Kept when SecretService cannot list it, so saving an edit never drops it unseen.
+        if !form["environment_id"].isEmpty, !environmentChoices.contains(where: { $0.0 == form["environment_id"] }) {
+            environmentChoices.append((form["environment_id"], form["environment_id"]))
+        }
 
         let windowRows = (0..<form.rows("w")).map { row -> HTML in
             let key = "w\(row)"
