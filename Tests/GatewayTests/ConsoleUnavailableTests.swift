@@ -87,6 +87,21 @@ struct ConsoleUnavailableTests {
         }
     }
 
+    @Test("the JSON API without a service: 503 problem+json whose detail names no host or port; the cause is logged")
+    func apiWithoutService() async throws {
+        try await Harness.with("api_no_experiments", unreachable: [.experiments]) { h in
+            for path in ["/api/v1/experiments", "/api/v1/experiments/exp_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+                let reply = try await h.call(.get, path, token: h.token("a", .viewer))
+                #expect(reply.status == 503, "\(path): \(reply.text)")
+                #expect(reply.headers[.contentType] == "application/problem+json")
+                #expect(reply.json["code"] as? String == "rpc.unavailable")
+                #expect(reply.json["detail"] as? String == "a service this request needs is unavailable; retry shortly")
+                for leak in Self.leaks where leak != "rpc." { #expect(!reply.text.contains(leak), "\(path) shows \(leak)") }
+            }
+            #expect(h.logs.all.contains { $0.contains("request failed") && $0.contains("cannot reach") })
+        }
+    }
+
     @Test("without ExperimentService or ScheduleService: their pages are 503s naming the service; the overview keeps working without ScheduleService")
     func pagesWithoutServices() async throws {
         try await Harness.with("console_no_experiments", unreachable: [.experiments]) { h in

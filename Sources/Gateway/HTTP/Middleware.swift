@@ -1,4 +1,5 @@
 import Foundation
+import FaultlineRPC
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -31,7 +32,9 @@ struct EdgeMiddleware: RouterMiddleware {
                     problem = .methodNotAllowed(request.method)
                 }
                 if problem.status.code >= 500 {
-                    context.logger.error("request failed", metadata: ["error": "\(String(reflecting: type(of: error)))", "code": "\(problem.code)"])
+                    var metadata: Logger.Metadata = ["error": "\(String(reflecting: type(of: error)))", "code": "\(problem.code)"]
+                    if let rpc = error as? RPCError { metadata["cause"] = "\(rpc.message)" }  // what the client is not told
+                    context.logger.error("request failed", metadata: metadata)
                 }
                 response = problem.response(requestID: context.requestID)
             }

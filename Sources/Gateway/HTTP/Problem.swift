@@ -82,9 +82,14 @@ extension Problem {
         default: .internalServerError
         }
         let name = rpc.code.description.lowercased()
-        // Server-side failures keep their message private: it may name tables or hosts.
-        let detail = status.code >= 500 && rpc.code != .unavailable && rpc.code != .deadlineExceeded
-            ? "internal error" : rpc.message
+        // Server-side failures keep their message private: it may name tables, hosts and ports
+        // (an unreachable service's error is the RPC client's "cannot reach HOST:PORT"). The
+        // edge logs the cause.
+        let detail = switch rpc.code {
+        case .unavailable: "a service this request needs is unavailable; retry shortly"
+        case .deadlineExceeded: "a service this request needs did not answer in time; retry shortly"
+        default: status.code >= 500 ? "internal error" : rpc.message
+        }
         let problems = rpc.validationReport?.problems.map(ProblemItem.init) ?? []
         self.init(status, code: problems.isEmpty ? "rpc.\(name)" : "experiment.invalid", detail: detail, problems: problems)
     }
