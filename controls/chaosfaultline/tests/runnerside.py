@@ -221,7 +221,8 @@ class Chaos:
             command += ["--control-file", str(path)]
         command += ["--journal-path", str(journal), *(extra or []), str(experiment)]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("FAULTLINE_")}
-        environment["PYTHONPATH"] = str(self.workdir)
+        # An inherited PYTHONPATH (a source tree under test) stays behind the work directory.
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.workdir), os.environ.get("PYTHONPATH")]))
         environment.update(env or {})
         process = subprocess.Popen(
             command,
