@@ -500,6 +500,10 @@ class HttpTransport:
                 pending.append(item)
             before = len(pending)
             pending, retry = self._deliver(pending)
+            if retry is None:
+                self._failures.succeeded()
+            else:
+                self._failures.failed(retry.reason)
             with self._lock:
                 self._queued -= before - len(pending)
                 if self.silenced:
@@ -508,14 +512,9 @@ class HttpTransport:
                     return
                 if not pending and self._queued == 0:
                     self._idle.set()
-            if retry is None:
-                self._failures.succeeded()
-                continue
-            self._failures.failed(retry.reason)
-            if self.silenced:
-                continue  # the lock block above ends the loop
-            backoff = min(0.25 * 2**self._failures.consecutive, 2.0)
-            self._sleep(max(backoff, retry.retry_after_s or 0.0))
+            if retry is not None:
+                backoff = min(0.25 * 2**self._failures.consecutive, 2.0)
+                self._sleep(max(backoff, retry.retry_after_s or 0.0))
 
     def _deliver(self, events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Reply | None]:
         """Sends ``events``; returns those still to send (a tail of ``events``) and the
