@@ -391,6 +391,8 @@ def retry_after_seconds(value: str | None) -> float | None:
     value = value.strip()
     try:
         seconds = float(int(value))
+    except OverflowError:
+        seconds = RETRY_AFTER_CAP_S
     except ValueError:
         try:
             seconds = parsedate_to_datetime(value).timestamp() - time.time()
