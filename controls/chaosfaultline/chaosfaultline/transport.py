@@ -21,6 +21,7 @@ import urllib.parse
 import urllib.request
 from collections import deque
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
 from chaosfaultline import PROTOCOL_VERSION
@@ -32,6 +33,11 @@ MAX_LINE_BYTES = 1024 * 1024  # both directions, newline included
 RESEND_BUFFER_EVENTS = 1024
 RESEND_BUFFER_BYTES = 8 * 1024 * 1024
 HTTP_BATCH_EVENTS = 500
+# The longest a Gateway's Retry-After holds the sender (and the completion) back: as long as
+# `flush` waits for the queue after the last event.
+RETRY_AFTER_CAP_S = 5.0
+# How much of an error answer is read for its problem `code` and `detail`.
+PROBLEM_BODY_BYTES = 64 * 1024
 
 State = Literal["run", "pause", "terminate"]
 
@@ -330,9 +336,79 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+# 4xx answers that refuse the body itself: another body (fewer events) may be taken.
+REFUSED_BODY = frozenset({400, 413, 422})
+# Answers worth asking again: the Gateway, or something in front of it, is busy or down.
+RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One POST's outcome, classified once for every caller.
+
+    ``kind``: ``ok`` (2xx; ``body`` is the decoded answer), ``retry`` (connection error, timeout,
+    3xx, 408, 425, 429, 5xx: the same request may succeed later), ``refused`` (400, 413, 422:
+    this body will never be taken) or ``final`` (any other 4xx: no request of this run will be).
+    """
+
+    kind: Literal["ok", "retry", "refused", "final"]
+    body: Any = None
+    status: int | None = None
+    code: str | None = None
+    detail: str | None = None
+    retry_after_s: float | None = None
+    reason: str = ""
+
+    @staticmethod
+    def of_status(status: int, headers: Any, raw: bytes) -> Reply:
+        code, detail = _problem(raw)
+        shown = f"HTTP {status}" + (f" {code}" if code else "") + (f": {detail}" if detail else "")
+        if status in RETRYABLE_4XX or status >= 500 or status < 400:
+            retry_after = retry_after_seconds(headers.get("Retry-After") if headers is not None else None)
+            return Reply("retry", status=status, code=code, detail=detail, retry_after_s=retry_after, reason=shown)
+        kind: Literal["refused", "final"] = "refused" if status in REFUSED_BODY else "final"
+        return Reply(kind, status=status, code=code, detail=detail, reason=shown)
+
+
+def _problem(raw: bytes) -> tuple[str | None, str | None]:
+    """The Gateway's problem ``code`` and ``detail`` (RFC 9457 body), clipped; None for
+    whatever is missing, not JSON or not a string: an error body is only ever logged."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None, None
+    if not isinstance(obj, dict):
+        return None, None
+    clipped = [v[:200] if isinstance(v, str) else None for v in (obj.get("code"), obj.get("detail"))]
+    return clipped[0], clipped[1]
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` (delta-seconds or HTTP-date) as seconds within [0, RETRY_AFTER_CAP_S];
+    None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(int(value))
+    except OverflowError:
+        seconds = RETRY_AFTER_CAP_S
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
+
+
 class HttpTransport:
     """Batches events to the Gateway from a background thread so a slow Gateway never
-    holds up an activity. Report only: over HTTP there is no pause or terminate."""
+    holds up an activity. Report only: over HTTP there is no pause or terminate.
+
+    What is retried and what is not follows `Reply`: a retryable answer keeps the batch and
+    counts a failure (``max_consecutive_failures`` in a row silence the run); a refused batch
+    is split until the refused events are alone, and only those are dropped; any other 4xx
+    stops reporting for the run at once, since no later request can succeed."""
 
     def __init__(self, config: Config) -> None:
         assert config.url and config.token
@@ -344,6 +420,8 @@ class HttpTransport:
         self._idle = threading.Event()  # set when everything sent so far is delivered or given up
         self._idle.set()
         self._failures = _Failures(config.max_consecutive_failures, "Gateway")
+        self._stopped = False  # a final answer: nothing more is sent this run
+        self._sleep = time.sleep  # the waits between attempts; tests record them
         # Built on the sender thread: its HTTPS handler loads the CA store, tens of ms.
         self._opener: urllib.request.OpenerDirector | None = None
         self._thread = threading.Thread(target=self._loop, name="faultline-http", daemon=True)
@@ -351,7 +429,7 @@ class HttpTransport:
 
     @property
     def silenced(self) -> bool:
-        return self._failures.silenced
+        return self._failures.silenced or self._stopped
 
     @property
     def polling(self) -> bool:
@@ -382,13 +460,22 @@ class HttpTransport:
     def complete(self, journal: dict[str, Any]) -> None:
         """Hands the journal to the Gateway, which decides the outcome from it as a runner's
         CompleteExecution would: nobody else knows how an external run ended. Called after
-        ``flush``, on the hook's thread; one retry, each bounded by the HTTP timeout."""
+        ``flush``, on the hook's thread; a retryable answer is retried once (after its
+        Retry-After, capped), a final one never. The Gateway requires the journal (a JSON
+        object), so a refused journal cannot be replaced by a completion without one."""
         if self.silenced or self._execution_id is None:
             return
         path = f"/api/v1/executions/{urllib.parse.quote(self._execution_id, safe='')}/complete"
-        for _ in range(2):
-            if self._post(path, {"journal": journal}) is not None:
+        for attempt in range(2):
+            reply = self._post(path, {"journal": journal})
+            if reply.kind == "ok":
                 return
+            if reply.kind != "retry":
+                logger.warning("faultline: the Gateway refused the run's journal (%s); the execution stays incomplete", reply.reason)
+                return
+            self._failures.failed(f"POST {path}: {reply.reason}")
+            if attempt == 0 and reply.retry_after_s:
+                self._sleep(reply.retry_after_s)
 
     def close(self) -> None:
         """Stop after what is queued. No waiting: ``flush`` ran after the last event, and
@@ -412,42 +499,78 @@ class HttpTransport:
                     self._queue.put(None)  # stop once this batch is through
                     break
                 pending.append(item)
-            delivered = self._deliver(pending)
+            before = len(pending)
+            pending, retry = self._deliver(pending)
+            if retry is None:
+                self._failures.succeeded()
+            else:
+                self._failures.failed(retry.reason)
             with self._lock:
-                if delivered or self.silenced:
-                    self._queued -= len(pending)
-                    pending = []
+                self._queued -= before - len(pending)
                 if self.silenced:
                     self._queued = 0
                     self._idle.set()
                     return
                 if not pending and self._queued == 0:
                     self._idle.set()
-            if not delivered:
-                time.sleep(min(0.25 * 2**self._failures.consecutive, 2.0))
-            else:
-                self._failures.succeeded()
+            if retry is not None:
+                backoff = min(0.25 * 2**self._failures.consecutive, 2.0)
+                self._sleep(max(backoff, retry.retry_after_s or 0.0))
 
-    def _deliver(self, events: list[dict[str, Any]]) -> bool:
+    def _deliver(self, events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Reply | None]:
+        """Sends ``events``; returns those still to send (a tail of ``events``) and the
+        retryable reply that stopped it, or ([], None) when each was stored or dropped."""
         if self._execution_id is None:
-            self._execution_id = self._create_execution()
-            if self._execution_id is None:
-                return False
+            created = self._create_execution()
+            if isinstance(created, Reply):
+                return (events, created) if created.kind == "retry" else ([], None)
+            self._execution_id = created
         path = f"/api/v1/executions/{urllib.parse.quote(self._execution_id, safe='')}/events"
-        return self._post(path, {"events": events}) is not None
+        reply = self._post(path, {"events": events})
+        if reply.kind == "ok":
+            return [], None
+        if reply.kind == "retry":
+            return events, reply
+        if reply.kind == "final":
+            self._stop(f"sending events to execution {self._execution_id}", reply)
+            return [], None
+        if len(events) == 1:
+            logger.warning(
+                "faultline: the Gateway refused event %s (%s) with %s; dropping it",
+                events[0].get("seq"), events[0].get("type"), reply.reason,
+            )
+            return [], None
+        # The Gateway takes a batch whole or not at all, and keeps each (execution, seq) once:
+        # halves can be sent again safely until the refused events stand alone.
+        middle = len(events) // 2
+        rest, retry = self._deliver(events[:middle])
+        if retry is not None:
+            return rest + events[middle:], retry
+        if self.silenced:
+            return [], None
+        return self._deliver(events[middle:])
 
-    def _create_execution(self) -> str | None:
+    def _create_execution(self) -> str | Reply:
+        """The new execution's id, or the reply that prevented it (a final one stops the run)."""
         assert self._config.experiment_id
         experiment = urllib.parse.quote(self._config.experiment_id, safe="")
-        body = self._post(f"/api/v1/experiments/{experiment}/executions", {"external": True})
-        created = body.get("id") if isinstance(body, dict) else None
-        if not isinstance(created, str) or not created:
-            self._failures.failed("creating the execution: no id in the answer")
-            return None
-        return created
+        reply = self._post(f"/api/v1/experiments/{experiment}/executions", {"external": True})
+        if reply.kind == "ok":
+            created = reply.body.get("id") if isinstance(reply.body, dict) else None
+            if isinstance(created, str) and created:
+                return created
+            return Reply("retry", reason="creating the execution: no id in the answer")
+        if reply.kind != "retry":
+            self._stop(f"creating an execution of experiment {self._config.experiment_id}", reply)
+        return reply
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any | None:
-        """The decoded JSON answer ({} when empty), or None on any failure."""
+    def _stop(self, what: str, reply: Reply) -> None:
+        """A final answer: later requests would all be refused the same way."""
+        if not self._stopped:
+            logger.warning("faultline: the Gateway refused %s (%s); reporting stops for this run", what, reply.reason)
+        self._stopped = True
+
+    def _post(self, path: str, body: dict[str, Any]) -> Reply:
         request = urllib.request.Request(
             self._config.url + path,  # type: ignore[operator]
             data=json.dumps(without_nul(body), separators=(",", ":"), default=lambda o: without_nul(str(o))).encode("utf-8"),
@@ -464,14 +587,18 @@ class HttpTransport:
             with self._opener.open(request, timeout=self._config.http_timeout_s) as response:
                 raw = response.read(MAX_LINE_BYTES)
         except urllib.error.HTTPError as error:
-            self._failures.failed(f"POST {path}: HTTP {error.code}")
-            return None
+            try:
+                raw = error.read(PROBLEM_BODY_BYTES)
+            except (OSError, ValueError):
+                raw = b""
+            finally:
+                error.close()
+            return Reply.of_status(error.code, error.headers, raw)
         except (OSError, ValueError) as error:
-            self._failures.failed(f"POST {path}: {error}")
-            return None
+            return Reply("retry", reason=f"POST {path}: {error}")
         if not raw.strip():
-            return {}
+            return Reply("ok", body={})
         try:
-            return json.loads(raw)
-        except ValueError:
-            return {}
+            return Reply("ok", body=json.loads(raw))
+        except (ValueError, RecursionError):
+            return Reply("ok", body={})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runnerside import Chaos, FakeRunner
+from runnerside import Chaos, FakeRunner, Gateway
 
 
 @pytest.fixture
@@ -35,3 +35,12 @@ def chaos(short_tmp: Path) -> Chaos:
     workdir.mkdir()
     return Chaos(workdir)
 
+
+
+@pytest.fixture
+def gateway() -> Iterator[tuple[Gateway, str]]:
+    """The Gateway stand-in and its base URL."""
+    state = Gateway()
+    server = state.serve()
+    yield state, server.url
+    server.close()

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +221,8 @@ class Chaos:
             command += ["--control-file", str(path)]
         command += ["--journal-path", str(journal), *(extra or []), str(experiment)]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("FAULTLINE_")}
-        environment["PYTHONPATH"] = str(self.workdir)
+        # An inherited PYTHONPATH (a source tree under test) stays behind the work directory.
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.workdir), os.environ.get("PYTHONPATH")]))
         environment.update(env or {})
         process = subprocess.Popen(
             command,
@@ -366,8 +367,86 @@ class LocalHTTPServer:
     def __init__(self, handler: type) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # A short poll interval: `shutdown` waits up to one of them, at every test's teardown.
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# A scripted answer: (status, headers, body bytes), or None for the stand-in's default.
+Reply = tuple[int, dict[str, str], bytes]
+
+
+@dataclass
+class Gateway:
+    """A stand-in for the Gateway's JSON API on a `LocalHTTPServer`: records every request and
+    answers with ``status`` (201 with ``created_id`` for a new execution), unless ``answer``
+    scripts the reply from the path and the decoded body. Stores events once per seq, as the
+    real one does, from the 2xx answers only."""
+
+    status: int = 202
+    created_id: Any = "ex-created"
+    answer: Callable[[str, Any], Reply | None] | None = None
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def events(self) -> list[dict[str, Any]]:
+        seen: dict[int, dict[str, Any]] = {}
+        for r in self.requests:
+            if r["path"].endswith("/events") and r["status"] < 300:
+                for e in r["body"]["events"]:
+                    seen.setdefault(e["seq"], e)
+        return [seen[k] for k in sorted(seen)]
+
+    def batches(self) -> list[tuple[list[int], int]]:
+        """(seqs, status) of every events request, in order."""
+        return [([e["seq"] for e in r["body"]["events"]], r["status"]) for r in self.requests if r["path"].endswith("/events")]
+
+    def serve(self) -> LocalHTTPServer:
+        state = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                body = json.loads(raw)
+                record = {"path": self.path, "authorization": self.headers.get("Authorization"),
+                          "content_type": self.headers.get("Content-Type"), "body": body}
+                scripted = state.answer(self.path, body) if state.answer else None
+                if scripted is None:
+                    scripted = state._default(self.path, self.server.server_address[1])
+                status, headers, reply = scripted
+                state.requests.append({**record, "status": status})
+                try:
+                    self.send_response(status)
+                    for name, value in {"Content-Type": "application/json", **headers}.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except OSError:
+                    pass  # the control stops reading a huge answer, or gave up waiting for it
+
+            def do_GET(self) -> None:  # noqa: N802  # where a followed 302 would land
+                state.requests.append({"path": self.path, "authorization": self.headers.get("Authorization"), "status": 404})
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return LocalHTTPServer(Handler)
+
+    def _default(self, path: str, port: int) -> Reply:
+        if self.status in (301, 302, 307, 308):
+            return self.status, {"Location": f"http://127.0.0.1:{port}/elsewhere{path}"}, b""
+        if path.startswith("/api/v1/experiments/") and path.endswith("/executions") and self.status < 300:
+            return 201, {}, json.dumps({"id": self.created_id}).encode()
+        return self.status, {}, b"{}"
+
+
+def problem(status: int, code: str, detail: str) -> Reply:
+    """An answer in the Gateway's error shape (RFC 9457 with a `code`)."""
+    body = {"type": "about:blank", "title": "refused", "status": status, "code": code, "detail": detail}
+    return status, {"Content-Type": "application/problem+json"}, json.dumps(body).encode()
