@@ -22,16 +22,17 @@ from chaosfaultline import PROTOCOL_VERSION
 from chaosfaultline.config import Config, Mode
 from chaosfaultline.transport import (
     MAX_LINE_BYTES,
+    TRUNCATION_MARKER,  # re-exported: tests and callers clip with the same marker
     Answer,
     HttpTransport,
     SocketTransport,
     Transport,
+    clip_text,
     encode,
 )
 
 logger = logging.getLogger("chaostoolkit")
 
-TRUNCATION_MARKER = "…[truncated]"
 CONTROL_MODULE = "chaosfaultline.control"
 _ABSENT = object()
 
@@ -438,12 +439,7 @@ class Reporter:
 
     def clip(self, text: Any) -> Any:
         """A string cut to ``output_limit`` UTF-8 bytes, marked when cut; anything else as is."""
-        if not isinstance(text, str):
-            return text
-        raw = text.encode("utf-8", "replace")
-        if len(raw) <= self.config.output_limit:
-            return text
-        return raw[: self.config.output_limit].decode("utf-8", "ignore") + TRUNCATION_MARKER
+        return clip_text(text, self.config.output_limit) if isinstance(text, str) else text
 
     def output_fields(self, output: Any) -> dict[str, Any]:
         """The output as is when its JSON fits the limit, else a clipped JSON string."""

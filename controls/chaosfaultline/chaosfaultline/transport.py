@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import socket
@@ -38,6 +39,29 @@ HTTP_BATCH_EVENTS = 500
 RETRY_AFTER_CAP_S = 5.0
 # How much of an error answer is read for its problem `code` and `detail`.
 PROBLEM_BODY_BYTES = 64 * 1024
+TRUNCATION_MARKER = "…[truncated]"
+# Strings a stub keeps (PROTOCOL.md §8) stay within the Gateway's 1000 bytes for an activity
+# name, marker included, so a clipped name is storable.
+STUB_TEXT_BYTES = 1000 - len(TRUNCATION_MARKER.encode("utf-8"))
+# The payload fields a stub keeps, per type: what identifies the step to whoever follows the
+# events (the console's timeline pairs `*-before`/`*-after` by them).
+STUB_FIELDS: dict[str, tuple[str, ...]] = {
+    "loading-before": ("source",),
+    "loading-after": ("title",),
+    "experiment-before": ("title", "execution_id", "protocol"),
+    "experiment-after": ("status", "deviated", "duration", "steady_state_before", "steady_state_after", "interruption"),
+    "hypothesis-before": ("title", "phase", "probes"),
+    "hypothesis-after": ("title", "phase", "steady_state_met"),
+    "method-before": ("activities",),
+    "method-after": ("runs", "succeeded", "failed"),
+    "rollbacks-before": ("activities",),
+    "rollbacks-after": ("runs", "succeeded", "failed"),
+    "activity-before": ("name", "activity_type", "phase", "background"),
+    "activity-after": ("name", "activity_type", "phase", "status", "duration"),
+    "paused": ("at", "until_us", "reason"),
+    "resumed": ("at", "outcome", "paused_us"),
+    "terminate-requested": ("reason", "rollbacks", "at", "ts_us"),
+}
 
 State = Literal["run", "pause", "terminate"]
 
@@ -47,6 +71,52 @@ def encode(message: dict[str, Any]) -> bytes:
     ``message`` cannot be. ``default=str`` keeps odd values (bytes, sets) encodable."""
     text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False)
     return (text + "\n").encode("utf-8", "replace")
+
+
+def clip_text(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` UTF-8 bytes (at a character boundary), marked when cut."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return text
+    return raw[:limit].decode("utf-8", "ignore") + TRUNCATION_MARKER
+
+
+def json_body(value: Any) -> bytes:
+    """What an HTTP request carries: compact JSON, NUL-free (see ``without_nul``)."""
+    return json.dumps(without_nul(value), separators=(",", ":"), default=lambda o: without_nul(str(o))).encode("utf-8")
+
+
+def stub_of(event: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """The event the Gateway refused (``reply``), reduced to what keeps the execution's ``seq``
+    contiguous and its step recognisable: same seq, type and time, the type's identifying
+    fields as small clean values, and ``dropped`` saying why (PROTOCOL.md §8)."""
+    payload = event.get("payload")
+    payload = payload if isinstance(payload, dict) else {}
+    kept = {name: _small(payload[name], 2) for name in STUB_FIELDS.get(str(event.get("type")), ()) if name in payload}
+    try:
+        size: int | None = len(json_body(payload))
+    except (TypeError, ValueError, RecursionError):
+        size = None
+    kept["dropped"] = {"status": reply.status, "code": _small(reply.code, 0), "bytes": size}
+    return {"seq": event.get("seq"), "type": event.get("type"), "ts_us": event.get("ts_us"), "payload": kept}
+
+
+def _small(value: Any, depth: int) -> Any:
+    """``value`` if it is a plain scalar (strings clipped, with what the Gateway cannot store
+    replaced), an object of at most 8 such fields while ``depth`` lasts, else null."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        # Lone surrogates (not UTF-8) to "?", NUL (not storable as jsonb) to U+FFFD.
+        return clip_text(value.encode("utf-8", "replace").decode("utf-8").replace("\0", "\ufffd"), STUB_TEXT_BYTES)
+    if isinstance(value, dict) and depth > 0:
+        fields = [(k, v) for k, v in value.items() if isinstance(k, str)][:8]
+        return {_small(k[:64], 0): _small(v, depth - 1) for k, v in fields}
+    return None
 
 
 def without_nul(value: Any) -> Any:
@@ -407,7 +477,8 @@ class HttpTransport:
 
     What is retried and what is not follows `Reply`: a retryable answer keeps the batch and
     counts a failure (``max_consecutive_failures`` in a row silence the run); a refused batch
-    is split until the refused events are alone, and only those are dropped; any other 4xx
+    is split until the refused events are alone, and each is replaced by a stub (dropped if
+    the stub is refused too); any other 4xx
     stops reporting for the run at once, since no later request can succeed."""
 
     def __init__(self, config: Config) -> None:
@@ -421,6 +492,7 @@ class HttpTransport:
         self._idle.set()
         self._failures = _Failures(config.max_consecutive_failures, "Gateway")
         self._stopped = False  # a final answer: nothing more is sent this run
+        self._stubbed: set[Any] = set()  # seqs whose event was refused and replaced by a stub
         self._sleep = time.sleep  # the waits between attempts; tests record them
         # Built on the sender thread: its HTTPS handler loads the CA store, tens of ms.
         self._opener: urllib.request.OpenerDirector | None = None
@@ -535,11 +607,7 @@ class HttpTransport:
             self._stop(f"sending events to execution {self._execution_id}", reply)
             return [], None
         if len(events) == 1:
-            logger.warning(
-                "faultline: the Gateway refused event %s (%s) with %s; dropping it",
-                events[0].get("seq"), events[0].get("type"), reply.reason,
-            )
-            return [], None
+            return self._replace(events[0], reply)
         # The Gateway takes a batch whole or not at all, and keeps each (execution, seq) once:
         # halves can be sent again safely until the refused events stand alone.
         middle = len(events) // 2
@@ -549,6 +617,20 @@ class HttpTransport:
         if self.silenced:
             return [], None
         return self._deliver(events[middle:])
+
+    def _replace(self, event: dict[str, Any], reply: Reply) -> tuple[list[dict[str, Any]], Reply | None]:
+        """A refused event is sent once more as its stub, so the execution's seqs stay
+        contiguous (a hole would hold back what the Gateway reports as received). A stub is
+        never replaced in turn: refused, it is dropped."""
+        seq = event.get("seq")
+        if seq in self._stubbed:
+            logger.warning("faultline: the Gateway refused the stub of event %s (%s) with %s; dropping it",
+                           seq, event.get("type"), reply.reason)
+            return [], None
+        self._stubbed.add(seq)
+        logger.warning("faultline: the Gateway refused event %s (%s) with %s; sending a stub in its place",
+                       seq, event.get("type"), reply.reason)
+        return self._deliver([stub_of(event, reply)])
 
     def _create_execution(self) -> str | Reply:
         """The new execution's id, or the reply that prevented it (a final one stops the run)."""
@@ -573,7 +655,7 @@ class HttpTransport:
     def _post(self, path: str, body: dict[str, Any]) -> Reply:
         request = urllib.request.Request(
             self._config.url + path,  # type: ignore[operator]
-            data=json.dumps(without_nul(body), separators=(",", ":"), default=lambda o: without_nul(str(o))).encode("utf-8"),
+            data=json_body(body),
             method="POST",
             headers={
                 "Authorization": f"Bearer {self._config.token}",
