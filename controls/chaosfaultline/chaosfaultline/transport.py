@@ -62,6 +62,8 @@ STUB_FIELDS: dict[str, tuple[str, ...]] = {
     "resumed": ("at", "outcome", "paused_us"),
     "terminate-requested": ("reason", "rollbacks", "at", "ts_us"),
 }
+# The only kept fields that are objects (of a few scalars, `interruption` holding an `at`).
+STUB_OBJECTS = frozenset({"at", "interruption"})
 
 State = Literal["run", "pause", "terminate"]
 
@@ -92,7 +94,7 @@ def stub_of(event: dict[str, Any], reply: Reply) -> dict[str, Any]:
     fields as small clean values, and ``dropped`` saying why (PROTOCOL.md §8)."""
     payload = event.get("payload")
     payload = payload if isinstance(payload, dict) else {}
-    kept = {name: _small(payload[name], 2) for name in STUB_FIELDS.get(str(event.get("type")), ()) if name in payload}
+    kept = {name: _small(payload[name], 2 if name in STUB_OBJECTS else 0) for name in STUB_FIELDS.get(str(event.get("type")), ()) if name in payload}
     try:
         size: int | None = len(json_body(payload))
     except (TypeError, ValueError, RecursionError):

@@ -121,18 +121,65 @@ def test_final_answers_stop_the_run_after_one_request(sender: tuple[Gateway, Sen
     assert len(warnings) == 1 and f"HTTP {status} {code}: no" in warnings[0] and "stops" in warnings[0]
 
 
+def is_stub(body: Any) -> bool:
+    return any("dropped" in e["payload"] for e in body["events"])
+
+
+def payload_bytes(payload: Any) -> int:
+    """The size the control reports for a refused payload: its JSON as it was sent."""
+    return len(json.dumps(payload, separators=(",", ":")).encode())
+
+
 @pytest.mark.parametrize("status", [400, 413, 422])
-def test_a_refused_single_event_is_dropped_and_the_run_goes_on(sender: tuple[Gateway, Sender], status: int,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_a_refused_single_event_is_replaced_by_its_stub(sender: tuple[Gateway, Sender], status: int,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    state, s = sender
+    refused = event(1, name="probe-1", activity_type="probe", phase="method", status="failed", duration=0.5,
+                    output="x" * 5000, output_truncated=False, error="boom")
+    state.answer = lambda path, body: None if is_stub(body) or body["events"][0]["seq"] != 1 else problem(status, "event.invalid", "bad one")
+    with caplog.at_level(logging.WARNING, logger="chaostoolkit"):
+        s.send(refused)
+        s.send(event(2))
+    assert state.batches() == [([1], status), ([1], 202), ([2], 202)]
+    assert s.waits == [] and not s.transport.silenced
+    stored = state.events()
+    assert [e["seq"] for e in stored] == [1, 2]
+    assert stored[0] == {"seq": 1, "type": "activity-after", "ts_us": 1, "payload": {
+        "name": "probe-1", "activity_type": "probe", "phase": "method", "status": "failed", "duration": 0.5,
+        "dropped": {"status": status, "code": "event.invalid", "bytes": payload_bytes(refused["payload"])}}}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"faultline: the Gateway refused event 1 (activity-after) with HTTP {status} event.invalid: bad one; sending a stub in its place"]
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_a_refused_stub_is_dropped_after_one_more_request(sender: tuple[Gateway, Sender], status: int,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     state, s = sender
     state.answer = lambda path, body: problem(status, "event.invalid", "bad one") if body["events"][0]["seq"] == 1 else None
     with caplog.at_level(logging.WARNING, logger="chaostoolkit"):
-        s.send(event(1))
+        s.send(event(1, name="a"))
         s.send(event(2))
-    assert state.batches() == [([1], status), ([2], 202)]
+    requests = state.requests
+    assert state.batches() == [([1], status), ([1], status), ([2], 202)]
+    assert "dropped" not in requests[0]["body"]["events"][0]["payload"] and is_stub(requests[1]["body"])
+    assert [e["seq"] for e in state.events()] == [2]
     assert s.waits == [] and not s.transport.silenced
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == [f"faultline: the Gateway refused event 1 (activity-after) with HTTP {status} event.invalid: bad one; dropping it"]
+    assert warnings == [
+        f"faultline: the Gateway refused event 1 (activity-after) with HTTP {status} event.invalid: bad one; sending a stub in its place",
+        f"faultline: the Gateway refused the stub of event 1 (activity-after) with HTTP {status} event.invalid: bad one; dropping it",
+    ]
+
+
+def test_a_stub_answered_retryable_is_sent_again_with_later_events(sender: tuple[Gateway, Sender]) -> None:
+    """The stub takes the refused event's place in the queue: a retryable answer keeps it."""
+    state, s = sender
+    answers = iter([problem(400, "event.invalid", "bad"), (503, {}, b"{}")])
+    state.answer = lambda path, body: next(answers, None)
+    s.send(event(1, name="a"))
+    assert state.batches() == [([1], 400), ([1], 503), ([1], 202)]
+    assert state.events()[0]["payload"] == {"name": "a", "dropped": {"status": 400, "code": "event.invalid", "bytes": 12}}
+    assert s.waits == [0.5]
 
 
 def test_connection_errors_and_timeouts_are_retried(gateway: tuple[Gateway, str]) -> None:
@@ -177,14 +224,15 @@ def test_connection_errors_and_timeouts_are_retried(gateway: tuple[Gateway, str]
 # -- a refused event inside a batch ---------------------------------------------------------
 
 
-def test_a_batch_with_one_refused_event_loses_only_that_event(sender: tuple[Gateway, Sender],
+def test_a_batch_with_one_refused_event_stores_its_stub_in_its_place(sender: tuple[Gateway, Sender],
                                                              caplog: pytest.LogCaptureFixture) -> None:
     """The Gateway takes a batch whole or not at all: the control halves it until the refused
     event is alone. Each (execution, seq) is stored once, so the halves' repeats are harmless."""
     state, s = sender
 
     def refuse_seq_5(path: str, body: Any) -> Reply | None:
-        return problem(400, "event.payload.invalid", "not storable") if any(e["seq"] == 5 for e in body["events"]) else None
+        refused = any(e["seq"] == 5 and "dropped" not in e["payload"] for e in body["events"])
+        return problem(400, "event.payload.invalid", "not storable") if refused else None
 
     state.answer, send_behind = held_first(refuse_seq_5)
     with caplog.at_level(logging.WARNING, logger="chaostoolkit"):
@@ -196,13 +244,16 @@ def test_a_batch_with_one_refused_event_loses_only_that_event(sender: tuple[Gate
         ([5, 6, 7, 8], 400),
         ([5, 6], 400),
         ([5], 400),
+        ([5], 202),  # its stub
         ([6], 202),
         ([7, 8], 202),
     ]
-    assert [e["seq"] for e in state.events()] == [1, 2, 3, 4, 6, 7, 8]
+    stored = state.events()
+    assert [e["seq"] for e in stored] == list(range(1, 9))
+    assert [e["seq"] for e in stored if "dropped" in e["payload"]] == [5]
     assert s.waits == [] and not s.transport.silenced
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        "faultline: the Gateway refused event 5 (activity-after) with HTTP 400 event.payload.invalid: not storable; dropping it"
+        "faultline: the Gateway refused event 5 (activity-after) with HTTP 400 event.payload.invalid: not storable; sending a stub in its place"
     ]
 
 
@@ -311,13 +362,58 @@ def test_hostile_answer_bodies_never_crash_the_control(sender: tuple[Gateway, Se
         s.transport.complete({"status": "completed"})
     expected = {
         202: [([1], 202), ([2], 202)],
-        400: [([1], 400), ([2], 202)],  # dropped alone, then on
+        400: [([1], 400), ([1], 202), ([2], 202)],  # replaced by its stub, then on
         401: [([1], 401)],  # stopped
         503: [([1], 503), ([1], 202), ([2], 202)],  # retried
     }[status]
     assert state.batches() == expected
     assert s.transport.silenced is (status == 401)
     assert all(len(r.getMessage()) < 2000 for r in caplog.records)  # problem fields are clipped
+    if status == 400:
+        code = state.events()[0]["payload"]["dropped"]["code"]
+        assert code is None or (isinstance(code, str) and len(code) <= 200)
+
+
+def nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def test_hostile_content_of_a_refused_event_stays_out_of_its_stub(sender: tuple[Gateway, Sender]) -> None:
+    """Only the type's identifying fields survive, each a clipped, storable scalar (or a small
+    object for `at`); the output and anything unknown are left out whatever they hold."""
+    state, s = sender
+    huge = "é" * 600_000
+    hostile = [
+        event(1, name=huge, activity_type="probe\0x", phase="method", status="succeeded", duration=float("nan"),
+              output={"deep": nested(200)}, error="\0" * 10_000, extra=huge),
+        event(2, name=nested(200), activity_type=["a"] * 1000, phase="\ud800bad", status=10**40, duration=3),
+        {"seq": 3, "type": "paused", "ts_us": 7, "payload": {"at": nested(200), "until_us": 5, "reason": huge}},
+        {"seq": 4, "type": "resumed", "ts_us": 8, "payload": {
+            "at": {f"key{i}\0" + "k" * 100: "v" * 2000 for i in range(50)}, "outcome": "resumed", "paused_us": 1}},
+        {"seq": 5, "type": "no-such-type", "ts_us": 9, "payload": {"name": "x", "other": huge}},
+    ]
+    state.answer = lambda path, body: None if is_stub(body) else problem(422, "\0" + "c" * 10_000, "refused")
+    s.send(*hostile)
+    stored = state.events()
+    assert [e["seq"] for e in stored] == [1, 2, 3, 4, 5]
+    assert all(e["type"] == h["type"] and e["ts_us"] == h["ts_us"] for e, h in zip(stored, hostile))
+    dropped = {"status": 422, "code": "\ufffd" + "c" * 199}
+    one, two, three, four, five = (e["payload"] for e in stored)
+    first_sent = next(r["body"]["events"][0] for r in state.requests if r["body"]["events"][0]["seq"] == 1)
+    assert one["dropped"] == {**dropped, "bytes": payload_bytes(first_sent["payload"])}
+    assert one["dropped"]["bytes"] > 7_200_000  # the refused payload's size (é sent as \\u00e9), not the stub's
+    assert set(one) == {"name", "activity_type", "phase", "status", "duration", "dropped"}
+    assert len(one["name"].encode()) <= 1000 and one["name"].endswith("…[truncated]")
+    assert one["activity_type"] == "probe\ufffdx" and one["duration"] is None
+    assert two == {"name": None, "activity_type": None, "phase": "?bad", "status": None, "duration": 3,
+                   "dropped": {**dropped, "bytes": two["dropped"]["bytes"]}}
+    assert three["at"] == {"k": {"k": None}} and three["until_us"] == 5 and len(three["reason"].encode()) <= 1000
+    assert len(four["at"]) == 8 and all(len(k) <= 64 and "\0" not in k and len(v.encode()) <= 1000 for k, v in four["at"].items())
+    assert set(five) == {"dropped"}
+    assert all(len(json.dumps(e)) < 12_000 for e in stored)
 
 
 @pytest.mark.parametrize("body", [b"not json", b'{"id": ""}', b'{"id": 42}', b"[]", b"x" * (3 * 1024 * 1024)])
@@ -334,14 +430,15 @@ def test_creating_the_execution_with_a_hostile_answer(gateway: tuple[Gateway, st
 # -- through real `chaos run`s ---------------------------------------------------------------------
 
 
-def test_a_refused_event_in_a_run_loses_only_that_event(chaos: Chaos, gateway: tuple[Gateway, str]) -> None:
-    """The Gateway refuses every body holding an event of the activity `poison`: both of its
-    events are dropped, everything else is stored, and the run completes on the Gateway."""
+def test_a_refused_event_in_a_run_is_stored_as_its_stub(chaos: Chaos, gateway: tuple[Gateway, str]) -> None:
+    """The Gateway refuses every body holding a full event of the activity `poison`: both of
+    its events are stored as stubs with their seqs, so the execution's seqs stay 1..n and
+    the step is still recognisable; everything else is stored as sent."""
     state, url = gateway
 
     def refuse_poison(path: str, body: Any) -> Reply | None:
         events = body.get("events") or []
-        if any(e["payload"].get("name") == "poison" for e in events):
+        if any(e["payload"].get("name") == "poison" and "dropped" not in e["payload"] for e in events):
             return problem(400, "event.payload.invalid", "poisoned")
         return None
 
@@ -354,14 +451,26 @@ def test_a_refused_event_in_a_run_loses_only_that_event(chaos: Chaos, gateway: t
     assert journal is not None and (journal["status"], done.returncode) == ("completed", 0)
     assert journal["faultline"]["reporting"] == "ok"
     stored = state.events()
-    refused = [seq for seq, status in ((b[0][0], b[1]) for b in state.batches() if len(b[0]) == 1) if status == 400]
-    assert len(refused) == 2
-    assert [e["seq"] for e in stored] == [n for n in range(1, journal["faultline"]["last_seq"] + 1) if n not in refused]
-    assert not any(e["payload"].get("name") == "poison" for e in stored)
+    assert [e["seq"] for e in stored] == list(range(1, journal["faultline"]["last_seq"] + 1))
+    refused = {r["body"]["events"][0]["seq"]: r["body"]["events"][0] for r in state.requests
+               if r["status"] == 400 and len(r["body"]["events"]) == 1}
+    stubs = [e for e in stored if "dropped" in e["payload"]]
+    assert [e["seq"] for e in stubs] == sorted(refused) and len(stubs) == 2
+    before, after = stubs
+    assert (before["type"], after["type"]) == ("activity-before", "activity-after")
+    for stub in stubs:
+        original = refused[stub["seq"]]
+        assert (stub["type"], stub["ts_us"]) == (original["type"], original["ts_us"])
+        assert stub["payload"]["dropped"] == {"status": 400, "code": "event.payload.invalid", "bytes": payload_bytes(original["payload"])}
+    assert before["payload"] == {"name": "poison", "activity_type": "probe", "phase": "method", "background": False,
+                                 "dropped": before["payload"]["dropped"]}
+    assert {k: after["payload"][k] for k in ("name", "activity_type", "phase", "status")} == {
+        "name": "poison", "activity_type": "probe", "phase": "method", "status": "succeeded"}
+    assert "output" not in after["payload"] and isinstance(after["payload"]["duration"], float)
     assert ("after", "succeeded") in [(e["payload"]["name"], e["payload"]["status"]) for e in stored if e["type"] == "activity-after"]
     assert stored[-1]["type"] == "experiment-after"
     assert state.requests[-1]["path"] == "/api/v1/executions/ex-1/complete" and state.requests[-1]["status"] == 202
-    assert done.log.count("dropping it") == 2
+    assert done.log.count("sending a stub in its place") == 2 and "dropping it" not in done.log
 
 
 def test_a_401_mid_run_stops_reporting_and_the_run_completes(chaos: Chaos, gateway: tuple[Gateway, str]) -> None:
