@@ -142,7 +142,7 @@ class Reporter:
             try:
                 if len(encode(event)) > MAX_LINE_BYTES:
                     event["payload"] = {"dropped": "payload too large"}
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):  # the seq is taken: never leave a hole
                 event["payload"] = {"dropped": "payload not encodable"}
             assert self.transport is not None
             self.transport.send(event)

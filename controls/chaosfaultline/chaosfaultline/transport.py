@@ -84,8 +84,11 @@ def clip_text(text: str, limit: int) -> str:
 
 
 def json_body(value: Any) -> bytes:
-    """What an HTTP request carries: compact JSON, NUL-free (see ``without_nul``)."""
-    return json.dumps(without_nul(value), separators=(",", ":"), default=lambda o: without_nul(str(o))).encode("utf-8")
+    """What an HTTP request carries: compact JSON, NUL-free (see ``without_nul``), with lone
+    surrogates sent as ``?`` as on the socket: escaped (``\\ud800``) the Gateway would refuse
+    the body, since neither it nor Postgres takes them."""
+    text = json.dumps(without_nul(value), separators=(",", ":"), ensure_ascii=False, default=lambda o: without_nul(str(o)))
+    return text.encode("utf-8", "replace")
 
 
 def stub_of(event: dict[str, Any], reply: Reply) -> dict[str, Any]:

@@ -265,3 +265,13 @@ def test_an_unencodable_payload_is_dropped_not_sent_as_invalid_json() -> None:
     reporter.emit("activity-after", {"duration": float("nan"), ("odd", "key"): 1})  # type: ignore[dict-item]
     assert transport.events[0]["payload"] == {"dropped": "payload not encodable"}
     json.loads(encode(transport.events[0]))
+
+
+def test_a_payload_nested_too_deep_to_encode_keeps_its_seq() -> None:
+    reporter, transport = scripted([])
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    reporter.emit("activity-after", {"output": deep})
+    reporter.emit("activity-after", {"output": 1})
+    assert [(e["seq"], e["payload"]) for e in transport.events] == [(1, {"dropped": "payload not encodable"}), (2, {"output": 1})]
