@@ -97,7 +97,8 @@ def stub_of(event: dict[str, Any], reply: Reply) -> dict[str, Any]:
     fields as small clean values, and ``dropped`` saying why (PROTOCOL.md §8)."""
     payload = event.get("payload")
     payload = payload if isinstance(payload, dict) else {}
-    kept = {name: _small(payload[name], 2 if name in STUB_OBJECTS else 0) for name in STUB_FIELDS.get(str(event.get("type")), ()) if name in payload}
+    fields = [name for name in STUB_FIELDS.get(str(event.get("type")), ()) if name in payload]
+    kept = {name: _small(payload[name], 2 if name in STUB_OBJECTS else 0) for name in fields}
     try:
         size: int | None = len(json_body(payload))
     except (TypeError, ValueError, RecursionError):
@@ -483,8 +484,8 @@ class HttpTransport:
     What is retried and what is not follows `Reply`: a retryable answer keeps the batch and
     counts a failure (``max_consecutive_failures`` in a row silence the run); a refused batch
     is split until the refused events are alone, and each is replaced by a stub (dropped if
-    the stub is refused too); any other 4xx
-    stops reporting for the run at once, since no later request can succeed."""
+    the stub is refused too); any other 4xx stops reporting for the run at once, since no
+    later request can succeed."""
 
     def __init__(self, config: Config) -> None:
         assert config.url and config.token
