@@ -166,11 +166,17 @@ import Testing
             }
             let pass = try await dispatched
             #expect(pass.fired == plans.count)
-            // The old runs of a plan are all deleted: each plan's latest is a new one (the 12:30 run).
             #expect(Int64(pruned) <= backlog)
+            // A replica's loop may have stopped on an empty batch while the other held the rest
+            // locked, or while a plan's newest run was still an old one (kept as its latest until the
+            // 12:30 run landed): those go in the passes after.
+            var after = 0
+            for replica in p.replicas {
+                while case let batch = try await replica.pruneOnce(), batch > 0 { after += batch }
+            }
             for replica in p.replicas { #expect(try await replica.pruneOnce() == 0) }
             #expect(try await Self.count(p.database, "created_us = \(old)") == 0)
-            #expect(Int64(pruned) == backlog, "each old run deleted once, by one replica")
+            #expect(Int64(pruned + after) == backlog, "each old run deleted once, by one replica")
             for plan in plans {
                 let runs = try await p.runs(plan)
                 #expect(runs.count == 102 && runs.filter { $0.state == .skipped }.count == 101)
