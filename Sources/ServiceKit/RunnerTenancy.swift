@@ -43,7 +43,7 @@ public enum RunnerTenancy: Sendable, Equatable, CustomStringConvertible {
         var set = Set<OrganizationID>()
         for text in organizations {
             guard let organization = OrganizationID(text) else {
-                throw TenancyError("'\(TenancyError.shown(text))' is not an organisation id (1-64 of A-Z a-z 0-9 . _ -)")
+                throw TenancyError("'\(UntrustedText.shown(text))' is not an organisation id (1-64 of A-Z a-z 0-9 . _ -)")
             }
             guard set.insert(organization).inserted else { throw TenancyError("organisation '\(text)' is listed twice") }
         }
@@ -60,7 +60,7 @@ public enum RunnerTenancy: Sendable, Equatable, CustomStringConvertible {
         guard items.contains(where: { !$0.isEmpty }) else {
             throw TenancyError("the organisation list is empty: list organisation ids, or unset it for a runner shared by every organisation")
         }
-        guard !items.contains(where: \.isEmpty) else { throw TenancyError("the organisation list '\(TenancyError.shown(text))' has an empty entry") }
+        guard !items.contains(where: \.isEmpty) else { throw TenancyError("the organisation list '\(UntrustedText.shown(text))' has an empty entry") }
         try self.init(organizations: items)
     }
 }
@@ -70,12 +70,6 @@ public struct TenancyError: Error, Equatable, CustomStringConvertible {
     public let description: String
 
     init(_ description: String) { self.description = description }
-
-    /// Hostile text in a message: at most 64 characters, anything outside printable ASCII escaped.
-    static func shown(_ text: String) -> String {
-        let clipped = text.unicodeScalars.prefix(64).map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7F ? String($0) : $0.escaped(asASCII: true) }
-        return clipped.joined() + (text.unicodeScalars.count > 64 ? "…" : "")
-    }
 }
 
 extension Substring {

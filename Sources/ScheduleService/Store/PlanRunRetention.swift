@@ -1,6 +1,7 @@
 import FaultlinePostgres
 import FaultlineProto
 import Foundation
+import ServiceKit
 
 /// Deletes SKIPPED plan runs recorded longer ago than the retention age, one small batch per
 /// statement, so that the history of a plan that skips every minute does not grow without end.
@@ -77,9 +78,7 @@ public struct SkippedRetentionError: Error, CustomStringConvertible {
     init(_ text: String) { self.text = text }
 
     public var description: String {
-        // Clipped and escaped: the value may be anything an environment holds.
-        let shown = String(reflecting: String(text.unicodeScalars.prefix(40).map(Character.init)))
-        return "\(SkippedRetention.variable) must be a whole number of days or hours up to \(SkippedRetention.maximumDays) days "
-            + "(e.g. 30d, 12h), or 0/off to keep skipped plan runs forever; got \(shown)"
+        "\(SkippedRetention.variable) must be a whole number of days or hours up to \(SkippedRetention.maximumDays) days "
+            + "(e.g. 30d, 12h), or 0/off to keep skipped plan runs forever; got '\(UntrustedText.shown(text, limit: 40))'"
     }
 }
