@@ -90,6 +90,9 @@ import FaultlineRPC
         #expect(code("57P01") == .unavailable)
         #expect(code("08006") == .unavailable)
         #expect(code("42P01") == .internalError)
+        #expect(code("22P05") == .invalidArgument)
+        #expect(code("22021") == .invalidArgument)
+        #expect(code("22012") == .internalError)  // division by zero: our SQL, not the caller's data
         #expect(code(nil, .connectionLost) == .unavailable)
         #expect(code(nil, .poolTimeout) == .unavailable)
         #expect(code("23505", .connectionLost) == .unavailable)

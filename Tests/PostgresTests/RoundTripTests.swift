@@ -180,6 +180,10 @@ import FaultlineRPC
                 }
             }
             #expect(missing?.sqlState == "42P01")
+            // U+0000 in jsonb is the caller's data, refused as such by every service.
+            let nul = await expectDatabaseError { _ = try await client.query("SELECT \("{\"a\":\"x\\u0000\"}")::jsonb") }
+            #expect(nul?.sqlState == "22P05")
+            #expect(nul.map { RPCError(from: $0).code } == .invalidArgument)
             struct Stop: Error {}
             await #expect(throws: Stop.self) {
                 _ = try await client.withConnection { connection in

@@ -103,6 +103,9 @@ extension DatabaseError: RPCErrorConvertible {
         case "23503", "23514": return .failedPrecondition  // foreign key, check
         case "40001", "40P01": return .aborted  // serialization failure, deadlock
         case "57014": return .cancelled  // query_canceled: PQcancel or statement_timeout
+        // The caller's text holds what the database cannot store (U+0000 in jsonb, 22P05;
+        // a character outside the encoding, 22021): the request's fault, whatever service stores it.
+        case "22P05", "22021": return .invalidArgument
         case "57P01", "57P02", "57P03": return .unavailable  // admin/crash shutdown, cannot connect now
         case let state? where state.hasPrefix("08"): return .unavailable  // connection exception
         default: return .internalError
@@ -117,6 +120,7 @@ extension DatabaseError: RPCErrorConvertible {
         case .aborted: "the transaction conflicted with another one; retry it"
         case .cancelled: "the database statement was cancelled"
         case .unavailable: "the database is unavailable"
+        case .invalidArgument: "a value holds a character the database cannot store (such as U+0000)"
         default: "the database failed to handle the request"
         }
     }
